@@ -1,0 +1,1 @@
+"""flask-vending-machine: the controller that runs an ESP32 vending machine."""
