@@ -1,1 +1,37 @@
 """flask-vending-machine: the controller that runs an ESP32 vending machine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from .config import Config
+from .runtime import Runtime
+
+__all__ = ["create_app", "Config", "Runtime"]
+__version__ = "2.0.0"
+
+
+def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+    """Build the app and its runtime; `config` is a Config, a mapping of its fields, or None
+    for defaults plus VENDING_* environment variables."""
+    if config is None:
+        config = Config.from_env()
+    elif not isinstance(config, Config):
+        config = Config(**config)
+
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False
+
+    runtime = Runtime(config)
+    app.extensions["vending"] = runtime
+
+    from .web import init_app
+
+    init_app(app)
+    if config.start_threads:
+        runtime.start()
+    return app

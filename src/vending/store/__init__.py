@@ -1,0 +1,368 @@
+"""The embedded SQLite store: the one owner of transactions, idempotency keys and slots."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidSlot, NotFound, SoldOut
+
+SCHEMA_PATH = Path(__file__).with_name("schema.sql")
+
+PENDING = "pending"
+SENT = "sent"
+SUCCESS = "success"
+FAILED = "failed"
+UNKNOWN = "unknown"
+STATES = (PENDING, SENT, SUCCESS, FAILED, UNKNOWN)
+OPEN_STATES = (PENDING, SENT)
+FINAL_STATES = (SUCCESS, FAILED, UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One vend, as persisted."""
+
+    id: str
+    slot: int
+    state: str
+    device_id: str | None
+    communication: str | None
+    reason: str | None
+    message: str
+    idempotency_key: str | None
+    created_at: float
+    sent_at: float | None
+    finished_at: float | None
+    checked_at: float | None
+    check_note: str | None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of a transaction."""
+        data = asdict(self)
+        data["transaction_id"] = data.pop("id")
+        data["status"] = self.state
+        return data
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One slot of the machine."""
+
+    number: int
+    name: str
+    stock: int | None
+    updated_at: float
+
+    @property
+    def sold_out(self) -> bool:
+        return self.stock == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "sold_out": self.sold_out}
+
+
+class Store:
+    """SQLite in WAL mode; every write is one committed, fully synced transaction."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a vend row must survive a power cut before any byte reaches a board.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA_PATH.read_text(encoding="utf-8"))
+        self._closed = False
+
+    def close(self) -> None:
+        """Close the database; safe to call twice."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def _write(self) -> _WriteTransaction:
+        return _WriteTransaction(self._db, self._lock)
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            self._query("SELECT 1")
+            return True
+        except sqlite3.Error:
+            return False
+
+    # Slots
+
+    def ensure_slots(self, count: int) -> None:
+        """Create slots 1..count that do not exist yet."""
+        now = time.time()
+        with self._write() as db:
+            for number in range(1, count + 1):
+                db.execute(
+                    "INSERT OR IGNORE INTO slots (number, name, stock, updated_at) VALUES (?, ?, NULL, ?)",
+                    (number, f"Slot {number}", now),
+                )
+
+    def slots(self, count: int) -> list[Slot]:
+        """The configured slots 1..count, in order."""
+        rows = self._query("SELECT * FROM slots WHERE number <= ? ORDER BY number", (count,))
+        return [Slot(**dict(row)) for row in rows]
+
+    def slot(self, number: int) -> Slot:
+        rows = self._query("SELECT * FROM slots WHERE number = ?", (number,))
+        if not rows:
+            raise InvalidSlot(f"slot {number} does not exist")
+        return Slot(**dict(rows[0]))
+
+    _UNSET: Any = object()
+
+    def update_slot(self, number: int, name: Any = _UNSET, stock: Any = _UNSET) -> Slot:
+        """Change a slot's name and/or stock (None = not counted)."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM slots WHERE number = ?", (number,)).fetchone() is None:
+                raise NotFound(f"slot {number} does not exist")
+            if name is not self._UNSET:
+                db.execute("UPDATE slots SET name = ? WHERE number = ?", (name, number))
+            if stock is not self._UNSET:
+                db.execute("UPDATE slots SET stock = ? WHERE number = ?", (stock, number))
+            db.execute("UPDATE slots SET updated_at = ? WHERE number = ?", (time.time(), number))
+        return self.slot(number)
+
+    # Transactions
+
+    def create_transaction(
+        self, slot: int, device_id: str | None, communication: str | None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Transaction, bool]:
+        """Persist a new pending vend, or return the one already made for this key.
+
+        Returns (transaction, created). The stock check counts vends still open for the
+        slot, so two customers cannot both be promised the last item.
+        """
+        now = time.time()
+        with self._write() as db:
+            if idempotency_key is not None:
+                row = db.execute(
+                    "SELECT transaction_id FROM idempotency_keys WHERE key = ?", (idempotency_key,)
+                ).fetchone()
+                if row is not None:
+                    return self._get(db, row["transaction_id"]), False
+            slot_row = db.execute("SELECT stock FROM slots WHERE number = ?", (slot,)).fetchone()
+            if slot_row is None:
+                raise InvalidSlot(f"slot {slot} does not exist")
+            if slot_row["stock"] is not None:
+                open_vends = db.execute(
+                    "SELECT COUNT(*) FROM transactions WHERE slot = ? AND state IN (?, ?)",
+                    (slot, *OPEN_STATES),
+                ).fetchone()[0]
+                if slot_row["stock"] - open_vends <= 0:
+                    raise SoldOut(f"slot {slot} is sold out", slot=slot)
+            txn_id = self._new_id(db)
+            db.execute(
+                "INSERT INTO transactions (id, slot, state, device_id, communication, message,"
+                " idempotency_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (txn_id, slot, PENDING, device_id, communication, "queued", idempotency_key, now),
+            )
+            if idempotency_key is not None:
+                db.execute(
+                    "INSERT INTO idempotency_keys (key, slot, transaction_id, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (idempotency_key, slot, txn_id, now),
+                )
+            return self._get(db, txn_id), True
+
+    @staticmethod
+    def _new_id(db: sqlite3.Connection) -> str:
+        while True:
+            txn_id = secrets.token_hex(6)
+            if db.execute("SELECT 1 FROM transactions WHERE id = ?", (txn_id,)).fetchone() is None:
+                return txn_id
+
+    def mark_sent(self, txn_id: str, device_id: str, communication: str) -> Transaction:
+        """Record that the command is about to reach a board; committed before it does."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE transactions SET state = ?, device_id = ?, communication = ?, sent_at = ?,"
+                " message = ? WHERE id = ? AND state = ?",
+                (SENT, device_id, communication, time.time(), "sent to device", txn_id, PENDING),
+            )
+            if cur.rowcount != 1:
+                raise NotFound(f"transaction {txn_id} is not pending")
+            return self._get(db, txn_id)
+
+    def reassign(self, txn_id: str, device_id: str, communication: str) -> Transaction:
+        """Move a still-pending vend to another device (fail-over before anything was sent)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE transactions SET device_id = ?, communication = ? WHERE id = ? AND state = ?",
+                (device_id, communication, txn_id, PENDING),
+            )
+            return self._get(db, txn_id)
+
+    def finish(self, txn_id: str, state: str, message: str, reason: str | None = None) -> Transaction:
+        """Close an open vend; a success takes one item off the slot's stock."""
+        if state not in FINAL_STATES:
+            raise ValueError(f"{state!r} is not a final state")
+        with self._write() as db:
+            txn = self._get(db, txn_id)
+            if txn.is_final:
+                return txn
+            db.execute(
+                "UPDATE transactions SET state = ?, message = ?, reason = ?, finished_at = ?"
+                " WHERE id = ?",
+                (state, message, reason, time.time(), txn_id),
+            )
+            if state == SUCCESS:
+                db.execute(
+                    "UPDATE slots SET stock = stock - 1, updated_at = ? WHERE number = ? AND stock > 0",
+                    (time.time(), txn.slot),
+                )
+            return self._get(db, txn_id)
+
+    def settle_unknown(self, txn_id: str, state: str, message: str,
+                       reason: str | None = None) -> Transaction:
+        """Replace an `unknown` outcome with what the board later reported."""
+        with self._write() as db:
+            txn = self._get(db, txn_id)
+            if txn.state != UNKNOWN or state not in (SUCCESS, FAILED):
+                return txn
+            db.execute(
+                "UPDATE transactions SET state = ?, message = ?, reason = ?, finished_at = ?"
+                " WHERE id = ?",
+                (state, message, reason, time.time(), txn_id),
+            )
+            if state == SUCCESS:
+                db.execute(
+                    "UPDATE slots SET stock = stock - 1 WHERE number = ? AND stock > 0", (txn.slot,)
+                )
+            return self._get(db, txn_id)
+
+    def recover_interrupted(self) -> list[Transaction]:
+        """At start-up: vends a crash left open become `unknown` (go and look)."""
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id FROM transactions WHERE state IN (?, ?)", OPEN_STATES
+            ).fetchall()
+            db.execute(
+                "UPDATE transactions SET state = ?, finished_at = ?, reason = ?, message = ?"
+                " WHERE state IN (?, ?)",
+                (UNKNOWN, time.time(), "server_restart",
+                 "the server stopped before the board confirmed; check the machine", *OPEN_STATES),
+            )
+            return [self._get(db, row["id"]) for row in rows]
+
+    def mark_checked(self, txn_id: str, note: str) -> Transaction:
+        """An operator looked at the machine for this vend."""
+        with self._write() as db:
+            self._get(db, txn_id)
+            db.execute(
+                "UPDATE transactions SET checked_at = ?, check_note = ? WHERE id = ?",
+                (time.time(), note, txn_id),
+            )
+            return self._get(db, txn_id)
+
+    def find_by_idempotency_key(self, key: str) -> Transaction | None:
+        """The transaction an idempotency key was first used for, if remembered."""
+        rows = self._query("SELECT transaction_id FROM idempotency_keys WHERE key = ?", (key,))
+        return self.get(rows[0]["transaction_id"]) if rows else None
+
+    def get(self, txn_id: str) -> Transaction:
+        with self._lock:
+            return self._get(self._db, txn_id)
+
+    @staticmethod
+    def _get(db: sqlite3.Connection, txn_id: str) -> Transaction:
+        row = db.execute("SELECT * FROM transactions WHERE id = ?", (txn_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no transaction {txn_id}")
+        return Transaction(**dict(row))
+
+    def transactions(
+        self, state: str | None = None, slot: int | None = None, device_id: str | None = None,
+        limit: int = 50, offset: int = 0,
+    ) -> tuple[list[Transaction], int]:
+        """Newest first, filtered; returns (page, total matching)."""
+        where, params = [], []
+        for column, value in (("state", state), ("slot", slot), ("device_id", device_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        total = self._query(f"SELECT COUNT(*) FROM transactions{clause}", tuple(params))[0][0]
+        rows = self._query(
+            f"SELECT * FROM transactions{clause} ORDER BY created_at DESC, rowid DESC"
+            " LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [Transaction(**dict(row)) for row in rows], total
+
+    def iter_transactions(self, **filters: Any) -> Iterator[Transaction]:
+        """Every matching transaction, newest first, a page at a time (for CSV export)."""
+        offset = 0
+        while True:
+            page, _ = self.transactions(limit=500, offset=offset, **filters)
+            yield from page
+            if len(page) < 500:
+                return
+            offset += len(page)
+
+    def counts(self) -> dict[str, int]:
+        """Number of transactions in each state."""
+        counts = dict.fromkeys(STATES, 0)
+        for row in self._query("SELECT state, COUNT(*) AS n FROM transactions GROUP BY state"):
+            counts[row["state"]] = row["n"]
+        return counts
+
+    def prune_idempotency_keys(self, older_than: float) -> int:
+        """Forget keys created before `older_than` (epoch seconds)."""
+        with self._write() as db:
+            return db.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < ?", (older_than,)
+            ).rowcount
+
+
+class _WriteTransaction:
+    """`with store._write() as db:` — one BEGIN IMMEDIATE ... COMMIT under the store lock."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._db = db
+        self._lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._db
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self._db.execute("COMMIT")
+            else:
+                self._db.execute("ROLLBACK")
+        finally:
+            self._lock.release()

@@ -1,0 +1,16 @@
+"""HTTP layer: blueprints that reach the controller only through app.extensions."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Register error handlers and every blueprint."""
+    from . import api, devices, errors, openapi, pages
+
+    errors.init_app(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(devices.bp)
+    app.register_blueprint(openapi.bp)

@@ -1,0 +1,98 @@
+"""Start the vending machine controller: `python src/app.py --help` lists the options."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from vending import create_app
+from vending.config import Config, config_from_args
+
+logger = logging.getLogger("vending")
+
+
+def local_addresses() -> list[str]:
+    """This host's IPv4 addresses other than loopback, without sending any packet."""
+    addresses: set[str] = set()
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            address = str(info[4][0])
+            if not address.startswith("127."):
+                addresses.add(address)
+    except OSError:
+        pass
+    return sorted(addresses)
+
+
+def banner(config: Config, transports: list[str]) -> str:
+    """The start-up message: where to open the page, what runs, where the data lives."""
+    port = config.port
+    urls = [f"http://localhost:{port}"]
+    if config.host in ("0.0.0.0", "::", ""):
+        urls += [f"http://{address}:{port}" for address in local_addresses()]
+    elif config.host not in ("127.0.0.1", "localhost"):
+        urls = [f"http://{config.host}:{port}"]
+    lines = [
+        "=" * 60,
+        " Flask Vending Machine controller",
+        "=" * 60,
+        " Open the web interface at:",
+        *[f"   {url}" for url in urls],
+        f" Devices: {', '.join(transports) or 'none'}",
+        f" Data: {config.data_dir.resolve()}",
+        " Stop with Ctrl+C.",
+        "=" * 60,
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse options, build the app, serve until Ctrl+C or SIGTERM."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = config_from_args(argv)
+    except ValueError as exc:
+        logger.error("bad setting: %s", exc)
+        return 2
+    app = create_app(config)
+    runtime = app.extensions["vending"]
+
+    def stop_on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    try:
+        if config.dev:
+            print(banner(config, runtime.transports), flush=True)
+            app.run(host=config.host, port=config.port, threaded=True, use_reloader=False)
+        else:
+            from waitress import create_server
+
+            try:
+                server = create_server(
+                    app, host=config.host, port=config.port, threads=config.threads,
+                    max_request_body_size=config.max_body_bytes, ident="vending",
+                )
+            except OSError as exc:
+                logger.error(
+                    "cannot listen on %s:%d (%s): is another server running? Stop it or use"
+                    " --port", config.host, config.port, exc,
+                )
+                return 1
+            print(banner(config, runtime.transports), flush=True)
+            server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Settings: defaults, overridden by the environment, overridden by command-line flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+def _env_bool(value: str) -> bool:
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def _env_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass
+class Config:
+    """Everything the controller can be told; tests build one directly."""
+
+    host: str = "0.0.0.0"
+    port: int = 5000
+    data_dir: Path = Path("instance")
+    serial_ports: list[str] = field(default_factory=list)
+    serial_scan: bool = True
+    discovery_port: int = 12346
+    discovery: bool = True
+    simulator: bool = True
+    slots: int = 5
+    dev: bool = False
+    threads: int = 16
+
+    # Simulated board.
+    sim_motor_time: float = 1.0
+    sim_device_id: str = "SIMULATOR"
+
+    # Vend transactions.
+    vend_timeout: float = 20.0
+    vend_wait_default: float = 10.0
+    vend_wait_max: float = 60.0
+    vend_max_age: float = 30.0
+    device_queue_limit: int = 5
+    idempotency_retention_hours: float = 48.0
+    shutdown_grace: float = 5.0
+
+    # Communication log and HTTP limits.
+    log_size: int = 1000
+    max_body_bytes: int = 64 * 1024
+
+    # Whether create_app starts background threads (devices, dispatchers).
+    start_threads: bool = True
+
+    # Environment variable for each field that may be set that way.
+    ENV_NAMES = {
+        "host": "VENDING_HOST",
+        "port": "VENDING_PORT",
+        "data_dir": "VENDING_DATA_DIR",
+        "serial_ports": "VENDING_SERIAL_PORTS",
+        "serial_scan": "VENDING_SERIAL_SCAN",
+        "discovery_port": "VENDING_DISCOVERY_PORT",
+        "discovery": "VENDING_DISCOVERY",
+        "simulator": "VENDING_SIMULATOR",
+        "slots": "VENDING_SLOTS",
+        "threads": "VENDING_THREADS",
+        "sim_motor_time": "VENDING_SIM_MOTOR_TIME",
+        "vend_timeout": "VENDING_VEND_TIMEOUT",
+        "vend_max_age": "VENDING_VEND_MAX_AGE",
+        "device_queue_limit": "VENDING_DEVICE_QUEUE_LIMIT",
+        "log_size": "VENDING_LOG_SIZE",
+    }
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse settings that cannot work, saying which one and why."""
+        if not 1 <= self.slots <= 99:
+            raise ValueError(f"slots must be between 1 and 99, got {self.slots}")
+        for name in ("port", "discovery_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise ValueError(f"{name} must be a TCP/UDP port number 0..65535, got {value}")
+        if self.device_queue_limit < 1:
+            raise ValueError("device_queue_limit must be at least 1")
+        if self.log_size < 10:
+            raise ValueError("log_size must be at least 10")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Defaults, then VENDING_* variables from `environ`, then `overrides`."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name, env_name in cls.ENV_NAMES.items():
+            raw = environ.get(env_name)
+            if raw is None or raw == "":
+                continue
+            kind = types[name]
+            try:
+                if kind == "bool":
+                    values[name] = _env_bool(raw)
+                elif kind == "int":
+                    values[name] = int(raw)
+                elif kind == "float":
+                    values[name] = float(raw)
+                elif kind == "list[str]":
+                    values[name] = _env_list(raw)
+                elif kind == "Path":
+                    values[name] = Path(raw)
+                else:
+                    values[name] = raw
+            except ValueError as exc:
+                raise ValueError(f"{env_name}={raw!r} is not a valid {kind}: {exc}") from exc
+        values.update(overrides)
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        """A copy with some fields changed."""
+        return replace(self, **overrides)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "vending.sqlite3"
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """The command-line options of `python src/app.py`."""
+    parser = argparse.ArgumentParser(
+        prog="python src/app.py",
+        description="Vending machine controller: web UI, REST API, USB serial and WiFi ESP32 boards.",
+    )
+    parser.add_argument("--host", help="address to listen on (VENDING_HOST, default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="HTTP port (VENDING_PORT, default 5000)")
+    parser.add_argument("--data-dir", help="where the database and secrets live (VENDING_DATA_DIR)")
+    parser.add_argument(
+        "--serial-port",
+        action="append",
+        dest="serial_ports",
+        metavar="PORT",
+        help="serial port or pyserial URL to use; repeatable (VENDING_SERIAL_PORTS, comma-separated)",
+    )
+    parser.add_argument("--no-serial-scan", action="store_true", help="do not auto-detect USB boards")
+    parser.add_argument("--discovery-port", type=int, help="UDP discovery port (default 12346)")
+    parser.add_argument("--no-discovery", action="store_true", help="do not answer UDP discovery")
+    parser.add_argument("--no-simulator", action="store_true", help="no simulated device")
+    parser.add_argument("--slots", type=int, help="number of slots (VENDING_SLOTS, default 5)")
+    parser.add_argument("--threads", type=int, help="HTTP worker threads (default 16)")
+    parser.add_argument("--dev", action="store_true", help="Flask's development server")
+    return parser
+
+
+def config_from_args(argv: Sequence[str] | None = None,
+                     environ: Mapping[str, str] | None = None) -> Config:
+    """Defaults < environment < command line."""
+    args = build_arg_parser().parse_args(argv)
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "slots", "threads", "discovery_port", "serial_ports"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    if args.data_dir is not None:
+        overrides["data_dir"] = Path(args.data_dir)
+    if args.no_serial_scan:
+        overrides["serial_scan"] = False
+    if args.no_discovery:
+        overrides["discovery"] = False
+    if args.no_simulator:
+        overrides["simulator"] = False
+    if args.dev:
+        overrides["dev"] = True
+    return Config.from_env(environ, **overrides)

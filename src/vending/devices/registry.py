@@ -1,0 +1,125 @@
+"""The device registry: the one owner of every board the controller knows."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any, Callable
+
+from ..errors import DeviceNotReady, DeviceOffline, NotFound
+from .base import OFFLINE, TRANSPORT_PRIORITY, Device
+
+logger = logging.getLogger("vending.devices")
+
+Listener = Callable[[str, Device], None]
+
+
+class DeviceRegistry:
+    """Boards by id, the operator's choice of active board, and automatic selection."""
+
+    def __init__(self) -> None:
+        self._devices: dict[str, Device] = {}
+        self._active_id: str | None = None
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(event, device)` on "added" and "removed"."""
+        self._listeners.append(listener)
+
+    def _notify(self, event: str, device: Device) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event, device)
+            except Exception:
+                logger.exception("device listener failed on %s %s", event, device.device_id)
+
+    def add(self, device: Device) -> Device:
+        """Register a board; a board that comes back under the same id replaces its old entry."""
+        with self._lock:
+            old = self._devices.get(device.device_id)
+            self._devices[device.device_id] = device
+        if old is not None and old is not device:
+            old.stop()
+        logger.info("device added: %s (%s)", device.device_id, device.transport)
+        self._notify("added", device)
+        return device
+
+    def remove(self, device_id: str) -> None:
+        """Forget a board and stop it."""
+        with self._lock:
+            device = self._devices.pop(device_id, None)
+            if self._active_id == device_id:
+                self._active_id = None
+        if device is not None:
+            device.stop()
+            self._notify("removed", device)
+
+    def get(self, device_id: str) -> Device | None:
+        with self._lock:
+            return self._devices.get(device_id)
+
+    def require(self, device_id: str) -> Device:
+        device = self.get(device_id)
+        if device is None:
+            raise NotFound(f"no device {device_id!r}; GET /esp32/devices/list shows the known ones")
+        return device
+
+    def devices(self) -> list[Device]:
+        """Every board, preferred first: serial, then WiFi, then simulation."""
+        with self._lock:
+            devices = list(self._devices.values())
+        return sorted(devices, key=lambda d: (TRANSPORT_PRIORITY.get(d.transport, 9), d.created_at))
+
+    # Selection
+
+    @property
+    def active_device_id(self) -> str | None:
+        """The board the operator chose, or None for automatic selection."""
+        return self._active_id
+
+    def select(self, device_id: str) -> Device:
+        """Make one board the active one; it must be known and able to vend."""
+        device = self.require(device_id)
+        if device.state == OFFLINE:
+            raise DeviceOffline(f"device {device_id} is offline; plug it in or pick another")
+        if not device.can_vend:
+            raise DeviceNotReady(f"device {device_id} cannot vend now ({device.status})")
+        with self._lock:
+            self._active_id = device_id
+        logger.info("active device selected: %s", device_id)
+        return device
+
+    def auto_select(self) -> None:
+        """Go back to choosing the board automatically."""
+        with self._lock:
+            self._active_id = None
+        logger.info("active device: automatic selection")
+
+    def choose(self, exclude: Iterable[str] = ()) -> Device | None:
+        """The board the next vend goes to: the chosen one if it can vend, else the best other."""
+        excluded = set(exclude)
+        with self._lock:
+            active = self._devices.get(self._active_id) if self._active_id else None
+        if active is not None and active.can_vend and active.device_id not in excluded:
+            return active
+        for device in self.devices():
+            if device.can_vend and device.device_id not in excluded:
+                return device
+        return None
+
+    def communication_mode(self) -> dict[str, Any]:
+        """What a vend would use right now."""
+        device = self.choose()
+        return {
+            "mode": device.transport if device else "none",
+            "selection": "manual" if self._active_id else "auto",
+            "active_device": device.device_id if device else None,
+            "selected_device": self._active_id,
+        }
+
+    def stop(self) -> None:
+        """Stop every board."""
+        for device in self.devices():
+            device.stop()

@@ -1,0 +1,87 @@
+"""One hierarchy of the failures a caller may handle, each with its HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VendingError(Exception):
+    """Root of every error the controller reports to a client."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body: {"error": ..., "detail": ...} plus any extra fields."""
+        return {"error": self.code, "detail": self.detail, **self.extra}
+
+
+class BadRequest(VendingError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidSlot(BadRequest):
+    code = "invalid_slot"
+
+
+class NotFound(VendingError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(VendingError):
+    status = 409
+    code = "conflict"
+
+
+class SoldOut(Conflict):
+    code = "sold_out"
+
+
+class IdempotencyKeyInFlight(Conflict):
+    code = "idempotency_key_in_use"
+
+
+class IdempotencyKeyMismatch(VendingError):
+    status = 422
+    code = "idempotency_key_reused"
+
+
+class QueueFull(VendingError):
+    status = 429
+    code = "device_queue_full"
+
+
+class NoDeviceAvailable(VendingError):
+    status = 503
+    code = "no_device_available"
+
+
+class ShuttingDown(VendingError):
+    status = 503
+    code = "shutting_down"
+
+
+class DeviceError(VendingError):
+    """Something went wrong talking to a board."""
+
+    status = 502
+    code = "device_error"
+
+
+class DeviceOffline(DeviceError):
+    status = 409
+    code = "device_offline"
+
+
+class DeviceNotReady(DeviceError):
+    """The board cannot take a vend now (pending approval, port busy, ...)."""
+
+    status = 409
+    code = "device_not_ready"

@@ -1,0 +1,287 @@
+"""The vend transaction: the only place that decides what state a vend is in."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from .commlog import ERROR, INFO, CommunicationLog
+from .devices.base import OUTCOME_SUCCESS, Device, VendOutcome, VendRequest
+from .devices.registry import DeviceRegistry
+from .errors import (
+    IdempotencyKeyInFlight,
+    IdempotencyKeyMismatch,
+    InvalidSlot,
+    NoDeviceAvailable,
+    QueueFull,
+    ShuttingDown,
+)
+from .store import FAILED, SUCCESS, UNKNOWN, Store, Transaction
+
+logger = logging.getLogger("vending.vend")
+
+
+@dataclass
+class VendSettings:
+    """The knobs of the vend path, taken from Config by create_app."""
+
+    slots: int = 5
+    vend_timeout: float = 20.0
+    max_age: float = 30.0
+    queue_limit: int = 5
+    idempotency_retention: float = 48 * 3600.0
+
+
+class _Dispatcher:
+    """One board's FIFO of vends and the named thread that runs them one at a time."""
+
+    def __init__(self, service: VendService, device_id: str) -> None:
+        self.service = service
+        self.device_id = device_id
+        self.queue: deque[str] = deque()
+        self.current: str | None = None
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name=f"vend-{device_id}", daemon=True)
+        self.thread.start()
+
+    def submit(self, txn_id: str, front: bool = False) -> None:
+        with self.cond:
+            if front:
+                self.queue.appendleft(txn_id)
+            else:
+                self.queue.append(txn_id)
+            self.cond.notify()
+
+    @property
+    def waiting(self) -> int:
+        return len(self.queue)
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.queue and not self.stopping:
+                    self.cond.wait()
+                if self.stopping:
+                    return
+                txn_id = self.queue.popleft()
+                self.current = txn_id
+            try:
+                self.service._process(self.device_id, txn_id)
+            except Exception:
+                logger.exception("vend %s crashed; recording unknown", txn_id)
+                self.service._finish(txn_id, UNKNOWN, "internal error while vending; check the machine",
+                                     "internal_error")
+            finally:
+                with self.cond:
+                    self.current = None
+                    self.cond.notify_all()
+
+    def drain(self) -> list[str]:
+        """Take every waiting vend out of the queue (they were never sent)."""
+        with self.cond:
+            items = list(self.queue)
+            self.queue.clear()
+            return items
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.current is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.cond.wait(remaining)
+        return True
+
+
+class VendService:
+    """Turns `POST /vend/<slot>` into a persisted transaction and a board's confirmed outcome."""
+
+    def __init__(self, store: Store, registry: DeviceRegistry, log: CommunicationLog,
+                 settings: VendSettings) -> None:
+        self.store = store
+        self.registry = registry
+        self.log = log
+        self.settings = settings
+        self._dispatchers: dict[str, _Dispatcher] = {}
+        self._done: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._accepting = True
+
+    # Accepting vends
+
+    def check_slot(self, slot: int) -> None:
+        if not 1 <= slot <= self.settings.slots:
+            raise InvalidSlot(
+                f"slot must be a whole number from 1 to {self.settings.slots}, got {slot}"
+            )
+
+    def request_vend(self, slot: int, idempotency_key: str | None = None) -> tuple[Transaction, bool]:
+        """Persist a vend and queue it for a board. Returns (transaction, created).
+
+        A known idempotency key returns the earlier transaction (created=False) when it
+        is finished; a key still running, or reused for another slot, raises.
+        """
+        self.check_slot(slot)
+        if not self._accepting:
+            raise ShuttingDown("the server is shutting down; try again when it is back")
+        with self._lock:
+            if idempotency_key is not None:
+                earlier = self.store.find_by_idempotency_key(idempotency_key)
+                if earlier is not None:
+                    return self._replay(earlier, slot), False
+            device = self.registry.choose()
+            if device is None:
+                raise NoDeviceAvailable(
+                    "no device can vend: connect a board, approve a WiFi board, or start the "
+                    "server with the simulator"
+                )
+            dispatcher = self._dispatcher_for(device.device_id)
+            if dispatcher.waiting >= self.settings.queue_limit:
+                raise QueueFull(
+                    f"{self.settings.queue_limit} vends are already waiting for {device.device_id};"
+                    " try again in a moment",
+                    device_id=device.device_id,
+                )
+            txn, created = self.store.create_transaction(
+                slot, device.device_id, device.transport, idempotency_key
+            )
+            if not created:
+                return self._replay(txn, slot), False
+            self._done[txn.id] = threading.Event()
+            dispatcher.submit(txn.id)
+        logger.info("vend %s queued: slot %d on %s (%s)", txn.id, slot, device.device_id,
+                    device.transport)
+        return txn, True
+
+    @staticmethod
+    def _replay(txn: Transaction, slot: int) -> Transaction:
+        if txn.slot != slot:
+            raise IdempotencyKeyMismatch(
+                f"this Idempotency-Key was used for slot {txn.slot}, not slot {slot};"
+                " use a new key for a new vend",
+                transaction_id=txn.id,
+            )
+        if not txn.is_final:
+            raise IdempotencyKeyInFlight(
+                f"a vend with this Idempotency-Key is still running ({txn.id});"
+                f" poll GET /vend/{txn.id}",
+                transaction_id=txn.id,
+            )
+        return txn
+
+    def _dispatcher_for(self, device_id: str) -> _Dispatcher:
+        dispatcher = self._dispatchers.get(device_id)
+        if dispatcher is None:
+            dispatcher = _Dispatcher(self, device_id)
+            self._dispatchers[device_id] = dispatcher
+        return dispatcher
+
+    def wait(self, txn_id: str, timeout: float) -> Transaction:
+        """The transaction once final, or as it stands after `timeout` seconds."""
+        event = self._done.get(txn_id)
+        if event is not None:
+            event.wait(max(0.0, timeout))
+        return self.store.get(txn_id)
+
+    def queue_lengths(self) -> dict[str, int]:
+        with self._lock:
+            return {d: disp.waiting for d, disp in self._dispatchers.items()}
+
+    # Running vends (dispatcher threads)
+
+    def _process(self, device_id: str, txn_id: str) -> None:
+        txn = self.store.get(txn_id)
+        if txn.is_final:
+            return
+        waited = time.time() - txn.created_at
+        if waited > self.settings.max_age:
+            self._finish(txn_id, FAILED,
+                         f"expired: waited {waited:.0f}s for the board, longer than the"
+                         f" {self.settings.max_age:g}s limit; not dispensed", "expired")
+            return
+        device = self.registry.get(device_id)
+        if device is None or not device.can_vend:
+            self._fail_over(txn, device_id, "offline")
+            return
+        request = VendRequest(txn_id, txn.slot, self.settings.vend_timeout)
+
+        def on_sent() -> None:
+            self.store.mark_sent(txn_id, device.device_id, device.transport)
+
+        outcome = device.run_vend(request, on_sent)
+        if (not outcome.sent and outcome.reason == "offline"
+                and self.store.get(txn_id).state == "pending"):
+            self._fail_over(txn, device_id, outcome.message)
+            return
+        self._record(device, txn_id, outcome)
+
+    def _fail_over(self, txn: Transaction, from_device: str, why: str) -> None:
+        """Nothing reached `from_device`: hand the vend to the next board, or fail it."""
+        other = self.registry.choose(exclude={from_device})
+        if other is not None and self._accepting:
+            self.store.reassign(txn.id, other.device_id, other.transport)
+            self.log.add(from_device, "-", INFO,
+                         f"vend {txn.id} moved to {other.device_id}: {from_device} is {why}")
+            logger.warning("vend %s failed over from %s to %s", txn.id, from_device, other.device_id)
+            with self._lock:
+                self._dispatcher_for(other.device_id).submit(txn.id, front=True)
+            return
+        self._finish(txn.id, FAILED,
+                     f"device {from_device} went offline before the vend was sent and no other"
+                     " board can vend; not dispensed", "offline")
+
+    def _record(self, device: Device, txn_id: str, outcome: VendOutcome) -> None:
+        if outcome.state == OUTCOME_SUCCESS:
+            self._finish(txn_id, SUCCESS, outcome.message, None)
+        elif outcome.state == FAILED:
+            self._finish(txn_id, FAILED, outcome.message, outcome.reason)
+        else:
+            self._finish(txn_id, UNKNOWN, outcome.message, outcome.reason or "timeout")
+            device.log(ERROR, f"vend {txn_id} outcome unknown: {outcome.message}")
+
+    def _finish(self, txn_id: str, state: str, message: str, reason: str | None) -> None:
+        txn = self.store.finish(txn_id, state, message, reason)
+        log = logger.info if txn.state == SUCCESS else logger.warning
+        log("vend %s %s: slot %d on %s: %s", txn.id, txn.state, txn.slot, txn.device_id,
+            txn.message)
+        event = self._done.pop(txn_id, None)
+        if event is not None:
+            event.set()
+
+    # Housekeeping
+
+    def prune_keys(self) -> int:
+        """Forget idempotency keys older than the retention."""
+        return self.store.prune_idempotency_keys(time.time() - self.settings.idempotency_retention)
+
+    def stop(self, grace: float) -> None:
+        """Stop taking vends, fail the queued ones (never sent), give running ones `grace` s."""
+        self._accepting = False
+        with self._lock:
+            dispatchers = list(self._dispatchers.values())
+        for dispatcher in dispatchers:
+            for txn_id in dispatcher.drain():
+                self._finish(txn_id, FAILED, "the server shut down before this vend was sent;"
+                             " not dispensed", "shutdown")
+        deadline = time.monotonic() + grace
+        for dispatcher in dispatchers:
+            dispatcher.wait_idle(max(0.0, deadline - time.monotonic()))
+
+    def join(self, timeout: float = 5.0) -> None:
+        """After the boards are stopped: end the dispatcher threads."""
+        with self._lock:
+            dispatchers = list(self._dispatchers.values())
+        for dispatcher in dispatchers:
+            dispatcher.stop()
+        for dispatcher in dispatchers:
+            dispatcher.thread.join(timeout)

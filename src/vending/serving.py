@@ -1,0 +1,43 @@
+"""Serving the app with waitress, in the foreground or on a background thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+from waitress.server import create_server
+
+
+class BackgroundServer:
+    """Waitress on its own named thread; for tests, benchmarks and self-checks."""
+
+    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0, threads: int = 16,
+                 max_body: int | None = None) -> None:
+        kwargs = {"max_request_body_size": max_body} if max_body else {}
+        self.app = app
+        self._server = create_server(app, host=host, port=port, threads=threads,
+                                     ident="vending", **kwargs)
+        self.host = host
+        self.port: int = self._server.effective_port  # type: ignore[union-attr]
+        self._thread = threading.Thread(target=self._server.run, name=f"http-{self.port}",
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> BackgroundServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and the listening socket, then end the thread."""
+        server = self._server
+        logging.getLogger("waitress").setLevel(logging.CRITICAL)
+        # Closing every channel empties asyncore's map, which ends the loop in run().
+        while server._map:
+            for channel in list(server._map.values()):
+                channel.handle_close()
+        server.task_dispatcher.shutdown()
+        self._thread.join(5)

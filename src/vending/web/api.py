@@ -1,0 +1,242 @@
+"""REST API: vends, transactions, slots, status and health."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from .. import __version__
+from ..errors import BadRequest, InvalidSlot
+from ..store import STATES, Transaction
+from .common import float_arg, int_arg, json_body, runtime
+
+bp = Blueprint("api", __name__)
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+SLOT_NAME_MAX = 40
+
+# HTTP status for each state of a vend, and the error code of the unhappy ones.
+_VEND_STATUS = {
+    "success": (200, None),
+    "failed": (502, "vend_failed"),
+    "unknown": (504, "no_confirmation"),
+    "pending": (202, None),
+    "sent": (202, None),
+}
+
+
+def _parse_slot(raw: str) -> int:
+    rt = runtime()
+    try:
+        slot = int(raw)
+    except ValueError:
+        raise InvalidSlot(
+            f"slot must be a whole number from 1 to {rt.config.slots}, got {raw!r}"
+        ) from None
+    rt.service.check_slot(slot)
+    return slot
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    key = key.strip().strip('"')
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable() or not key.isascii():
+        raise BadRequest(
+            f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters,"
+            " e.g. a UUID"
+        )
+    return key
+
+
+def vend_body(txn: Transaction) -> dict[str, Any]:
+    """The JSON answer for a vend, in the shape clients of the first version expect."""
+    body = txn.to_dict()
+    body["success"] = txn.state == "success"
+    status, error = _VEND_STATUS[txn.state]
+    if error:
+        body["error"] = error
+        body["detail"] = txn.message
+    if not txn.is_final:
+        body["poll"] = f"/vend/{txn.id}"
+    return body
+
+
+def vend_response(txn: Transaction, replayed: bool = False) -> Response:
+    status, _ = _VEND_STATUS[txn.state]
+    response = jsonify(vend_body(txn))
+    response.status_code = status
+    if not txn.is_final:
+        response.headers["Location"] = url_for("api.get_vend", transaction_id=txn.id)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@bp.post("/vend/<slot>")
+def vend(slot: str):
+    """Vend one item from a slot; waits for the board's outcome up to ?wait= seconds."""
+    rt = runtime()
+    slot_number = _parse_slot(slot)
+    wait = float_arg("wait", rt.config.vend_wait_default, 0.0, rt.config.vend_wait_max)
+    key = _idempotency_key()
+    txn, created = rt.service.request_vend(slot_number, key)
+    if created:
+        txn = rt.service.wait(txn.id, wait)
+    return vend_response(txn, replayed=not created)
+
+
+@bp.get("/vend/<transaction_id>")
+def get_vend(transaction_id: str):
+    """One vend's current state."""
+    txn = runtime().store.get(transaction_id)
+    return jsonify(vend_body(txn))
+
+
+@bp.get("/transactions")
+def transactions():
+    """Vends, newest first, filtered and paginated; ?format=csv exports them."""
+    rt = runtime()
+    state = request.args.get("state") or None
+    if state is not None and state not in STATES:
+        raise BadRequest(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    slot = int_arg("slot", None, 1, rt.config.slots)
+    device_id = request.args.get("device_id") or None
+    filters = {"state": state, "slot": slot, "device_id": device_id}
+    fmt = request.args.get("format", "json")
+    if fmt == "csv":
+        return _csv_export(rt.store.iter_transactions(**filters))
+    if fmt != "json":
+        raise BadRequest(f"format must be json or csv, got {fmt!r}")
+    limit = int_arg("limit", 50, 1, 500)
+    offset = int_arg("offset", 0, 0, 10**9)
+    page, total = rt.store.transactions(limit=limit, offset=offset, **filters)
+    return jsonify({
+        "transactions": [vend_body(txn) for txn in page],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    })
+
+
+CSV_COLUMNS = ("id", "slot", "state", "reason", "device_id", "communication", "message",
+               "created_at", "sent_at", "finished_at", "checked_at", "check_note")
+
+
+def _csv_export(rows) -> Response:
+    def iso(value: float | None) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value)) if value else ""
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for txn in rows:
+        record = [getattr(txn, column) for column in CSV_COLUMNS]
+        for index, column in enumerate(CSV_COLUMNS):
+            if column.endswith("_at"):
+                record[index] = iso(record[index])
+        writer.writerow(record)
+    return Response(
+        buffer.getvalue(), mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=transactions.csv"},
+    )
+
+
+@bp.post("/transactions/<transaction_id>/check")
+def check_transaction(transaction_id: str):
+    """An operator went and looked at the machine for this vend."""
+    body = json_body(required=False)
+    note = body.get("note", "")
+    if not isinstance(note, str) or len(note) > 500:
+        raise BadRequest("note must be text of at most 500 characters")
+    txn = runtime().store.mark_checked(transaction_id, note)
+    return jsonify(vend_body(txn))
+
+
+@bp.get("/slots")
+def slots():
+    """Every slot with its name and stock."""
+    rt = runtime()
+    return jsonify({"slots": [s.to_dict() for s in rt.store.slots(rt.config.slots)]})
+
+
+def _slot_changes(body: dict[str, Any]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    unknown = set(body) - {"name", "stock"}
+    if unknown:
+        raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}; use name and stock")
+    if "name" in body:
+        name = body["name"]
+        if not isinstance(name, str) or not name.strip() or len(name) > SLOT_NAME_MAX:
+            raise BadRequest(f"name must be 1 to {SLOT_NAME_MAX} characters of text")
+        changes["name"] = name.strip()
+    if "stock" in body:
+        stock = body["stock"]
+        if stock is not None and (isinstance(stock, bool) or not isinstance(stock, int)
+                                  or not 0 <= stock <= 10000):
+            raise BadRequest("stock must be a whole number from 0 to 10000, or null for"
+                             " 'not counted'")
+        changes["stock"] = stock
+    if not changes:
+        raise BadRequest('nothing to change: send {"name": ...} and/or {"stock": ...}')
+    return changes
+
+
+@bp.patch("/slots/<int:number>")
+def update_slot(number: int):
+    """Rename a slot or set its stock."""
+    rt = runtime()
+    rt.service.check_slot(number)
+    slot = rt.store.update_slot(number, **_slot_changes(json_body()))
+    return jsonify(slot.to_dict())
+
+
+@bp.post("/slots/<int:number>/restock")
+def restock_slot(number: int):
+    """Add items to a slot's stock: {"quantity": n}."""
+    rt = runtime()
+    rt.service.check_slot(number)
+    quantity = json_body().get("quantity")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 10000:
+        raise BadRequest("quantity must be a whole number from 1 to 10000")
+    current = rt.store.slot(number).stock or 0
+    slot = rt.store.update_slot(number, stock=current + quantity)
+    return jsonify(slot.to_dict())
+
+
+@bp.get("/status")
+def status():
+    """System status: devices, the active one, slots and vend counts."""
+    rt = runtime()
+    devices = [d.info() for d in rt.registry.devices()]
+    mode = rt.registry.communication_mode()
+    return jsonify({
+        "service": "flask-vending-machine",
+        "version": __version__,
+        "online": True,
+        "uptime": round(time.time() - rt.started_at, 1),
+        "communication_mode": mode["mode"],
+        "selection": mode["selection"],
+        "active_device": mode["active_device"],
+        "esp32_connected": any(d["type"] != "simulation" and d["status"] in ("online", "busy")
+                               for d in devices),
+        "devices": devices,
+        "slots": [s.to_dict() for s in rt.store.slots(rt.config.slots)],
+        "transactions": rt.store.counts(),
+        "queues": rt.service.queue_lengths(),
+        "transports": rt.transports,
+        "log_last_id": rt.log.last_id,
+    })
+
+
+@bp.get("/health")
+def health():
+    """For service managers: 200 when the store answers."""
+    ok = runtime().store.ping()
+    return jsonify({"status": "ok" if ok else "degraded", "store": ok}), 200 if ok else 503

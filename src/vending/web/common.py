@@ -1,0 +1,64 @@
+"""Small helpers shared by the blueprints: the runtime, JSON bodies, query arguments."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import current_app, request
+
+from ..errors import BadRequest
+from ..runtime import Runtime
+
+
+def runtime() -> Runtime:
+    """The controller's runtime, as create_app put it."""
+    return current_app.extensions["vending"]
+
+
+def json_body(required: bool = True) -> dict[str, Any]:
+    """The request's JSON object, or a 400 that says what is wrong with it."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise BadRequest('a JSON object body is required, e.g. {"device_id": "..."}')
+        return {}
+    try:
+        value = json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"the body must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
+    """An integer query argument within [low, high], or a 400."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def float_arg(name: str, default: float, low: float, high: float) -> float:
+    """A number query argument within [low, high], or a 400."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low:g} and {high:g}, got {raw}")
+    return value

@@ -1,0 +1,122 @@
+"""Device endpoints: list, select, communication mode and log, simulated faults."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from ..commlog import DIRECTIONS
+from ..devices.simulator import FAULTS, SimulatedDevice
+from ..errors import BadRequest
+from .common import int_arg, json_body, runtime
+
+bp = Blueprint("devices", __name__, url_prefix="/esp32")
+
+
+def _device_id(body: dict) -> str:
+    device_id = body.get("device_id")
+    if not isinstance(device_id, str) or not device_id:
+        raise BadRequest('device_id is required: {"device_id": "ESP32_6CC8404FE03C"}')
+    return device_id
+
+
+@bp.get("/devices/list")
+def list_devices():
+    """Every known board and the active one."""
+    rt = runtime()
+    mode = rt.registry.communication_mode()
+    queues = rt.service.queue_lengths()
+    devices = []
+    for device in rt.registry.devices():
+        info = device.info()
+        info["queued"] = queues.get(device.device_id, 0)
+        info["selected"] = device.device_id == rt.registry.active_device_id
+        devices.append(info)
+    return jsonify({
+        "devices": devices,
+        "active_device": mode["active_device"],
+        "selection": mode["selection"],
+        "count": len(devices),
+    })
+
+
+@bp.post("/devices/select")
+def select_device():
+    """Make one board the active one."""
+    rt = runtime()
+    device = rt.registry.select(_device_id(json_body()))
+    return jsonify({"status": "ok", "active_device": device.device_id, "selection": "manual",
+                    "device": device.info()})
+
+
+@bp.post("/devices/auto-select")
+def auto_select():
+    """Let the controller choose the board by priority: serial, WiFi, simulation."""
+    rt = runtime()
+    rt.registry.auto_select()
+    mode = rt.registry.communication_mode()
+    return jsonify({"status": "ok", **mode})
+
+
+@bp.post("/devices/<device_id>/simulate")
+def simulate(device_id: str):
+    """Tell a simulated board to fail its next vends, or to go offline and back."""
+    rt = runtime()
+    device = rt.registry.require(device_id)
+    if not isinstance(device, SimulatedDevice):
+        raise BadRequest(f"{device_id} is a real board; faults can only be simulated")
+    body = json_body()
+    if "fault" in body:
+        fault, count = body["fault"], body.get("count", 1)
+        if fault is None:
+            device.clear_faults()
+        elif fault not in FAULTS:
+            raise BadRequest(f"fault must be one of {', '.join(FAULTS)} or null")
+        elif isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
+            raise BadRequest("count must be a whole number from 1 to 100")
+        else:
+            device.inject_fault(fault, count)
+    if "online" in body:
+        if not isinstance(body["online"], bool):
+            raise BadRequest("online must be true or false")
+        device.set_online(body["online"])
+    if "motor_time" in body:
+        motor_time = body["motor_time"]
+        if isinstance(motor_time, bool) or not isinstance(motor_time, (int, float)) \
+                or not 0 <= motor_time <= 30:
+            raise BadRequest("motor_time must be a number of seconds from 0 to 30")
+        device.motor_time = float(motor_time)
+    if not {"fault", "online", "motor_time"} & set(body):
+        raise BadRequest('send {"fault": "jam"}, {"online": false} or {"motor_time": 0.5}')
+    return jsonify({"status": "ok", "device": device.info()})
+
+
+@bp.get("/communication/mode")
+def communication_mode():
+    """What the next vend would use."""
+    return jsonify(runtime().registry.communication_mode())
+
+
+@bp.get("/communication/log")
+def communication_log():
+    """Log entries newer than ?since=<id>, oldest first."""
+    rt = runtime()
+    since = int_arg("since", 0, 0, 2**62)
+    limit = int_arg("limit", 200, 1, 1000)
+    direction = request.args.get("direction") or None
+    if direction is not None and direction not in DIRECTIONS:
+        raise BadRequest(f"direction must be one of {', '.join(DIRECTIONS)}")
+    entries, truncated = rt.log.since(since, request.args.get("device_id") or None, direction,
+                                      limit)
+    return jsonify({
+        "entries": [e.to_dict() for e in entries],
+        "last_id": rt.log.last_id,
+        "truncated": truncated,
+    })
+
+
+@bp.post("/communication/log/clear")
+def clear_log():
+    """Empty the communication log."""
+    rt = runtime()
+    rt.log.clear()
+    return jsonify({"status": "ok", "last_id": rt.log.last_id})

@@ -1,0 +1,59 @@
+"""One place that turns every failure into JSON {"error": ..., "detail": ...}."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ..errors import VendingError
+
+logger = logging.getLogger("vending.http")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def init_app(app: Flask) -> None:
+    """Install the JSON error handlers."""
+
+    @app.errorhandler(VendingError)
+    def vending_error(exc: VendingError):
+        _log_refusal(exc.status, exc.code, exc.detail)
+        return jsonify(exc.to_dict()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = exc.code or 500
+        detail = exc.description or exc.name
+        if code == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            detail = f"the request body is larger than the {limit} bytes this server accepts"
+        elif code == 405:
+            detail = f"{request.method} is not allowed on {request.path}"
+        elif code == 404:
+            detail = f"no such endpoint: {request.path}; GET /openapi.json lists them"
+        _log_refusal(code, _snake(exc.name), detail)
+        response = jsonify({"error": _snake(exc.name), "detail": detail})
+        response.status_code = code
+        original_headers = dict(exc.get_headers())
+        for header in ("Allow", "Retry-After"):
+            if header in original_headers:
+                response.headers[header] = original_headers[header]
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        logger.exception("unexpected error on %s %s", request.method, request.path)
+        return jsonify({
+            "error": "internal_error",
+            "detail": "the server hit an unexpected error; the log has the details",
+        }), 500
+
+
+def _log_refusal(status: int, code: str, detail: str) -> None:
+    log = logger.warning if status >= 500 else logger.info
+    log("refused %s %s -> %d %s: %s", request.method, request.path, status, code, detail)

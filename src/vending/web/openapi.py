@@ -1,0 +1,279 @@
+"""GET /openapi.json: an OpenAPI 3 description of every route (a test keeps it true)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from .. import __version__
+
+bp = Blueprint("openapi", __name__)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema,
+            "description": description}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_STRING_OR_NULL = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "detail"],
+        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+    },
+    "Vend": {
+        "type": "object",
+        "required": ["status", "slot", "transaction_id", "device_id", "communication", "message",
+                     "success"],
+        "properties": {
+            "status": {"type": "string",
+                       "enum": ["pending", "sent", "success", "failed", "unknown"]},
+            "state": {"type": "string"},
+            "success": {"type": "boolean"},
+            "slot": {"type": "integer"},
+            "transaction_id": {"type": "string"},
+            "device_id": _STRING_OR_NULL,
+            "communication": _STRING_OR_NULL,
+            "message": {"type": "string"},
+            "reason": _STRING_OR_NULL,
+            "idempotency_key": _STRING_OR_NULL,
+            "created_at": {"type": "number"},
+            "sent_at": _NUMBER_OR_NULL,
+            "finished_at": _NUMBER_OR_NULL,
+            "checked_at": _NUMBER_OR_NULL,
+            "check_note": _STRING_OR_NULL,
+            "error": {"type": "string"},
+            "detail": {"type": "string"},
+            "poll": {"type": "string"},
+        },
+    },
+    "Slot": {
+        "type": "object",
+        "required": ["number", "name", "stock", "sold_out"],
+        "properties": {
+            "number": {"type": "integer"},
+            "name": {"type": "string"},
+            "stock": {"type": ["integer", "null"]},
+            "sold_out": {"type": "boolean"},
+            "updated_at": {"type": "number"},
+        },
+    },
+    "Device": {
+        "type": "object",
+        "required": ["device_id", "type", "status"],
+        "properties": {
+            "device_id": {"type": "string"},
+            "type": {"type": "string", "enum": ["serial", "wifi", "simulation"]},
+            "status": {"type": "string"},
+            "status_detail": {"type": "string"},
+            "last_seen": _NUMBER_OR_NULL,
+            "firmware_version": _STRING_OR_NULL,
+            "protocol": {"type": ["integer", "null"]},
+            "slots": {"type": ["integer", "null"]},
+        },
+    },
+    "Mode": {
+        "type": "object",
+        "required": ["mode", "selection", "active_device"],
+        "properties": {
+            "mode": {"type": "string", "enum": ["serial", "wifi", "simulation", "none"]},
+            "selection": {"type": "string", "enum": ["auto", "manual"]},
+            "active_device": _STRING_OR_NULL,
+            "selected_device": _STRING_OR_NULL,
+        },
+    },
+    "LogEntry": {
+        "type": "object",
+        "required": ["id", "time", "device_id", "transport", "direction", "message"],
+        "properties": {
+            "id": {"type": "integer"},
+            "time": {"type": "number"},
+            "device_id": {"type": "string"},
+            "transport": {"type": "string"},
+            "direction": {"type": "string", "enum": ["tx", "rx", "info", "error"]},
+            "message": {"type": "string"},
+        },
+    },
+}
+
+# POST /vend/<slot> and GET /vend/<transaction_id> share one templated path in OpenAPI.
+_SLOT_PARAM = _path("id", {"type": "string"}, "POST: the slot number, 1..N")
+_NUMBER_PARAM = _path("number", {"type": "integer"}, "slot number, 1..N")
+_TXN_PARAM = _path("transaction_id", {"type": "string"}, "transaction id")
+_VEND_ID_PARAM = _path("id", {"type": "string"}, "GET: a transaction id")
+_OK = {"type": "object", "properties": {"status": {"type": "string"}}}
+
+
+def build_spec() -> dict[str, Any]:
+    """The whole document."""
+    vend_responses = {
+        "200": _json(_ref("Vend"), "dispensed: the board confirmed"),
+        "202": _json(_ref("Vend"), "still running; poll the Location"),
+        "400": _error("bad slot, wait or Idempotency-Key"),
+        "409": _error("sold out, or the same Idempotency-Key is still running"),
+        "422": _error("Idempotency-Key reused for another slot"),
+        "429": _error("the board's queue is full"),
+        "502": _json(_ref("Vend"), "the board reported a failure"),
+        "503": _error("no device can vend, or the server is shutting down"),
+        "504": _json(_ref("Vend"), "no confirmation in time: unknown, check the machine"),
+    }
+    paths: dict[str, Any] = {
+        "/": {"get": {"summary": "Web interface", "responses": {
+            "200": {"description": "the page", "content": {"text/html": {}}}}}},
+        "/vend/{id}": {"post": {
+            "summary": "Vend one item from a slot",
+            "parameters": [
+                _SLOT_PARAM,
+                _query("wait", {"type": "number", "minimum": 0}, "seconds to wait for the outcome"),
+                {"name": "Idempotency-Key", "in": "header", "required": False,
+                 "schema": {"type": "string", "maxLength": 255},
+                 "description": "a repeat with the same key never vends twice"},
+            ],
+            "responses": vend_responses,
+        }, "get": {
+            "summary": "One vend's state", "parameters": [_VEND_ID_PARAM],
+            "responses": {"200": _json(_ref("Vend"), "the vend"),
+                          "404": _error("no such transaction")},
+        }},
+        "/transactions": {"get": {
+            "summary": "Vends, newest first",
+            "parameters": [
+                _query("state", {"type": "string",
+                                 "enum": ["pending", "sent", "success", "failed", "unknown"]},
+                       "filter by state"),
+                _query("slot", {"type": "integer"}, "filter by slot"),
+                _query("device_id", {"type": "string"}, "filter by device"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
+                _query("offset", {"type": "integer", "minimum": 0}, "skip this many"),
+                _query("format", {"type": "string", "enum": ["json", "csv"]}, "csv to export"),
+            ],
+            "responses": {
+                "200": {"description": "a page of vends", "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "transactions": {"type": "array", "items": _ref("Vend")},
+                        "total": {"type": "integer"}}}},
+                    "text/csv": {"schema": {"type": "string"}}}},
+                "400": _error("bad filter"),
+            },
+        }},
+        "/transactions/{transaction_id}/check": {"post": {
+            "summary": "Mark a vend as checked by an operator",
+            "parameters": [_TXN_PARAM],
+            "requestBody": _body({"type": "object", "properties": {"note": {"type": "string"}}},
+                                 required=False),
+            "responses": {"200": _json(_ref("Vend"), "marked"), "400": _error("bad note"),
+                          "404": _error("no such transaction")},
+        }},
+        "/slots": {"get": {"summary": "Every slot", "responses": {"200": _json(
+            {"type": "object", "properties": {"slots": {"type": "array", "items": _ref("Slot")}}},
+            "the slots")}}},
+        "/slots/{number}": {"patch": {
+            "summary": "Rename a slot or set its stock", "parameters": [_NUMBER_PARAM],
+            "requestBody": _body({"type": "object", "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 40},
+                "stock": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000}}}),
+            "responses": {"200": _json(_ref("Slot"), "the slot"), "400": _error("bad change"),
+                          "404": _error("no such slot")},
+        }},
+        "/slots/{number}/restock": {"post": {
+            "summary": "Add items to a slot", "parameters": [_NUMBER_PARAM],
+            "requestBody": _body({"type": "object", "required": ["quantity"], "properties": {
+                "quantity": {"type": "integer", "minimum": 1, "maximum": 10000}}}),
+            "responses": {"200": _json(_ref("Slot"), "the slot"), "400": _error("bad quantity"),
+                          "404": _error("no such slot")},
+        }},
+        "/status": {"get": {"summary": "System status and ESP32 info", "responses": {
+            "200": _json({"type": "object", "required": ["online", "devices", "slots"]},
+                         "status")}}},
+        "/health": {"get": {"summary": "Liveness for service managers", "responses": {
+            "200": _json(_OK, "healthy"), "503": _json(_OK, "the store does not answer")}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {
+            "200": _json({"type": "object"}, "OpenAPI 3 document")}}},
+        "/esp32/devices/list": {"get": {"summary": "List all ESP32 devices", "responses": {
+            "200": _json({"type": "object", "required": ["devices", "active_device"],
+                          "properties": {"devices": {"type": "array", "items": _ref("Device")},
+                                         "active_device": _STRING_OR_NULL}}, "devices")}}},
+        "/esp32/devices/select": {"post": {
+            "summary": "Select the active device",
+            "requestBody": _body({"type": "object", "required": ["device_id"],
+                                  "properties": {"device_id": {"type": "string"}}}),
+            "responses": {"200": _json(_OK, "selected"), "400": _error("no device_id"),
+                          "404": _error("unknown device"),
+                          "409": _error("device offline or not ready")},
+        }},
+        "/esp32/devices/auto-select": {"post": {
+            "summary": "Choose the device automatically (serial, WiFi, simulation)",
+            "responses": {"200": _json(_ref("Mode"), "automatic")}}},
+        "/esp32/devices/{device_id}/simulate": {"post": {
+            "summary": "Inject a fault into, or unplug, a simulated board",
+            "parameters": [_path("device_id", {"type": "string"}, "a simulated device")],
+            "requestBody": _body({"type": "object", "properties": {
+                "fault": {"type": ["string", "null"],
+                          "enum": ["jam", "empty", "motor_fault", "no_reply", None]},
+                "count": {"type": "integer", "minimum": 1, "maximum": 100},
+                "online": {"type": "boolean"},
+                "motor_time": {"type": "number", "minimum": 0, "maximum": 30}}}),
+            "responses": {"200": _json(_OK, "done"), "400": _error("bad request"),
+                          "404": _error("unknown device")},
+        }},
+        "/esp32/communication/mode": {"get": {"summary": "Current communication mode",
+                                              "responses": {"200": _json(_ref("Mode"), "mode")}}},
+        "/esp32/communication/log": {"get": {
+            "summary": "Communication log entries newer than ?since=",
+            "parameters": [
+                _query("since", {"type": "integer", "minimum": 0}, "last id the client has"),
+                _query("device_id", {"type": "string"}, "only this device"),
+                _query("direction", {"type": "string", "enum": ["tx", "rx", "info", "error"]},
+                       "only this direction"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most"),
+            ],
+            "responses": {"200": _json({"type": "object", "required": ["entries", "last_id"],
+                                        "properties": {
+                                            "entries": {"type": "array",
+                                                        "items": _ref("LogEntry")},
+                                            "last_id": {"type": "integer"},
+                                            "truncated": {"type": "boolean"}}}, "entries"),
+                          "400": _error("bad filter")},
+        }},
+        "/esp32/communication/log/clear": {"post": {
+            "summary": "Empty the communication log",
+            "responses": {"200": _json(_OK, "cleared")}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "flask-vending-machine", "version": __version__,
+                 "description": "Vending machine controller for ESP32 boards."},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """This API, described."""
+    return jsonify(build_spec())
