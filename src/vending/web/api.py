@@ -238,5 +238,7 @@ def status():
 @bp.get("/health")
 def health():
     """For service managers: 200 when the store answers."""
-    ok = runtime().store.ping()
-    return jsonify({"status": "ok" if ok else "degraded", "store": ok}), 200 if ok else 503
+    if runtime().store.ping():
+        return jsonify({"status": "ok", "store": True})
+    return jsonify({"status": "degraded", "store": False, "error": "store_unavailable",
+                    "detail": "the database does not answer; check the disk and the data directory"}), 503

@@ -211,7 +211,7 @@ def build_spec() -> dict[str, Any]:
             "200": _json({"type": "object", "required": ["online", "devices", "slots"]},
                          "status")}}},
         "/health": {"get": {"summary": "Liveness for service managers", "responses": {
-            "200": _json(_OK, "healthy"), "503": _json(_OK, "the store does not answer")}}},
+            "200": _json(_OK, "healthy"), "503": _error("the store does not answer")}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {
             "200": _json({"type": "object"}, "OpenAPI 3 document")}}},
         "/esp32/devices/list": {"get": {"summary": "List all ESP32 devices", "responses": {
