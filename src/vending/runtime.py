@@ -11,6 +11,7 @@ from .commlog import CommunicationLog
 from .config import Config
 from .devices.registry import DeviceRegistry
 from .devices.simulator import SimulatedDevice
+from .events import EventBus
 from .service import VendService, VendSettings
 from .store import Store
 
@@ -24,8 +25,9 @@ class Runtime:
         self.config = config
         self.started_at = time.time()
         self.log = CommunicationLog(config.log_size)
+        self.events = EventBus()
         self.store = Store(config.database_path)
-        self.registry = DeviceRegistry()
+        self.registry = DeviceRegistry(self.events)
         self.service = VendService(
             self.store, self.registry, self.log,
             VendSettings(
@@ -35,6 +37,7 @@ class Runtime:
                 queue_limit=config.device_queue_limit,
                 idempotency_retention=config.idempotency_retention_hours * 3600.0,
             ),
+            self.events,
         )
         self.simulator: SimulatedDevice | None = None
         # Background parts (serial monitor, discovery, ...) register here to be started

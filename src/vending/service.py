@@ -19,6 +19,7 @@ from .errors import (
     QueueFull,
     ShuttingDown,
 )
+from .events import VEND_FINISHED, EventBus
 from .store import FAILED, SUCCESS, UNKNOWN, Store, Transaction
 
 logger = logging.getLogger("vending.vend")
@@ -107,7 +108,8 @@ class VendService:
     """Turns `POST /vend/<slot>` into a persisted transaction and a board's confirmed outcome."""
 
     def __init__(self, store: Store, registry: DeviceRegistry, log: CommunicationLog,
-                 settings: VendSettings) -> None:
+                 settings: VendSettings, events: EventBus | None = None) -> None:
+        self.events = events or EventBus()
         self.store = store
         self.registry = registry
         self.log = log
@@ -254,9 +256,10 @@ class VendService:
         log = logger.info if txn.state == SUCCESS else logger.warning
         log("vend %s %s: slot %d on %s: %s", txn.id, txn.state, txn.slot, txn.device_id,
             txn.message)
-        event = self._done.pop(txn_id, None)
-        if event is not None:
-            event.set()
+        done = self._done.pop(txn_id, None)
+        if done is not None:
+            done.set()
+        self.events.publish(VEND_FINISHED, transaction=txn.to_dict())
 
     # Housekeeping
 

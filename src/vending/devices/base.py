@@ -82,6 +82,8 @@ class Device(ABC):
         self._lock = threading.Lock()
         self.last_seen: float | None = None
         self.created_at = time.time()
+        # Set by the registry: called as (device, previous_state) after every state change.
+        self.on_state_change: Callable[[Device, str], None] | None = None
 
     # State
 
@@ -103,12 +105,15 @@ class Device(ABC):
     def set_state(self, state: str, detail: str = "") -> None:
         """The one place a board's state changes; each change is logged once."""
         with self._lock:
-            changed = state != self._state or detail != self._state_detail
+            previous = self._state
+            changed = state != previous or detail != self._state_detail
             self._state = state
             self._state_detail = detail
         if changed:
             text = f"state {state}" + (f": {detail}" if detail else "")
             self.log(INFO, text)
+            if self.on_state_change is not None and state != previous:
+                self.on_state_change(self, previous)
 
     def touch(self) -> None:
         """The board was heard from just now."""

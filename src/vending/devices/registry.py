@@ -5,45 +5,40 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import DeviceNotReady, DeviceOffline, NotFound
+from ..events import DEVICE_ADDED, DEVICE_REMOVED, DEVICE_STATE, EventBus
 from .base import OFFLINE, TRANSPORT_PRIORITY, Device
 
 logger = logging.getLogger("vending.devices")
 
-Listener = Callable[[str, Device], None]
-
-
 class DeviceRegistry:
     """Boards by id, the operator's choice of active board, and automatic selection."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: EventBus | None = None) -> None:
         self._devices: dict[str, Device] = {}
         self._active_id: str | None = None
         self._lock = threading.RLock()
-        self._listeners: list[Listener] = []
+        self.events = events or EventBus()
 
-    def subscribe(self, listener: Listener) -> None:
-        """Call `listener(event, device)` on "added" and "removed"."""
-        self._listeners.append(listener)
-
-    def _notify(self, event: str, device: Device) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event, device)
-            except Exception:
-                logger.exception("device listener failed on %s %s", event, device.device_id)
+    def _state_changed(self, device: Device, previous: str) -> None:
+        if self.get(device.device_id) is device:
+            self.events.publish(DEVICE_STATE, device_id=device.device_id,
+                                transport=device.transport, state=device.state,
+                                previous=previous, detail=device.info().get("status_detail", ""))
 
     def add(self, device: Device) -> Device:
         """Register a board; a board that comes back under the same id replaces its old entry."""
         with self._lock:
             old = self._devices.get(device.device_id)
             self._devices[device.device_id] = device
+        device.on_state_change = self._state_changed
         if old is not None and old is not device:
+            old.on_state_change = None
             old.stop()
         logger.info("device added: %s (%s)", device.device_id, device.transport)
-        self._notify("added", device)
+        self.events.publish(DEVICE_ADDED, device=device.info())
         return device
 
     def remove(self, device_id: str) -> None:
@@ -53,8 +48,9 @@ class DeviceRegistry:
             if self._active_id == device_id:
                 self._active_id = None
         if device is not None:
+            device.on_state_change = None
             device.stop()
-            self._notify("removed", device)
+            self.events.publish(DEVICE_REMOVED, device_id=device_id)
 
     def get(self, device_id: str) -> Device | None:
         with self._lock:
