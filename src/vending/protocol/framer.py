@@ -24,6 +24,7 @@ class LineFramer:
         self._buffer = bytearray()
         self._discarding = False
         self._discarded = 0
+        self._discarded_cr = False  # the discarded bytes so far end in "\r"
         self._head = b""
 
     @property
@@ -36,6 +37,7 @@ class LineFramer:
         self._buffer.clear()
         self._discarding = False
         self._discarded = 0
+        self._discarded_cr = False
         self._head = b""
 
     def feed(self, data: bytes) -> list[FramedItem]:
@@ -55,21 +57,23 @@ class LineFramer:
 
     def _take(self, piece: bytes) -> None:
         if self._discarding:
-            self._discarded += len(piece)
+            if piece:
+                self._discarded += len(piece)
+                self._discarded_cr = piece.endswith(b"\r")
             return
         self._buffer += piece
         # One byte of slack: a line of max_length bytes may still be followed by "\r".
         if len(self._buffer) > self.max_length + 1:
             self._discarding = True
             self._discarded = len(self._buffer)
+            self._discarded_cr = self._buffer.endswith(b"\r")
             self._head = bytes(self._buffer[:32])
             self._buffer.clear()
 
     def _finish(self, out: list[FramedItem]) -> None:
         if self._discarding:
-            out.append(
-                LineTooLong(f"discarded a {self._discarded}-byte line", self._discarded, self._head)
-            )
+            length = self._discarded - self._discarded_cr  # "\r" is terminator, not line
+            out.append(LineTooLong(f"discarded a {length}-byte line", length, self._head))
             self.reset()
             return
         line = bytes(self._buffer)
