@@ -4,6 +4,7 @@ Imports nothing else of ours, nor Flask, pyserial or sockets; everything may imp
 See docs/protocol.md.
 """
 
+from .board import BoardAction, BoardLogic, Persist, SendLine, StartMotor, StopMotor
 from .codec import format_body, format_line, frame_body, parse_body, parse_line
 from .crc import crc16, crc16_hex
 from .errors import ChecksumError, LineTooLong, MalformedLine, ProtocolError, UnknownVerb
@@ -52,6 +53,8 @@ __all__ = [
     "AnyMessage",
     "BOARD_STATES",
     "BOARD_VERBS",
+    "BoardAction",
+    "BoardLogic",
     "ChecksumError",
     "Done",
     "FAIL_REASONS",
@@ -69,6 +72,7 @@ __all__ = [
     "Nak",
     "PROTOCOL_VERSION",
     "ParsedLine",
+    "Persist",
     "Ping",
     "Pong",
     "ProtocolError",
@@ -76,7 +80,10 @@ __all__ = [
     "RESULTS",
     "SERVER_VERBS",
     "STATES",
+    "SendLine",
+    "StartMotor",
     "State",
+    "StopMotor",
     "UnknownVerb",
     "V1DeviceId",
     "V1Error",
