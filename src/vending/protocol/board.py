@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from .codec import format_line, parse_line
 from .errors import LineTooLong, ProtocolError
@@ -68,7 +68,7 @@ BoardAction = Union[SendLine, StartMotor, StopMotor, Persist]
 class _Entry:
     slot: int
     state: str  # running | success | failed | interrupted
-    reason: str | None = None
+    reason: Optional[str] = None  # noqa: UP045 (get_type_hints on 3.9)
 
 
 class BoardLogic:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar, Union
+from typing import ClassVar, Optional, Union
 
 from .errors import MalformedLine
 
@@ -201,7 +201,7 @@ class Done(Message):
     )
     id: str
     result: str
-    reason: str | None = None
+    reason: Optional[str] = None  # noqa: UP045 (get_type_hints on 3.9)
     extra: Extra = field(default=())
 
     def _check_consistency(self) -> None:
@@ -240,7 +240,7 @@ class State(Message):
     )
     id: str
     state: str
-    reason: str | None = None
+    reason: Optional[str] = None  # noqa: UP045 (get_type_hints on 3.9)
     extra: Extra = field(default=())
 
     def _check_consistency(self) -> None:
