@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -309,3 +310,17 @@ def test_no_sequence_of_retries_naks_and_reboots_runs_a_motor_twice_for_one_id(
             if isinstance(action, Persist):
                 snapshot = json.loads(json.dumps(action.snapshot))
     assert len(starts) == len(set(starts))
+
+
+def test_framer_items_can_be_handed_to_the_board_as_they_come() -> None:
+    board = make_board()
+    actions = []
+    for item in LineFramer().feed(b"$" + b"Q" * 300 + b"\r\n$PING*6427\r\nHELP\r\n"):
+        actions += board.receive(item, 1.0)
+    assert machine(actions) == [Nak(reason="too_long"), Pong(boot=BOOT, state="ready")]
+    assert human(actions)[0].startswith("Commands:")
+
+
+def test_a_snapshot_of_an_unknown_version_is_refused() -> None:
+    with pytest.raises(ValueError):
+        make_board(snapshot={"version": 99, "entries": []})

@@ -14,6 +14,7 @@ from typing import Any, Optional, Union
 
 from .codec import format_line, parse_line
 from .errors import LineTooLong, ProtocolError
+from .framer import FramedItem
 from .messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -135,6 +136,8 @@ class BoardLogic:
     def _restore(self, snapshot: dict[str, Any]) -> None:
         # A vend still marked running was cut by the reboot: nobody knows whether the
         # item fell, so it becomes `interrupted` and is never re-run.
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported snapshot version {snapshot.get('version')!r}")
         for item in snapshot.get("entries", []):
             state = item["state"]
             if state == "running":
@@ -159,6 +162,12 @@ class BoardLogic:
         self.ready = True
         out.append(self._send(self._identity()))
         return out
+
+    def receive(self, item: FramedItem, now: float) -> list[BoardAction]:
+        """Handle one item from LineFramer.feed: a line, or an over-long line's report."""
+        if isinstance(item, ProtocolError):
+            return self.receive_error(item, now)
+        return self.receive_line(item, now)
 
     def receive_line(self, line: bytes, now: float) -> list[BoardAction]:
         """Handle one received line (as the LineFramer yields it)."""
