@@ -261,3 +261,22 @@ def test_formatting_uses_the_canonical_field_order_with_extras_last() -> None:
     msg = parse_line(b"$VEND x=1 slot=2 id=ab*" + f"{crc16(b'VEND x=1 slot=2 id=ab'):04X}".encode())
     assert msg == Vend(id="ab", slot=2, extra=(("x", "1"),))
     assert format_line(msg).startswith(b"$VEND id=ab slot=2 x=1*")
+
+
+def test_the_protocol_package_imports_only_the_standard_library_and_itself() -> None:
+    import ast
+    from pathlib import Path
+
+    allowed = {"__future__", "binascii", "collections", "dataclasses", "re", "typing"}
+    package = Path(__file__).parent.parent / "src" / "vending" / "protocol"
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top in allowed, f"{source.name} imports {name}"
