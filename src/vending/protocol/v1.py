@@ -81,10 +81,7 @@ V1Line = Union[
 
 def parse_v1_line(line: bytes | str) -> V1Line:
     """Classify one line from a v1 board; never raises."""
-    if isinstance(line, (bytes, bytearray)):
-        text = bytes(line).decode("utf-8", errors="replace")
-    else:
-        text = line
+    text = bytes(line).decode("utf-8", errors="replace") if isinstance(line, (bytes, bytearray)) else line
     text = text.rstrip("\r\n")
     found = _VEND_SUCCESS_RE.search(text)
     if found:
