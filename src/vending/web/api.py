@@ -12,7 +12,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from .. import __version__
 from ..errors import BadRequest, InvalidSlot
 from ..store import STATES, Transaction
-from .common import float_arg, int_arg, json_body, runtime
+from .common import float_arg, int_arg, json_body, runtime, whole_number
 
 bp = Blueprint("api", __name__)
 
@@ -178,8 +178,9 @@ def _slot_changes(body: dict[str, Any]) -> dict[str, Any]:
         changes["name"] = name.strip()
     if "stock" in body:
         stock = body["stock"]
-        if stock is not None and (isinstance(stock, bool) or not isinstance(stock, int)
-                                  or not 0 <= stock <= 10000):
+        if stock is not None:
+            stock = whole_number(stock)
+        if body["stock"] is not None and (stock is None or not 0 <= stock <= 10000):
             raise BadRequest("stock must be a whole number from 0 to 10000, or null for"
                              " 'not counted'")
         changes["stock"] = stock
@@ -202,8 +203,8 @@ def restock_slot(number: int):
     """Add items to a slot's stock: {"quantity": n}."""
     rt = runtime()
     rt.service.check_slot(number)
-    quantity = json_body().get("quantity")
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 10000:
+    quantity = whole_number(json_body().get("quantity"))
+    if quantity is None or not 1 <= quantity <= 10000:
         raise BadRequest("quantity must be a whole number from 1 to 10000")
     current = rt.store.slot(number).stock or 0
     slot = rt.store.update_slot(number, stock=current + quantity)

@@ -62,3 +62,14 @@ def float_arg(name: str, default: float, low: float, high: float) -> float:
     if not low <= value <= high:
         raise BadRequest(f"{name} must be between {low:g} and {high:g}, got {raw}")
     return value
+
+
+def whole_number(value: Any) -> int | None:
+    """A JSON number with no fraction (3 or 3.0) as an int; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None

@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify, request
 from ..commlog import DIRECTIONS
 from ..devices.simulator import FAULTS, SimulatedDevice
 from ..errors import BadRequest
-from .common import int_arg, json_body, runtime
+from .common import int_arg, json_body, runtime, whole_number
 
 bp = Blueprint("devices", __name__, url_prefix="/esp32")
 
@@ -65,28 +65,30 @@ def simulate(device_id: str):
     if not isinstance(device, SimulatedDevice):
         raise BadRequest(f"{device_id} is a real board; faults can only be simulated")
     body = json_body()
+    unknown = set(body) - {"fault", "count", "online", "motor_time"}
+    if unknown or not {"fault", "online", "motor_time"} & set(body):
+        raise BadRequest('send {"fault": "jam", "count": 1}, {"online": false} or {"motor_time": 0.5}')
+    fault, count = body.get("fault"), whole_number(body.get("count", 1))
+    if fault is not None and (not isinstance(fault, str) or fault not in FAULTS):
+        raise BadRequest(f"fault must be one of {', '.join(FAULTS)} or null")
+    if count is None or not 1 <= count <= 100:
+        raise BadRequest("count must be a whole number from 1 to 100")
+    if "online" in body and not isinstance(body["online"], bool):
+        raise BadRequest("online must be true or false")
+    motor_time = body.get("motor_time", 0)
+    if isinstance(motor_time, bool) or not isinstance(motor_time, (int, float)) \
+            or not 0 <= motor_time <= 30:
+        raise BadRequest("motor_time must be a number of seconds from 0 to 30")
+
     if "fault" in body:
-        fault, count = body["fault"], body.get("count", 1)
         if fault is None:
             device.clear_faults()
-        elif fault not in FAULTS:
-            raise BadRequest(f"fault must be one of {', '.join(FAULTS)} or null")
-        elif isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
-            raise BadRequest("count must be a whole number from 1 to 100")
         else:
             device.inject_fault(fault, count)
     if "online" in body:
-        if not isinstance(body["online"], bool):
-            raise BadRequest("online must be true or false")
         device.set_online(body["online"])
     if "motor_time" in body:
-        motor_time = body["motor_time"]
-        if isinstance(motor_time, bool) or not isinstance(motor_time, (int, float)) \
-                or not 0 <= motor_time <= 30:
-            raise BadRequest("motor_time must be a number of seconds from 0 to 30")
         device.motor_time = float(motor_time)
-    if not {"fault", "online", "motor_time"} & set(body):
-        raise BadRequest('send {"fault": "jam"}, {"online": false} or {"motor_time": 0.5}')
     return jsonify({"status": "ok", "device": device.info()})
 
 

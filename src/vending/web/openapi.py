@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from .. import __version__
+from .common import runtime
 
 bp = Blueprint("openapi", __name__)
 
@@ -121,16 +122,17 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
-# POST /vend/<slot> and GET /vend/<transaction_id> share one templated path in OpenAPI.
-_SLOT_PARAM = _path("id", {"type": "string"}, "POST: the slot number, 1..N")
-_NUMBER_PARAM = _path("number", {"type": "integer"}, "slot number, 1..N")
 _TXN_PARAM = _path("transaction_id", {"type": "string"}, "transaction id")
 _VEND_ID_PARAM = _path("id", {"type": "string"}, "GET: a transaction id")
 _OK = {"type": "object", "properties": {"status": {"type": "string"}}}
 
 
-def build_spec() -> dict[str, Any]:
-    """The whole document."""
+def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
+    """The whole document, for a machine with `slots` slots."""
+    slot_schema = {"type": "integer", "minimum": 1, "maximum": slots}
+    # POST /vend/<slot> and GET /vend/<transaction_id> share one templated path in OpenAPI.
+    slot_param = _path("id", slot_schema, "POST: the slot number")
+    number_param = _path("number", slot_schema, "slot number")
     vend_responses = {
         "200": _json(_ref("Vend"), "dispensed: the board confirmed"),
         "202": _json(_ref("Vend"), "still running; poll the Location"),
@@ -148,8 +150,9 @@ def build_spec() -> dict[str, Any]:
         "/vend/{id}": {"post": {
             "summary": "Vend one item from a slot",
             "parameters": [
-                _SLOT_PARAM,
-                _query("wait", {"type": "number", "minimum": 0}, "seconds to wait for the outcome"),
+                slot_param,
+                _query("wait", {"type": "number", "minimum": 0, "maximum": max_wait},
+                       "seconds to wait for the outcome"),
                 {"name": "Idempotency-Key", "in": "header", "required": False,
                  "schema": {"type": "string", "maxLength": 255},
                  "description": "a repeat with the same key never vends twice"},
@@ -166,10 +169,11 @@ def build_spec() -> dict[str, Any]:
                 _query("state", {"type": "string",
                                  "enum": ["pending", "sent", "success", "failed", "unknown"]},
                        "filter by state"),
-                _query("slot", {"type": "integer"}, "filter by slot"),
+                _query("slot", slot_schema, "filter by slot"),
                 _query("device_id", {"type": "string"}, "filter by device"),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
-                _query("offset", {"type": "integer", "minimum": 0}, "skip this many"),
+                _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9},
+                       "skip this many"),
                 _query("format", {"type": "string", "enum": ["json", "csv"]}, "csv to export"),
             ],
             "responses": {
@@ -193,15 +197,16 @@ def build_spec() -> dict[str, Any]:
             {"type": "object", "properties": {"slots": {"type": "array", "items": _ref("Slot")}}},
             "the slots")}}},
         "/slots/{number}": {"patch": {
-            "summary": "Rename a slot or set its stock", "parameters": [_NUMBER_PARAM],
-            "requestBody": _body({"type": "object", "properties": {
-                "name": {"type": "string", "minLength": 1, "maxLength": 40},
+            "summary": "Rename a slot or set its stock", "parameters": [number_param],
+            "requestBody": _body({"type": "object", "minProperties": 1,
+                                  "additionalProperties": False, "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 40, "pattern": "\\S"},
                 "stock": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000}}}),
             "responses": {"200": _json(_ref("Slot"), "the slot"), "400": _error("bad change"),
                           "404": _error("no such slot")},
         }},
         "/slots/{number}/restock": {"post": {
-            "summary": "Add items to a slot", "parameters": [_NUMBER_PARAM],
+            "summary": "Add items to a slot", "parameters": [number_param],
             "requestBody": _body({"type": "object", "required": ["quantity"], "properties": {
                 "quantity": {"type": "integer", "minimum": 1, "maximum": 10000}}}),
             "responses": {"200": _json(_ref("Slot"), "the slot"), "400": _error("bad quantity"),
@@ -232,7 +237,10 @@ def build_spec() -> dict[str, Any]:
         "/esp32/devices/{device_id}/simulate": {"post": {
             "summary": "Inject a fault into, or unplug, a simulated board",
             "parameters": [_path("device_id", {"type": "string"}, "a simulated device")],
-            "requestBody": _body({"type": "object", "properties": {
+            "requestBody": _body({"type": "object", "additionalProperties": False,
+                                  "anyOf": [{"required": ["fault"]}, {"required": ["online"]},
+                                            {"required": ["motor_time"]}],
+                                  "properties": {
                 "fault": {"type": ["string", "null"],
                           "enum": ["jam", "empty", "motor_fault", "no_reply", None]},
                 "count": {"type": "integer", "minimum": 1, "maximum": 100},
@@ -246,7 +254,8 @@ def build_spec() -> dict[str, Any]:
         "/esp32/communication/log": {"get": {
             "summary": "Communication log entries newer than ?since=",
             "parameters": [
-                _query("since", {"type": "integer", "minimum": 0}, "last id the client has"),
+                _query("since", {"type": "integer", "minimum": 0, "maximum": 2**62},
+                       "last id the client has"),
                 _query("device_id", {"type": "string"}, "only this device"),
                 _query("direction", {"type": "string", "enum": ["tx", "rx", "info", "error"]},
                        "only this direction"),
@@ -276,4 +285,5 @@ def build_spec() -> dict[str, Any]:
 @bp.get("/openapi.json")
 def openapi():
     """This API, described."""
-    return jsonify(build_spec())
+    config = runtime().config
+    return jsonify(build_spec(config.slots, config.vend_wait_max))
