@@ -4,8 +4,8 @@ Run: python bench/fuzz_codec.py --seconds 60
 libFuzzer prints the number of executions at the end ("Done N runs in S second(s)"); a
 finding (an exception other than the codec's own ProtocolError from parse_line, or any
 exception at all from the framer, the v1 classifier or the board model) stops the run with
-the traceback and writes the input to a crash-* file. Needs `pip install atheris` (Linux/macOS; not required by the tests,
-which run the same properties with hypothesis).
+the traceback and writes the input to a crash-* file.
+Needs `pip install atheris` (Linux/macOS); the tests run the same properties with hypothesis.
 """
 
 from __future__ import annotations
