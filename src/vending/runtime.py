@@ -11,6 +11,7 @@ from .commlog import CommunicationLog
 from .config import Config
 from .devices.registry import DeviceRegistry
 from .devices.simulator import SimulatedDevice
+from .metrics import Metrics
 from .service import VendService, VendSettings
 from .store import Store
 
@@ -26,6 +27,7 @@ class Runtime:
         self.log = CommunicationLog(config.log_size)
         self.store = Store(config.database_path)
         self.registry = DeviceRegistry()
+        self.metrics = Metrics(self.registry.devices)
         self.service = VendService(
             self.store, self.registry, self.log,
             VendSettings(
@@ -36,6 +38,7 @@ class Runtime:
                 idempotency_retention=config.idempotency_retention_hours * 3600.0,
             ),
         )
+        self.service.add_listener(self.metrics.vend_finished)
         self.simulator: SimulatedDevice | None = None
         # Background parts (serial monitor, discovery, ...) register here to be started
         # and stopped with the runtime, in order.

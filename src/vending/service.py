@@ -7,6 +7,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 from .commlog import ERROR, INFO, CommunicationLog
 from .devices.base import OUTCOME_SUCCESS, Device, VendOutcome, VendRequest
@@ -22,6 +23,9 @@ from .errors import (
 from .store import FAILED, SUCCESS, UNKNOWN, Store, Transaction
 
 logger = logging.getLogger("vending.vend")
+
+# Called once with each vend this service finished (metrics, ...); must not raise or block.
+VendListener = Callable[[Transaction], None]
 
 
 @dataclass
@@ -116,6 +120,11 @@ class VendService:
         self._done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._accepting = True
+        self._listeners: list[VendListener] = []
+
+    def add_listener(self, listener: VendListener) -> None:
+        """Call `listener(transaction)` each time a vend of this service reaches its final state."""
+        self._listeners.append(listener)
 
     # Accepting vends
 
@@ -256,6 +265,13 @@ class VendService:
             txn.message)
         event = self._done.pop(txn_id, None)
         if event is not None:
+            # Only the first finish of a vend started here counts; repeats return the stored
+            # row. Listeners run before the waiter wakes, so what it reads is already counted.
+            for listener in self._listeners:
+                try:
+                    listener(txn)
+                except Exception:
+                    logger.exception("vend listener %r failed", listener)
             event.set()
 
     # Housekeeping
