@@ -365,10 +365,15 @@ def _try_port(result: TestResult, name: str) -> None:
 
 # 4. Flask application
 
-def _import_app():
+def _use_this_checkout() -> None:
+    """Import `vending` (and esp32_serial's imports of it) from this checkout's src/."""
     src = str(ROOT / "src")
     if src not in sys.path:
         sys.path.insert(0, src)
+
+
+def _import_app():
+    _use_this_checkout()
     vending = importlib.import_module("vending")
     return vending.create_app, vending.Config
 
@@ -610,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(message, file=sys.stderr)
         return 2
+    _use_this_checkout()
     results = run_all(opts)
     counts = summary(results)
     code = 1 if counts[FAIL] else 0
