@@ -262,11 +262,11 @@ def _port_holders(device: str) -> list[str]:
                 continue
             if target in links:
                 try:
-                    with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
-                        name = handle.read().strip()
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        command = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
                 except OSError:
-                    name = "?"
-                holders.append(f"{name} (pid {pid})")
+                    command = "?"
+                holders.append(f"pid {pid}: {command[:80]}")
     except OSError:
         pass
     return holders
@@ -329,10 +329,13 @@ def _check_linux_access(result: TestResult, devices: list[str]) -> None:
         if not os.access(device, os.R_OK | os.W_OK):
             result.add(FAIL, f"{device} access", "permission denied", _dialout_hint())
         holders = _port_holders(device)
-        if holders:
-            result.add(WARN, f"{device} in use", f"held by {', '.join(holders)}",
-                       "if that is not this server: close the Arduino IDE Serial Monitor or the"
-                       " other program using the port")
+        others = [h for h in holders if "app.py" not in h]
+        if others:
+            result.add(FAIL, f"{device} in use", f"held by {', '.join(others)}",
+                       "close the Arduino IDE Serial Monitor or the other program using the port,"
+                       " then restart the server")
+        elif holders:
+            result.add(OK, f"{device} in use", f"held by the vending server ({', '.join(holders)})")
 
 
 def _try_port(result: TestResult, name: str) -> None:

@@ -231,3 +231,19 @@ def test_requirements_txt_is_parsed_without_the_editable_line() -> None:
     names = [name for name, _ in check_system.parse_requirements(ROOT / "requirements.txt")]
     assert "Flask" in names and "pyserial" in names
     assert all(not name.startswith("-") for name in names)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+def test_the_process_holding_a_serial_port_is_named_without_opening_the_port() -> None:
+    controller, board = os.openpty()
+    name = os.ttyname(board)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=board, text=True)
+    try:
+        holders = check_system._port_holders(name)
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+        os.close(controller)
+        os.close(board)
+    assert any(h.startswith(f"pid {holder.pid}: ") and "sys.stdin.read()" in h for h in holders)
