@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from vending import create_app
 from vending.config import Config, config_from_args
+from vending.logs import configure_logging
 
 logger = logging.getLogger("vending")
 
@@ -51,15 +52,13 @@ def banner(config: Config, transports: list[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, build the app, serve until Ctrl+C or SIGTERM."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging("INFO")
     try:
         config = config_from_args(argv)
     except ValueError as exc:
         logger.error("bad setting: %s", exc)
         return 2
+    configure_logging(config.log_level)
     app = create_app(config)
     runtime = app.extensions["vending"]
 

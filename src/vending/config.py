@@ -33,6 +33,10 @@ class Config:
     slots: int = 5
     dev: bool = False
     threads: int = 16
+    log_level: str = "INFO"
+    # Advertise the web UI and the discovery port over mDNS (vending.local).
+    mdns: bool = True
+    mdns_name: str = "vending"
 
     # Simulated board.
     sim_motor_time: float = 1.0
@@ -71,6 +75,9 @@ class Config:
         "vend_max_age": "VENDING_VEND_MAX_AGE",
         "device_queue_limit": "VENDING_DEVICE_QUEUE_LIMIT",
         "log_size": "VENDING_LOG_SIZE",
+        "log_level": "VENDING_LOG_LEVEL",
+        "mdns": "VENDING_MDNS",
+        "mdns_name": "VENDING_MDNS_NAME",
     }
 
     def __post_init__(self) -> None:
@@ -89,6 +96,12 @@ class Config:
             raise ValueError("device_queue_limit must be at least 1")
         if self.log_size < 10:
             raise ValueError("log_size must be at least 10")
+        self.log_level = str(self.log_level).upper()
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL,"
+                             f" got {self.log_level!r}")
+        if not self.mdns_name or not all(c.isalnum() or c == "-" for c in self.mdns_name):
+            raise ValueError(f"mdns_name must be letters, digits and '-', got {self.mdns_name!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -151,6 +164,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slots", type=int, help="number of slots (VENDING_SLOTS, default 5)")
     parser.add_argument("--threads", type=int, help="HTTP worker threads (default 16)")
     parser.add_argument("--dev", action="store_true", help="Flask's development server")
+    parser.add_argument("--log-level", type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                        help="how much to log to stderr (VENDING_LOG_LEVEL, default INFO)")
+    parser.add_argument("--no-mdns", action="store_true",
+                        help="do not advertise vending.local over mDNS (VENDING_MDNS=0)")
     return parser
 
 
@@ -173,4 +191,8 @@ def config_from_args(argv: Sequence[str] | None = None,
         overrides["simulator"] = False
     if args.dev:
         overrides["dev"] = True
+    if args.log_level is not None:
+        overrides["log_level"] = args.log_level
+    if args.no_mdns:
+        overrides["mdns"] = False
     return Config.from_env(environ, **overrides)

@@ -11,7 +11,9 @@ from .commlog import CommunicationLog
 from .config import Config
 from .devices.registry import DeviceRegistry
 from .devices.simulator import SimulatedDevice
-from .events import EventBus
+from .events import VEND_FINISHED, EventBus
+from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
+from .metrics import Metrics
 from .service import VendService, VendSettings
 from .store import Store
 
@@ -28,6 +30,8 @@ class Runtime:
         self.events = EventBus()
         self.store = Store(config.database_path)
         self.registry = DeviceRegistry(self.events)
+        self.metrics = Metrics(self.registry.devices)
+        self.events.subscribe(self.metrics.vend_finished, {VEND_FINISHED})
         self.service = VendService(
             self.store, self.registry, self.log,
             VendSettings(
@@ -46,6 +50,18 @@ class Runtime:
         self._stop_lock = threading.Lock()
         self._stopped = False
         self._started = False
+        # Not a transport, so kept out of _parts (whose names /status lists). Only a real
+        # port can be advertised; tests that use port 0 get none.
+        self.mdns: MdnsAdvertiser | None = None
+        if config.mdns and config.port:
+            from . import __version__
+
+            self.mdns = MdnsAdvertiser(
+                config.mdns_name, config.port, config.discovery_port if config.discovery else None,
+                advertised_addresses(config.host), version=__version__,
+                # Listening on one address: advertise there only (127.0.0.1 stays on the host).
+                interfaces=advertised_interfaces(config.host),
+            )
 
         for txn in self.store.recover_interrupted():
             logger.warning(
@@ -81,6 +97,8 @@ class Runtime:
         self._started = True
         for part in self._parts:
             part.start()
+        if self.mdns is not None:
+            self.mdns.start()
 
     def stop(self) -> None:
         """Finish or record in-flight vends, stop every part, close the store; safe twice."""
@@ -90,6 +108,8 @@ class Runtime:
             self._stopped = True
         logger.info("stopping: finishing in-flight vends (up to %gs)", self.config.shutdown_grace)
         self.service.stop(self.config.shutdown_grace)
+        if self.mdns is not None:
+            self.mdns.stop()
         for part in reversed(self._parts):
             try:
                 part.stop()

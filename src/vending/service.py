@@ -24,6 +24,8 @@ from .store import FAILED, SUCCESS, UNKNOWN, Store, Transaction
 
 logger = logging.getLogger("vending.vend")
 
+# Called once with each vend this service finished (metrics, ...); must not raise or block.
+
 
 @dataclass
 class VendSettings:
@@ -258,8 +260,10 @@ class VendService:
             txn.message)
         done = self._done.pop(txn_id, None)
         if done is not None:
+            # Only the first finish of a vend started here is announced (repeats return the
+            # stored row). Listeners run before the waiter wakes, so what it reads is counted.
+            self.events.publish(VEND_FINISHED, transaction=txn.to_dict())
             done.set()
-        self.events.publish(VEND_FINISHED, transaction=txn.to_dict())
 
     # Housekeeping
 

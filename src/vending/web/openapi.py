@@ -217,6 +217,8 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                          "status")}}},
         "/health": {"get": {"summary": "Liveness for service managers", "responses": {
             "200": _json(_OK, "healthy"), "503": _error("the store does not answer")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics: vends, devices, HTTP", "responses": {
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {
             "200": _json({"type": "object"}, "OpenAPI 3 document")}}},
         "/esp32/devices/list": {"get": {"summary": "List all ESP32 devices", "responses": {

@@ -1,0 +1,73 @@
+"""GET /metrics: Prometheus text that prometheus_client's own parser reads, moving with vends."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_metrics_parse_and_the_vend_counter_and_histogram_move_on_a_vend(client) -> None:
+    before = scrape(client)
+    vend_key = ("vending_vends_total", (("outcome", "success"), ("transport", "simulation")))
+    count_key = ("vending_vend_duration_seconds_count", (("transport", "simulation"),))
+    assert vend_key not in before
+
+    response = client.post("/vend/1?wait=5")
+    assert response.status_code == 200
+
+    after = scrape(client)
+    assert after[vend_key] == 1
+    assert after[count_key] == 1
+    assert after[("vending_vend_duration_seconds_sum", (("transport", "simulation"),))] > 0
+
+
+def test_a_failed_vend_is_counted_under_its_outcome(client) -> None:
+    client.post("/esp32/devices/SIMULATOR/simulate", json={"fault": "jam"})
+    response = client.post("/vend/2?wait=5")
+    assert response.status_code == 502
+    after = scrape(client)
+    assert after[("vending_vends_total", (("outcome", "failed"), ("transport", "simulation")))] == 1
+
+
+def test_devices_online_are_reported_by_transport(client) -> None:
+    samples = scrape(client)
+    assert samples[("vending_devices_online", (("transport", "simulation"),))] == 1
+    assert samples[("vending_devices_online", (("transport", "serial"),))] == 0
+    assert samples[("vending_devices_online", (("transport", "wifi"),))] == 0
+
+
+def test_http_requests_are_counted_by_route_rule_not_by_url(client) -> None:
+    client.get("/vend/abc")
+    client.get("/vend/def")
+    client.get("/no-such-page")
+    samples = scrape(client)
+    assert samples[("vending_http_requests_total",
+                    (("method", "GET"), ("route", "/vend/<transaction_id>"), ("status", "404")))] == 2
+    assert samples[("vending_http_requests_total",
+                    (("method", "GET"), ("route", "unmatched"), ("status", "404")))] == 1
+
+
+def test_discovery_and_serial_reconnect_counters_exist_for_the_transports_to_feed(app, client) -> None:
+    metrics = app.extensions["vending"].metrics
+    metrics.discovery_request("answered")
+    metrics.serial_reconnect()
+    samples = scrape(client)
+    assert samples[("vending_discovery_requests_total", (("result", "answered"),))] == 1
+    assert samples[("vending_serial_reconnects_total", ())] == 1
+
+
+def test_each_app_has_its_own_registry(make_app) -> None:
+    first, second = make_app(), make_app()
+    first.test_client().post("/vend/1?wait=5")
+    samples = scrape(second.test_client())
+    assert not any(name == "vending_vends_total" for name, _ in samples)
