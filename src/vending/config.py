@@ -54,6 +54,11 @@ class Config:
     # Whether create_app starts background threads (devices, dispatchers).
     start_threads: bool = True
 
+    # Operator sign-in: requests from this machine (the kiosk) need none when trusted;
+    # an empty admin_token means "generate one in data_dir and keep it there".
+    trust_localhost: bool = True
+    admin_token: str = field(default="", repr=False)
+
     # Environment variable for each field that may be set that way.
     ENV_NAMES = {
         "host": "VENDING_HOST",
@@ -71,6 +76,8 @@ class Config:
         "vend_max_age": "VENDING_VEND_MAX_AGE",
         "device_queue_limit": "VENDING_DEVICE_QUEUE_LIMIT",
         "log_size": "VENDING_LOG_SIZE",
+        "trust_localhost": "VENDING_TRUST_LOCALHOST",
+        "admin_token": "VENDING_ADMIN_TOKEN",
     }
 
     def __post_init__(self) -> None:
@@ -89,6 +96,8 @@ class Config:
             raise ValueError("device_queue_limit must be at least 1")
         if self.log_size < 10:
             raise ValueError("log_size must be at least 10")
+        if self.admin_token and len(self.admin_token) < 16:
+            raise ValueError("admin_token (VENDING_ADMIN_TOKEN) must be at least 16 characters")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
