@@ -262,6 +262,7 @@
       const answer = await api("POST", url, body || {});
       say(answer.status === 200 ? label + ": done." : label + ": " + (answer.body.detail || "refused (" + answer.status + ")"));
       list.now();
+      mode.now();
     }
 
     function actions(device, active) {
@@ -325,7 +326,7 @@
     $("#auto-select").addEventListener("click", function () {
       act("Automatic choice", "/esp32/devices/auto-select");
     });
-    watchMode(function (mode) {
+    const mode = watchMode(function (mode) {
       $("#mode-detail").textContent = mode.mode === "none" ? "No board can vend right now." :
         "Vends go to " + (mode.active_device || "–") + " over " + mode.mode + ", " +
         (mode.selection === "manual" ? "chosen by an operator." : "chosen automatically.");
