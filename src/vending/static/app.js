@@ -85,6 +85,13 @@
     return seconds ? new Date(seconds * 1000).toLocaleTimeString() : "";
   }
 
+  /* Time only for today, date and time otherwise: short enough for a phone. */
+  function when(seconds) {
+    const date = new Date(seconds * 1000);
+    if (date.toDateString() === new Date().toDateString()) { return date.toLocaleTimeString(); }
+    return date.toLocaleDateString() + " " + date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
   function ago(seconds) {
     if (!seconds) { return "never"; }
     const delta = Math.max(0, Math.round(Date.now() / 1000 - seconds));
@@ -268,7 +275,7 @@
     function actions(device, active) {
       const id = device.device_id;
       const path = "/esp32/devices/" + encodeURIComponent(id);
-      const cell = el("td", { className: "actions" });
+      const cell = el("div", { className: "actions" });
       if (id === active) {
         cell.append(el("span", { className: "badge active", text: "Active" }));
       } else if (device.status === "online" || device.status === "busy") {
@@ -284,7 +291,7 @@
         cell.append(el("button", { type: "button", className: "danger", text: "Revoke", "aria-label": "Revoke " + id,
           onclick: function () { act("Revoke " + id, path + "/revoke"); } }));
       }
-      return cell;
+      return el("td", { "data-label": "Actions" }, [cell]);
     }
 
     function render(data) {
@@ -306,13 +313,14 @@
       devices.forEach(function (device) {
         const status = deviceStatus(device);
         rows.append(el("tr", { dataset: { device: device.device_id, status: status.key } }, [
-          el("th", { scope: "row", text: device.device_id }),
-          el("td", { text: device.transport || device.type }),
-          el("td", {}, [el("span", { className: "badge status-" + status.key, text: status.label,
-            title: device.status_detail || null })]),
-          el("td", { text: ago(device.last_seen), dataset: { lastSeen: device.last_seen || 0 } }),
-          el("td", { text: device.firmware_version || "–" }),
-          el("td", { text: device.protocol ? "v" + device.protocol : "–" }),
+          el("th", { scope: "row", text: device.device_id, "data-label": "Device" }),
+          el("td", { text: device.transport || device.type, "data-label": "Transport" }),
+          el("td", { "data-label": "State" }, [el("span", { className: "badge status-" + status.key,
+            text: status.label, title: device.status_detail || null })]),
+          el("td", { text: ago(device.last_seen), "data-label": "Last seen",
+                     dataset: { lastSeen: device.last_seen || 0 } }),
+          el("td", { text: device.firmware_version || "–", "data-label": "Firmware" }),
+          el("td", { text: device.protocol ? "v" + device.protocol : "–", "data-label": "Protocol" }),
           actions(device, data.active_device),
         ]));
       });
@@ -439,7 +447,8 @@
 
     function checkCell(txn) {
       if (txn.checked_at) {
-        return el("td", { text: "Checked " + clock(txn.checked_at) + (txn.check_note ? ": " + txn.check_note : "") });
+        return el("td", { "data-label": "Check",
+                          text: "Checked " + when(txn.checked_at) + (txn.check_note ? ": " + txn.check_note : "") });
       }
       if (txn.status !== "unknown") { return el("td", { text: "" }); }
       const note = el("input", { name: "note", maxlength: 500, placeholder: "What did you find?",
@@ -454,7 +463,7 @@
         signature = "";
         refresh.now();
       });
-      return el("td", {}, [form]);
+      return el("td", { "data-label": "Check" }, [form]);
     }
 
     const refresh = every(10000, async function () {
@@ -478,12 +487,15 @@
         const attention = txn.status === "unknown" && !txn.checked_at;
         rows.append(el("tr", { className: "state-" + txn.status + (attention ? " attention" : ""),
                                dataset: { id: txn.transaction_id, state: txn.status } }, [
-          el("td", {}, [el("time", { datetime: new Date(txn.created_at * 1000).toISOString(),
-                                     text: new Date(txn.created_at * 1000).toLocaleString() })]),
-          el("td", { text: txn.slot }),
-          el("td", {}, [el("span", { className: "badge state-" + txn.status, text: STATE_LABELS[txn.status] || txn.status })]),
-          el("td", { text: (txn.device_id || "–") + (txn.communication ? " (" + txn.communication + ")" : "") }),
-          el("td", { text: txn.message + (txn.reason ? " [" + txn.reason + "]" : "") }),
+          el("td", { "data-label": "Time" }, [el("time", { datetime: new Date(txn.created_at * 1000).toISOString(),
+                                                           text: when(txn.created_at) })]),
+          el("td", { text: txn.slot, "data-label": "Slot" }),
+          el("td", { "data-label": "State" }, [el("span", { className: "badge state-" + txn.status,
+                                                            text: STATE_LABELS[txn.status] || txn.status })]),
+          el("td", { text: (txn.device_id || "–") + (txn.communication ? " (" + txn.communication + ")" : ""),
+                     "data-label": "Device" }),
+          el("td", { "data-label": "Message" }, [el("span", { className: "message",
+            text: txn.message + (txn.reason && !txn.message.includes(txn.reason) ? " [" + txn.reason + "]" : "") })]),
           checkCell(txn),
         ]));
       });
