@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import stat
 from pathlib import Path
 
@@ -64,6 +65,12 @@ def test_localhost_is_not_trusted_under_a_foreign_host_name(client):
     # DNS rebinding: evil.example resolving to 127.0.0.1 must not inherit the kiosk's trust.
     response = client.get("/slots", headers={"Host": "evil.example:5000"})
     assert response.status_code == 401
+
+
+def test_localhost_is_trusted_under_the_machines_own_name(client):
+    name = platform.node()
+    assert client.get("/slots", headers={"Host": f"{name}:5000"}).status_code == 200
+    assert client.get("/slots", headers={"Host": f"{name}.local"}).status_code == 200
 
 
 def test_status_health_and_the_sign_in_page_are_open_to_everyone(locked_app):
