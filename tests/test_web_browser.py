@@ -193,6 +193,28 @@ def test_a_double_click_and_a_held_key_make_one_transaction_each(live_server, br
     assert len(runtime_of(live_server).simulator.motor_runs) == 2
 
 
+def test_a_vend_whose_answer_is_lost_is_retried_with_the_same_key_and_vends_once(live_server, browse):
+    runtime_of(live_server).simulator.motor_time = 0.5
+    page = browse(live_server)
+    keys: list[str] = []
+
+    def lose_the_first_answer(route: Any) -> None:
+        keys.append(route.request.headers["idempotency-key"])
+        if len(keys) == 1:
+            route.fetch()  # the server gets the vend and starts it; the browser never hears back
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/vend/1?wait=0", lose_the_first_answer)
+    page.locator('button.slot[data-slot="1"]').click()
+    expect(page.locator("#slot-1-outcome")).to_have_text("Dispensed via SIMULATOR (simulation)")
+    assert len(keys) >= 2 and len(set(keys)) == 1
+    assert len(slot_transactions(live_server, 1)) == 1
+    assert len(runtime_of(live_server).simulator.motor_runs) == 1
+    page.guard.console_errors.clear()  # the aborted request and the 409 "still running" answer
+
+
 def test_a_sold_out_slot_is_shown_and_cannot_be_pressed(live_server, browse):
     runtime_of(live_server).store.update_slot(2, stock=0)
     page = browse(live_server)

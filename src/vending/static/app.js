@@ -219,7 +219,9 @@
           show(slot, "unknown", "Unknown: the server did not answer. Check the machine and Transactions.");
           announce("Slot " + slot + ": unknown, check the machine");
         } else if (answer.body && answer.body.transaction_id) {
-          await follow(answer.body, slot);
+          // A retry whose first try is still running answers 409 with the id: follow that one.
+          await follow(answer.body.status ? answer.body
+            : { transaction_id: answer.body.transaction_id, status: "pending", slot: slot }, slot);
         } else {
           const text = "Not dispensed: " + (answer.body.detail || "the server refused (" + answer.status + ")");
           show(slot, "refused", text);
