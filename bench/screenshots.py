@@ -13,7 +13,7 @@ from browser import chromium, demo_server
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 VIEWS = [("vend", "/"), ("devices", "/devices"), ("log", "/log"),
          ("transactions", "/history"), ("slots", "/stock")]
-PHONE_VIEWS = {"vend", "log", "transactions"}
+PHONE_VIEWS = {"vend", "devices", "log", "transactions"}
 NAMES = ["Cola", "Sparkling water", "Orange juice", "Crisps", "Chocolate bar"]
 
 
@@ -61,6 +61,15 @@ def main() -> int:
                 page.screenshot(path=str(target), full_page=shape == "desktop")
                 print(f"saved {target.relative_to(OUT.parent.parent)}")
             context.close()
+    with demo_server(trust_localhost=False, admin_token="x" * 32) as server, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 640})
+        page.goto(server.url + "/")  # not trusted: redirected to the sign-in page
+        page.fill("input[name=token]", "not the token")
+        page.click("button[type=submit]")
+        page.wait_for_selector(".error")
+        target = OUT / "sign-in-desktop.png"
+        page.screenshot(path=str(target))
+        print(f"saved {target.relative_to(OUT.parent.parent)}")
     return 0
 
 
