@@ -290,6 +290,23 @@ def test_the_log_updates_while_open_and_can_be_filtered_paused_and_cleared(live_
     assert runtime_of(live_server).log.since(0)[0] == []
 
 
+def test_the_log_follows_new_lines_until_the_user_scrolls_up(live_server, browse):
+    rt = runtime_of(live_server)
+    for n in range(100):
+        rt.log.add("SIMULATOR", "simulation", "info", f"line {n}")
+    page = browse(live_server, "/log")
+    expect(page.locator("#log li", has_text="line 99")).to_be_in_viewport()
+    page.locator("#log").evaluate("el => { el.scrollTop = 0; }")
+    rt.log.add("SIMULATOR", "simulation", "info", "line 100")
+    expect(page.locator("#log li", has_text="line 100")).to_have_count(1)
+    jump = page.get_by_role("button", name=re.compile("New lines below"))
+    expect(jump).to_be_visible()
+    assert page.locator("#log").evaluate("el => el.scrollTop") == 0
+    jump.click()
+    expect(page.locator("#log li", has_text="line 100")).to_be_in_viewport()
+    expect(jump).to_be_hidden()
+
+
 def test_the_log_keeps_a_bounded_number_of_rows(serve, browse):
     server = serve(log_size=600)
     rt = runtime_of(server)
