@@ -15,6 +15,18 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -r tests/requirements.txt
 
+# The browser tests drive Debian's Chromium: install it when we may, else they skip saying why.
+if [ -z "${VENDING_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing chromium for the browser tests ..."
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || echo "Could not install chromium: the browser tests will be skipped." >&2
+  else
+    echo "No /usr/bin/chromium: the browser tests will be skipped (sudo apt-get install chromium," \
+      "or set VENDING_CHROMIUM to a Chromium binary)." >&2
+  fi
+fi
+
 set +e
 "$VENV/bin/python" -m pytest "$@"
 status=$?

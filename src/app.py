@@ -28,8 +28,8 @@ def local_addresses() -> list[str]:
     return sorted(addresses)
 
 
-def banner(config: Config, transports: list[str]) -> str:
-    """The start-up message: where to open the page, what runs, where the data lives."""
+def banner(config: Config, transports: list[str], sign_in_path: str = "") -> str:
+    """The start-up message: where to open the page, how to sign in, what runs, where data lives."""
     port = config.port
     urls = [f"http://localhost:{port}"]
     if config.host in ("0.0.0.0", "::", ""):
@@ -42,6 +42,8 @@ def banner(config: Config, transports: list[str]) -> str:
         "=" * 60,
         " Open the web interface at:",
         *[f"   {url}" for url in urls],
+        *([" Other computers and phones sign in once with:",
+           f"   {urls[-1]}{sign_in_path}"] if sign_in_path else []),
         f" Devices: {', '.join(transports) or 'none'}",
         f" Data: {config.data_dir.resolve()}",
         " Stop with Ctrl+C.",
@@ -61,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_level)
     app = create_app(config)
     runtime = app.extensions["vending"]
+    sign_in_path = app.extensions["vending_auth"].sign_in_url("")
 
     def stop_on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
@@ -68,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop_on_signal)
     try:
         if config.dev:
-            print(banner(config, runtime.transports), flush=True)
+            print(banner(config, runtime.transports, sign_in_path), flush=True)
             app.run(host=config.host, port=config.port, threaded=True, use_reloader=False)
         else:
             from waitress import create_server
@@ -84,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     " --port", config.host, config.port, exc,
                 )
                 return 1
-            print(banner(config, runtime.transports), flush=True)
+            print(banner(config, runtime.transports, sign_in_path), flush=True)
             server.run()
     except KeyboardInterrupt:
         pass

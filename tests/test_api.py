@@ -259,6 +259,8 @@ def test_every_error_response_in_the_openapi_document_uses_the_error_schema(clie
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             for status, response in operation["responses"].items():
+                if "text/html" in response.get("content", {}):
+                    continue  # the sign-in page answers a browser with a page
                 if status.startswith(("4", "5")) and status not in ("502", "504"):
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/Error"}, (path, method, status)

@@ -58,6 +58,11 @@ class Config:
     # Whether create_app starts background threads (devices, dispatchers).
     start_threads: bool = True
 
+    # Operator sign-in: requests from this machine (the kiosk) need none when trusted;
+    # an empty admin_token means "generate one in data_dir and keep it there".
+    trust_localhost: bool = True
+    admin_token: str = field(default="", repr=False)
+
     # Environment variable for each field that may be set that way.
     ENV_NAMES = {
         "host": "VENDING_HOST",
@@ -78,6 +83,8 @@ class Config:
         "log_level": "VENDING_LOG_LEVEL",
         "mdns": "VENDING_MDNS",
         "mdns_name": "VENDING_MDNS_NAME",
+        "trust_localhost": "VENDING_TRUST_LOCALHOST",
+        "admin_token": "VENDING_ADMIN_TOKEN",
     }
 
     def __post_init__(self) -> None:
@@ -102,6 +109,8 @@ class Config:
                              f" got {self.log_level!r}")
         if not self.mdns_name or not all(c.isalnum() or c == "-" for c in self.mdns_name):
             raise ValueError(f"mdns_name must be letters, digits and '-', got {self.mdns_name!r}")
+        if self.admin_token and len(self.admin_token) < 16:
+            raise ValueError("admin_token (VENDING_ADMIN_TOKEN) must be at least 16 characters")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

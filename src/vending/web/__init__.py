@@ -6,10 +6,11 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register error handlers and every blueprint."""
-    from . import api, devices, errors, metrics, openapi, pages
+    """Register error handlers, the operator guard and every blueprint."""
+    from . import api, auth, devices, errors, metrics, openapi, pages
 
     errors.init_app(app)
+    auth.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(devices.bp)

@@ -125,6 +125,8 @@ SCHEMAS: dict[str, Any] = {
 _TXN_PARAM = _path("transaction_id", {"type": "string"}, "transaction id")
 _VEND_ID_PARAM = _path("id", {"type": "string"}, "GET: a transaction id")
 _OK = {"type": "object", "properties": {"status": {"type": "string"}}}
+_PAGE = {"200": {"description": "the page", "content": _HTML}}
+_HTML = {"text/html": {}}
 
 
 def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
@@ -145,8 +147,30 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
         "504": _json(_ref("Vend"), "no confirmation in time: unknown, check the machine"),
     }
     paths: dict[str, Any] = {
-        "/": {"get": {"summary": "Web interface", "responses": {
-            "200": {"description": "the page", "content": {"text/html": {}}}}}},
+        "/": {"get": {"summary": "Web interface: slot buttons", "responses": _PAGE}},
+        "/devices": {"get": {"summary": "Web interface: boards", "responses": _PAGE}},
+        "/log": {"get": {"summary": "Web interface: communication log", "responses": _PAGE}},
+        "/history": {"get": {"summary": "Web interface: transactions", "responses": _PAGE}},
+        "/stock": {"get": {"summary": "Web interface: slot names and stock", "responses": _PAGE}},
+        "/login": {
+            "get": {"summary": "Sign-in page; ?token= signs in at once",
+                    "parameters": [_query("token", {"type": "string"}, "the operator token"),
+                                   _query("next", {"type": "string"}, "page to go to after")],
+                    "responses": {**_PAGE, "302": {"description": "signed in: session cookie set"},
+                                  "401": {"description": "wrong token", "content": _HTML},
+                                  "429": {"description": "too many wrong tokens", "content": _HTML}}},
+            "post": {"summary": "Sign in with a form field `token`",
+                     "requestBody": {"required": True, "content": {
+                         "application/x-www-form-urlencoded": {"schema": {
+                             "type": "object", "required": ["token"],
+                             "properties": {"token": {"type": "string"},
+                                            "next": {"type": "string"}}}}}},
+                     "responses": {"302": {"description": "signed in: session cookie set"},
+                                   "401": {"description": "wrong token", "content": _HTML},
+                                   "429": {"description": "too many wrong tokens", "content": _HTML}}},
+        },
+        "/logout": {"post": {"summary": "Sign this browser out", "responses": {
+            "302": {"description": "signed out"}}}},
         "/vend/{id}": {"post": {
             "summary": "Vend one item from a slot",
             "parameters": [
@@ -280,7 +304,14 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
         "info": {"title": "flask-vending-machine", "version": __version__,
                  "description": "Vending machine controller for ESP32 boards."},
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"operatorToken": {
+                "type": "http", "scheme": "bearer",
+                "description": "the operator token; not needed from the machine itself while"
+                               " VENDING_TRUST_LOCALHOST=1, nor for /status, /health and boards"}},
+        },
+        "security": [{"operatorToken": []}, {}],
     }
 
 

@@ -1,0 +1,367 @@
+"""Operator sign-in, protection from cross-site requests, and security headers on every response.
+
+Who may do what:
+- requests from this machine (the kiosk) need no sign-in while `trust_localhost` is on;
+- any other client signs in once with the operator token (a session cookie follows), or
+  sends `Authorization: Bearer <token>`;
+- boards (blueprint `boards`), GET /status and GET /health need no operator: boards cannot
+  sign in and carry their own HMAC authentication.
+
+State-changing requests from a browser must come from our own origin and carry the
+`X-Vending-Request` header, which a cross-site form or an unpreflighted fetch cannot add;
+a client with no browser headers at all (curl on the kiosk) is not a forgery vector.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+import platform
+import secrets
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+)
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+logger = logging.getLogger("vending.auth")
+
+bp = Blueprint("auth", __name__)
+
+TOKEN_FILE = "admin_token"
+COOKIE_NAME = "vending_session"
+CSRF_HEADER = "X-Vending-Request"
+SESSION_MAX_AGE = 30 * 24 * 3600
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Blueprints and endpoints anyone may reach: boards authenticate themselves; status and
+# health are for monitors; the sign-in page and the static files are needed to sign in.
+EXEMPT_BLUEPRINTS = frozenset({"boards"})
+# Logging out only deletes a cookie, so it needs neither a session nor the header.
+PUBLIC_ENDPOINTS = frozenset({"api.status", "api.health", "auth.login", "auth.logout", "static"})
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # Not no-referrer: with it Chromium sends "Origin: null" on form posts, failing the check.
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def load_or_create_token(data_dir: Path) -> tuple[str, bool]:
+    """The operator token kept in `data_dir` (mode 0600), made on first start; (token, created)."""
+    path = Path(data_dir) / TOKEN_FILE
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        token = ""
+    if len(token) >= 16:
+        if os.name == "posix" and path.stat().st_mode & 0o077:
+            logger.warning("%s was readable by other users; made it private (0600)", path)
+            os.chmod(path, 0o600)
+        return token, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token, True
+
+
+class FailureLimiter:
+    """At most `limit` failed sign-ins per client address in `window` seconds."""
+
+    MAX_CLIENTS = 1024
+
+    def __init__(self, limit: int = 10, window: float = 300.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        failures = self._failures.get(client)
+        if failures is None:
+            return deque()
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if not failures:
+            del self._failures[client]
+        return failures
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until `client` may try again; 0 when it may now."""
+        now = time.monotonic()
+        with self._lock:
+            failures = self._recent(client, now)
+            if len(failures) < self.limit:
+                return 0
+            return max(1, int(failures[0] + self.window - now) + 1)
+
+    def failed(self, client: str) -> None:
+        """Count one failed attempt."""
+        now = time.monotonic()
+        with self._lock:
+            if client not in self._failures and len(self._failures) >= self.MAX_CLIENTS:
+                # Forget the client whose last failure is oldest, so memory stays bounded.
+                oldest = min(self._failures, key=lambda c: self._failures[c][-1])
+                del self._failures[oldest]
+            self._failures.setdefault(client, deque()).append(now)
+
+
+class OperatorAuth:
+    """The operator token, the session cookie's signer and the sign-in rate limit."""
+
+    def __init__(self, token: str, generated: bool, trust_localhost: bool) -> None:
+        self.token = token
+        self.generated = generated
+        self.trust_localhost = trust_localhost
+        self.limiter = FailureLimiter()
+        self._signer = URLSafeTimedSerializer(token, salt="vending-operator-session")
+
+    def check_token(self, candidate: str) -> bool:
+        """Whether `candidate` is the operator token, in constant time."""
+        return hmac.compare_digest(candidate.encode("utf-8", "replace"), self.token.encode())
+
+    def new_session(self) -> str:
+        """A signed cookie value; changing the token signs everyone out."""
+        return self._signer.dumps({"operator": True})
+
+    def session_valid(self, value: str) -> bool:
+        """Whether a cookie value is one of ours and not too old."""
+        try:
+            data = self._signer.loads(value, max_age=SESSION_MAX_AGE)
+        except BadSignature:
+            return False
+        return isinstance(data, dict) and data.get("operator") is True
+
+    def sign_in_url(self, base_url: str) -> str:
+        """The URL that signs a browser in, as printed at start."""
+        return f"{base_url.rstrip('/')}/login?{urlencode({'token': self.token})}"
+
+
+def operator_auth() -> OperatorAuth:
+    """The app's OperatorAuth."""
+    return current_app.extensions["vending_auth"]
+
+
+def _is_loopback(address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def _host_is_local_name() -> bool:
+    """Whether the Host header names this machine by loopback name or IP.
+
+    A page from another site that rebinds its DNS name to 127.0.0.1 would otherwise
+    reach the kiosk's trusted session through the kiosk's own browser.
+    """
+    host = urlsplit(f"//{request.host}").hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    # The machine's own name (http://raspberrypi.local:5000 on the kiosk) is not an
+    # attacker's domain, so it may be trusted too.
+    node = platform.node().lower()
+    if node and host in (node, f"{node}.local"):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _client() -> str:
+    return request.remote_addr or "?"
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def _from_browser() -> bool:
+    """Browsers add these on every state-changing request; curl and scripts do not."""
+    return "Origin" in request.headers or "Sec-Fetch-Site" in request.headers
+
+
+def _cross_site_reason() -> str | None:
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != request.host.lower():
+        return f"a request from {origin} may not change anything here"
+    site = request.headers.get("Sec-Fetch-Site")
+    if site in ("cross-site", "same-site"):
+        return f"a {site} request may not change anything here"
+    return None
+
+
+def _refuse(status: int, code: str, detail: str, **headers: str) -> Response:
+    logger.info("refused %s %s from %s -> %d %s: %s", request.method, request.path, _client(),
+                status, code, detail)
+    response = jsonify({"error": code, "detail": detail})
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def _wants_page() -> bool:
+    if request.method not in ("GET", "HEAD"):
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+def identify() -> str | None:
+    """How this request is authorised: 'localhost', 'session', 'bearer', or None."""
+    auth = operator_auth()
+    if auth.trust_localhost and _is_loopback(request.remote_addr) and _host_is_local_name():
+        return "localhost"
+    cookie = request.cookies.get(COOKIE_NAME)
+    if cookie and auth.session_valid(cookie):
+        return "session"
+    token = _bearer()
+    if token is not None and auth.check_token(token):
+        return "bearer"
+    return None
+
+
+def _guard() -> Response | None:
+    if request.blueprint in EXEMPT_BLUEPRINTS:
+        return None
+    unsafe = request.method in UNSAFE_METHODS
+    if unsafe:
+        reason = _cross_site_reason()
+        if reason:
+            return _refuse(403, "cross_site_request", reason)
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    auth = operator_auth()
+    client = _client()
+    who = identify()
+    if who is None:
+        if _bearer() is not None:
+            wait = auth.limiter.retry_after(client)
+            if wait:
+                return _refuse(429, "too_many_attempts",
+                               f"too many wrong tokens; try again in {wait} s",
+                               **{"Retry-After": str(wait)})
+            auth.limiter.failed(client)
+            return _refuse(401, "bad_token", "the Bearer token is not the operator token",
+                           **{"WWW-Authenticate": 'Bearer realm="vending"'})
+        if _wants_page():
+            return redirect(f"/login?{urlencode({'next': request.full_path.rstrip('?')})}")
+        return _refuse(401, "sign_in_required",
+                       "sign in at /login, or send Authorization: Bearer <operator token>"
+                       " (printed at start, kept in the data directory's admin_token file)",
+                       **{"WWW-Authenticate": 'Bearer realm="vending"'})
+    if unsafe and who != "bearer" and (who == "session" or _from_browser()) \
+            and request.headers.get(CSRF_HEADER) != "1":
+        return _refuse(403, "csrf_header_missing",
+                       f"browser requests that change something must carry {CSRF_HEADER}: 1")
+    return None
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if response.mimetype in ("text/html", "application/json", "text/csv") \
+            and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _safe_next(target: str | None) -> str:
+    # Only paths on this server: "//evil.example" or "http://..." would make us an open redirect.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _signed_in(target: str) -> Response:
+    response = redirect(_safe_next(target))
+    response.set_cookie(COOKIE_NAME, operator_auth().new_session(), max_age=SESSION_MAX_AGE,
+                        httponly=True, samesite="Strict", secure=request.is_secure, path="/")
+    logger.info("operator signed in from %s", _client())
+    return response
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The sign-in page; GET /login?token=... (the URL printed at start) signs in at once."""
+    auth = operator_auth()
+    next_page = _safe_next(request.values.get("next"))
+    token = request.form.get("token") if request.method == "POST" else request.args.get("token")
+    error = None
+    status = 200
+    if token is not None:
+        wait = auth.limiter.retry_after(_client())
+        if wait:
+            error, status = f"Too many wrong tokens. Try again in {wait} seconds.", 429
+        elif auth.check_token(token.strip()):
+            return _signed_in(next_page)
+        else:
+            auth.limiter.failed(_client())
+            logger.warning("wrong operator token from %s", _client())
+            error, status = "That token is not right. Copy it from the server's start-up"\
+                " message or its data directory's admin_token file.", 401
+    response = Response(render_template(
+        "login.html", error=error, next_page=next_page, page="login",
+        trusted=identify() is not None,
+    ), status=status, mimetype="text/html")
+    if status == 429:
+        response.headers["Retry-After"] = str(auth.limiter.retry_after(_client()))
+    return response
+
+
+@bp.post("/logout")
+def logout():
+    """Forget this browser's session."""
+    response = redirect("/login")
+    response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="Strict")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Load or make the operator token, then guard every request and label every response."""
+    config = app.extensions["vending"].config
+    if config.admin_token:
+        token, generated = config.admin_token, False
+    else:
+        token, generated = load_or_create_token(config.data_dir)
+    app.extensions["vending_auth"] = OperatorAuth(token, generated, config.trust_localhost)
+    app.register_blueprint(bp)
+    app.before_request(_guard)
+    app.after_request(_security_headers)
+
