@@ -188,11 +188,6 @@ class ReferenceScript:
         return bytes(self.output)
 
 
-def machine(msg: Message) -> bytes:
-    """A complete machine line for msg."""
-    return format_line(msg)
-
-
 # ----- the live host board over a pty -------------------------------------------------
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from pathlib import Path
 
+import pytest
 from firmware_support import ESP_CODE, VECTORS, firmware_build
 
 
@@ -26,19 +29,33 @@ def test_the_core_never_includes_arduino_headers() -> None:
             assert "Arduino" not in line and "WiFi" not in line and "esp_" not in line, line
 
 
-def test_a_broken_checksum_in_the_core_makes_the_vector_tests_fail(tmp_path) -> None:
-    # Mutation check: build a copy of the core with a wrong CRC initial value.
-    import shutil
+MUTATIONS = {
+    "a wrong CRC initial value": (
+        "vc_crc16.cpp", "uint16_t crc = 0xFFFF;", "uint16_t crc = 0x0000;", "crc vector matches"),
+    "an exactly-once memory that forgets every id": (
+        "vc_engine.cpp", "if (known != nullptr) {", "if (known == nullptr && false) {",
+        "a repeated id is answered from memory"),
+    "a vend that is not written down before ACK": (
+        "vc_engine.cpp", "Entry& running = memory_.remember(id, slot, EntryState::Running, \"\");\n"
+        "  if (!persist()) {", "Entry& running = memory_.remember(id, slot, EntryState::Running, \"\");\n"
+        "  if (false) {", "a vend persists running before ACK"),
+}
 
+
+@pytest.mark.parametrize("mutation", list(MUTATIONS))
+def test_a_broken_core_makes_its_unit_tests_fail(mutation: str, tmp_path: Path) -> None:
+    firmware_build()  # skips when there is no compiler
+    name, old, new, failing = MUTATIONS[mutation]
     copy = tmp_path / "esp_code"
     shutil.copytree(ESP_CODE, copy, ignore=shutil.ignore_patterns("build"))
-    crc = copy / "lib" / "vending_core" / "src" / "vc_crc16.cpp"
-    crc.write_text(crc.read_text().replace("uint16_t crc = 0xFFFF;", "uint16_t crc = 0x0000;"))
-    firmware_build()  # skips when there is no compiler
+    source = copy / "lib" / "vending_core" / "src" / name
+    text = source.read_text()
+    assert old in text, f"the mutation no longer applies to {name}"
+    source.write_text(text.replace(old, new))
     built = subprocess.run(["make", "-C", str(copy), f"BUILD={tmp_path / 'b'}",
                             str(tmp_path / "b" / "core_tests")], capture_output=True, timeout=300)
     assert built.returncode == 0, built.stderr
     result = subprocess.run([str(tmp_path / "b" / "core_tests"), str(VECTORS)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
-    assert "crc vector matches" in result.stdout
+    assert f"FAIL {failing}" in result.stdout
