@@ -147,11 +147,14 @@ def test_a_python_model_that_forgets_request_ids_no_longer_matches_the_firmware(
     data, options = SCRIPTS["normal vend, repeats, QUERY, PING and HELLO"]
     cpp_out, _ = run_host_scripted(build, data, options, tmp_path)
 
-    def forget_finished(self: BoardLogic) -> None:
-        for rid in [rid for rid, e in self._memory.items() if e.state != "running"]:
-            del self._memory[rid]
+    original = BoardLogic.motor_finished
 
-    monkeypatch.setattr(BoardLogic, "_trim", forget_finished)
+    def finish_and_forget(self: BoardLogic, *args, **kwargs) -> list:
+        actions = original(self, *args, **kwargs)
+        self._memory.clear()
+        return actions
+
+    monkeypatch.setattr(BoardLogic, "motor_finished", finish_and_forget)
     reference = ReferenceScript(BoardOptions(**vars(options)))
     assert reference.run(data) != cpp_out
     assert len(reference.starts) == 2  # the repeat after DONE turned the motor again
