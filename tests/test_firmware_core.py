@@ -59,3 +59,18 @@ def test_a_broken_core_makes_its_unit_tests_fail(mutation: str, tmp_path: Path) 
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"FAIL {failing}" in result.stdout
+
+
+def test_both_sketches_type_check_against_the_arduino_api_stand_ins(tmp_path: Path) -> None:
+    # No ESP32 toolchain here: this catches typos and drift between the shells and the core.
+    firmware_build()
+    result = subprocess.run(["make", "-C", str(ESP_CODE), f"BUILD={tmp_path}", "check-sketches"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_wifi_sketch_ships_an_example_secrets_file_and_git_ignores_the_real_one() -> None:
+    assert (ESP_CODE / "esp32_wifi_vend" / "secrets.example.h").exists()
+    ignored = subprocess.run(["git", "check-ignore", "-q", "esp_code/esp32_wifi_vend/secrets.h"],
+                             cwd=ESP_CODE.parent, timeout=30)
+    assert ignored.returncode == 0
