@@ -86,7 +86,7 @@ def test_a_board_killed_mid_vend_gives_unknown_never_success_and_no_second_run(
     board.start(boot="9D04C2B7")
     worker.join(timeout=60)
     assert not worker.is_alive()
-    transaction_id = result["id"]
+    transaction_id = result["transaction_id"]
 
     def settled() -> Any:
         body = app.test_client().get(f"/vend/{transaction_id}").get_json()

@@ -514,7 +514,7 @@ static void testMemoryBlob() {
   char blob[kMemoryBlobSize];
   size_t n = m.serialize(blob, sizeof(blob));
   std::string text(blob, n);
-  text += "bad line here\nD4 99999999 success -\n";
+  text += "bad line here\nD4 99999999 success -\nE5 1 failed j*m\n";
   OutcomeMemory r;
   size_t interrupted = r.restore(text.data(), text.size());
   CHECK(interrupted == 1 && r.size() == 3, "%zu %zu", interrupted, r.size());

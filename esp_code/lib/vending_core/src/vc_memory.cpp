@@ -150,7 +150,9 @@ size_t OutcomeMemory::restore(const char* blob, size_t len) {
         if (*p < '0' || *p > '9' || slot > 65535UL) ok = false;
         slot = slot * 10 + static_cast<unsigned long>(*p - '0');
       }
-      ok = ok && fields[1][0] != '\0' && slot <= 65535UL && find(fields[0]) == nullptr;
+      // A reason is written back on the wire, so it must still be a valid token.
+      ok = ok && fields[1][0] != '\0' && slot <= 65535UL && find(fields[0]) == nullptr &&
+           isValueToken(fields[3]) && strlen(fields[3]) < sizeof(Entry::reason);
       if (ok) {
         bool hasReason = strcmp(fields[3], "-") != 0;
         if (state == EntryState::Running) {
