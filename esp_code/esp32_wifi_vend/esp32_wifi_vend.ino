@@ -64,6 +64,7 @@ class Outbox : public vending::EngineListener {
   void vendFinished(const char* id, uint16_t slot, bool success, const char* reason) override {
     if (id == nullptr) {
       Serial.printf(success ? "VEND_SUCCESS:%u\n" : "ERROR: VEND_FAILED:%u %s\n", slot, reason);
+      Serial.println("----------");
       return;
     }
     vending::LineWriter w;  // ALIGN: the result body; here a protocol v2 DONE line
@@ -102,7 +103,8 @@ static char g_server[16];
 static String g_secret;
 static uint32_t g_nonce = 0;
 static uint32_t g_nextTry = 0;
-static vending::Backoff g_wifiBackoff(1000, 60000);
+// Joining takes a few seconds: retrying sooner would restart it before it can finish.
+static vending::Backoff g_wifiBackoff(5000, 60000);
 static vending::Backoff g_discoveryBackoff(2000, 60000);
 static vending::Backoff g_httpBackoff(1000, 30000);
 
