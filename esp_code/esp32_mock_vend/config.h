@@ -1,0 +1,28 @@
+// Pins and timings of one vending board. Edit to match your wiring (see esp_code/README.md).
+#ifndef VENDING_CONFIG_H
+#define VENDING_CONFIG_H
+
+#define FIRMWARE_VERSION "2.0.0"
+
+// One motor driver input per slot, slot 1 first. The number of pins is the number of slots.
+#define MOTOR_PINS {16, 17, 18, 19, 21}
+// 1: a HIGH pin turns the motor on (most MOSFET/relay modules); 0: active LOW relays.
+#define MOTOR_ACTIVE_HIGH 1
+
+// How long each slot's motor turns for one item without a sensor, in ms (slot 1 first).
+#define SLOT_RUN_MS {1200, 1200, 1200, 1200, 1200}
+// Hard cut: no motor ever turns longer than this, whatever else says (DONE ... motor_fault).
+#define MAX_RUN_MS 15000
+
+// Optional dispense sensor (IR beam across the chute). -1: none, then success means
+// "the motor turned for its run time"; with a sensor it means "an item fell".
+#define SENSOR_PIN -1
+// Level the sensor pin shows while the beam is broken (most IR break-beam modules: LOW).
+#define SENSOR_BROKEN_LEVEL LOW
+// With a sensor: no item within this time -> DONE ... reason=jam (motor stopped).
+#define JAM_MS 4000
+
+#define STATUS_LED_PIN 2      // -1 when the board has no LED
+#define WATCHDOG_SECONDS 8    // the chip restarts if loop() stalls this long
+
+#endif
