@@ -125,8 +125,8 @@ SCHEMAS: dict[str, Any] = {
 _TXN_PARAM = _path("transaction_id", {"type": "string"}, "transaction id")
 _VEND_ID_PARAM = _path("id", {"type": "string"}, "GET: a transaction id")
 _OK = {"type": "object", "properties": {"status": {"type": "string"}}}
-_PAGE = {"200": {"description": "the page", "content": _HTML}}
 _HTML = {"text/html": {}}
+_PAGE = {"200": {"description": "the page", "content": _HTML}}
 
 
 def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
