@@ -324,3 +324,13 @@ def test_framer_items_can_be_handed_to_the_board_as_they_come() -> None:
 def test_a_snapshot_of_an_unknown_version_is_refused() -> None:
     with pytest.raises(ValueError):
         make_board(snapshot={"version": 99, "entries": []})
+
+
+@pytest.mark.parametrize("typed", ["VEND:\u00b2", "VEND:\u0663", "\u0131dent\u0131fy"])
+def test_non_ascii_digits_and_letters_in_a_typed_command_get_an_error_line_not_a_crash(
+        typed: str) -> None:
+    board = make_board()
+    board.boot(0.0)
+    actions = board.receive_line(typed.encode("utf-8") + b"\n", 1.0)
+    assert not any(isinstance(action, StartMotor) for action in actions)
+    assert human(actions), "a person gets an answer"

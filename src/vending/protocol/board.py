@@ -302,7 +302,9 @@ class BoardLogic:
         return [SendLine(text.encode("utf-8") + b"\n") for text in texts]
 
     def _human_command(self, text: str, now: float) -> list[BoardAction]:
-        command = text.strip().upper()
+        command = text.strip()
+        # Upper-case ASCII only, as the firmware does: "ıdentıfy" must not become IDENTIFY.
+        command = command.upper() if command.isascii() else command
         if not command:
             return []
         if command == "HELP":
@@ -328,7 +330,7 @@ class BoardLogic:
         return self._human("ERROR: Unknown command (type HELP)", SEPARATOR)
 
     def _human_vend(self, arg: str, now: float) -> list[BoardAction]:
-        if not arg.isdigit() or not 1 <= int(arg) <= self.slots:
+        if not (arg.isascii() and arg.isdigit()) or not 1 <= int(arg) <= self.slots:
             return self._human(f"ERROR: invalid slot (1..{self.slots})", SEPARATOR)
         if not self.ready:
             return self._human("ERROR: not ready", SEPARATOR)

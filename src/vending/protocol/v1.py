@@ -93,7 +93,7 @@ def parse_v1_line(line: bytes | str) -> V1Line:
             return V1DeviceId(value, text)
         if key == "FIRMWARE_VERSION":
             return V1FirmwareVersion(value, text)
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             return V1SlotsAvailable(int(value), text)
     found = _ERROR_RE.search(text)
     if found:
