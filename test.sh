@@ -15,6 +15,17 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -r tests/requirements.txt
 
+# The firmware's host build needs g++ and make.
+if ! command -v g++ >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing g++ and make for the firmware host tests ..."
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ make >/dev/null; } \
+      || echo "Could not install g++/make: the firmware tests will fail under CI." >&2
+  else
+    echo "g++ or make is missing: sudo apt-get install g++ make (the firmware tests need them)." >&2
+  fi
+fi
+
 # The browser tests drive Debian's Chromium: install it when we may, else they skip saying why.
 if [ -z "${VENDING_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
