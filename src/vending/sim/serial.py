@@ -408,10 +408,15 @@ class SerialBoardSim:
         self.sent.append(data)
         if self._master is None:
             return
-        try:
-            os.write(self._master, data)
-        except OSError:
-            pass  # nobody listening and the buffer is full: a UART drops bytes too
+        view = memoryview(data)
+        deadline = time.monotonic() + 2.0
+        while view and time.monotonic() < deadline:
+            try:
+                view = view[os.write(self._master, view):]
+            except BlockingIOError:
+                select.select([], [self._master], [], 0.05)
+            except OSError:
+                return  # nobody has the port open: a UART's bytes are lost too
 
     def _cut_power(self) -> None:
         if self._motor is not None:
