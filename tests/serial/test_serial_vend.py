@@ -110,3 +110,47 @@ def test_the_simulator_command_prints_the_pty_to_use(tmp_path):
     assert seen and seen[0].startswith("/dev/pts/")
     wait_until(lambda: not (tmp_path / "tty").exists(), message="link removed")
     assert SerialBoardSim  # the class tests build directly
+
+
+def test_a_board_reached_by_a_pyserial_socket_url_vends(make_board, serial_app):
+    import os
+    import select
+    import socket
+    import threading
+
+    board = make_board()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def bridge() -> None:
+        # A serial-to-TCP bridge (like ser2net) between the board's pty and one client.
+        conn, _ = listener.accept()
+        fd = os.open(board.pty_path, os.O_RDWR | os.O_NOCTTY)
+        try:
+            while not stop.is_set():
+                ready, _, _ = select.select([conn, fd], [], [], 0.1)
+                if conn in ready:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    os.write(fd, data)
+                if fd in ready:
+                    conn.sendall(os.read(fd, 4096))
+        finally:
+            os.close(fd)
+            conn.close()
+
+    thread = threading.Thread(target=bridge, name="test-ser2net", daemon=True)
+    thread.start()
+    try:
+        app = serial_app(f"socket://127.0.0.1:{port}")
+        info = wait_online(app, board.device_id)
+        assert info["port"] == f"socket://127.0.0.1:{port}"
+        body = app.test_client().post("/vend/4").get_json()
+        assert body["status"] == "success"
+        assert len(board.runs_for(body["transaction_id"])) == 1
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()

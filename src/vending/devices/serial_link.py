@@ -749,6 +749,8 @@ class SerialDevice(Device):
 
     def settle_pending(self) -> None:
         """Write outcomes learnt late to the store, once the vend is recorded `unknown`."""
+        if self.store is None:  # esp32_serial.py drives boards without a store
+            return
         with self._outstanding_lock:
             ready = [(rid, e.result) for rid, e in self._outstanding.items() if e.result is not None]
         for rid, result in ready:
@@ -815,6 +817,7 @@ class SerialMonitor:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self.scans = 0  # completed rescans, for tests and the status page
 
     def start(self) -> None:
         """Start the rescan thread (first scan at once)."""
@@ -871,6 +874,7 @@ class SerialMonitor:
                 if port in self._connections or self._retry_at.get(port, 0.0) > now:
                     continue
             self._open(port)
+        self.scans += 1
 
     def _open(self, port: str) -> None:
         try:
