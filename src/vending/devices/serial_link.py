@@ -449,16 +449,34 @@ class SerialConnection:
                 self._ping(device)
             device.settle_pending()
 
-    def _ping(self, device: SerialDevice) -> None:
+    def ping(self) -> Pong | None:
+        """PING the board (v2), retrying; its PONG, or None if it stays silent."""
         while not self._pongs.empty():
             self._pongs.get_nowait()
         for _ in range(self.settings.max_retries + 1):
             if not self.send(Ping()):
-                return
+                return None
             try:
-                self._pongs.get(timeout=self.settings.ack_timeout * 2)
+                return self._pongs.get(timeout=self.settings.ack_timeout * 2)
             except queue.Empty:
                 continue
+        return None
+
+    def v1_command(self, command: str, timeout: float) -> list[str]:
+        """Send a v1 command (e.g. STATUS) and return the reply's lines up to its separator."""
+        self.drain_v1()
+        if not self.write(format_v1_command(command)):
+            return []
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.next_v1(deadline - time.monotonic())
+            if line is None or line == LOST or isinstance(line, V1Separator):
+                return lines
+            lines.append(line if isinstance(line, str) else line.text)
+
+    def _ping(self, device: SerialDevice) -> None:
+        if self.ping() is not None:
             if device.state == OFFLINE and device.connection is self:
                 device.set_state(ONLINE, f"answering again on {self.port}")
             return
@@ -939,8 +957,14 @@ class SerialMonitor:
                     facts.protocol)
         return device
 
+    def problem(self, port: str) -> str | None:
+        """Why this port is not in use, in a sentence for a person (None when nothing is wrong)."""
+        return self._problems.get(port)
+
     def handshake_failed(self, connection: SerialConnection) -> None:
         """Nothing answered like a board: back off before trying this port again."""
+        self._problems[connection.port] = (
+            f"no vending board answered on {connection.port} (wrong port, or firmware not running?)")
         with self._lock:
             failures = self._failures.get(connection.port, 0) + 1
             self._failures[connection.port] = failures
