@@ -13,6 +13,7 @@ import copy
 import os
 import random
 import select
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -439,6 +440,10 @@ class SerialBoardSim:
         self._booting_until = time.monotonic() + self.boot_delay
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _verb(line: bytes) -> str:
     if not line.startswith(b"$"):
         return ""
@@ -478,6 +483,9 @@ def main(args: argparse.Namespace, wait: Callable[[], None] | None = None) -> in
                          seed=args.seed).start()
     print(f"Simulated {'v1' if args.v1 else 'v2'} board {device_id} on {sim.path}", flush=True)
     print(f"Start the controller with:  python src/app.py --serial-port {sim.path}", flush=True)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # clean up the link on `kill` too
     try:
         if wait is not None:
             wait()
@@ -488,6 +496,8 @@ def main(args: argparse.Namespace, wait: Callable[[], None] | None = None) -> in
         pass
     finally:
         sim.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
