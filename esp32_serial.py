@@ -66,7 +66,7 @@ class Board:
             if device is not None and device.can_vend:
                 return self
             problem = self.monitor.problem(self.port)
-            if problem is not None and device is None and not self.monitor._connections:
+            if problem is not None and device is None and not self.monitor.is_open(self.port):
                 self.close()
                 raise BoardError(problem)
             time.sleep(0.05)

@@ -206,31 +206,21 @@ def test_a_port_held_by_another_program_shows_as_busy_and_is_taken_when_freed(ma
 def test_a_known_board_whose_port_gets_taken_shows_port_busy(make_board, serial_app):
     board = make_board()
     app = serial_app(board.path)
+    monitor = app.extensions["vending"].serial
     wait_online(app, board.device_id)
+    monitor.ports = []  # hold the controller back while another program takes the port
     board.unplug()
     wait_status(app, board.device_id, "offline", timeout=2.0)
     board.plug()
-    holder = None
-    # Race the controller for the new pty; when we win, the board shows port_busy.
+    holder = serial.Serial(board.path, 115200, exclusive=True)
     try:
-        holder = wait_until(lambda: _try_hold(board.path), message="hold the port")
-    except AssertionError:
-        return  # the controller took it first: nothing to check in this run
-    try:
-        info = device_info(app, board.device_id)
-        if info["status"] != "online":
-            info = wait_status(app, board.device_id, "port_busy")
-            assert "another program" in info["status_detail"]
+        monitor.ports = [board.path]
+        info = wait_status(app, board.device_id, "port_busy")
+        assert "another program" in info["status_detail"]
+        assert device_info(app, f"serial:{board.path}") is None  # known board: no placeholder
     finally:
         holder.close()
     wait_online(app, board.device_id)
-
-
-def _try_hold(path: str):
-    try:
-        return serial.Serial(path, 115200, exclusive=True)
-    except serial.SerialException:
-        return None
 
 
 def test_garbage_a_huge_line_and_invalid_utf8_are_logged_and_ignored(make_board, serial_app):

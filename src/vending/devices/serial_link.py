@@ -948,7 +948,10 @@ class SerialMonitor:
         old = device.connection
         if old is not None and old is not connection and not old.lost.is_set():
             old.close(f"the board moved to {connection.port}")
+        connection.device = device
         device.attach(connection)
+        if connection.lost.is_set():  # lost while we were attaching: say so
+            device.set_state(OFFLINE, f"{connection.port} {connection.lost_detail}")
         if self.registry.get(device.device_id) is not device:
             self.registry.add(device)
         if returning:
@@ -956,6 +959,11 @@ class SerialMonitor:
         logger.info("serial board %s on %s (protocol %d)", device.device_id, connection.port,
                     facts.protocol)
         return device
+
+    def is_open(self, port: str) -> bool:
+        """True while a connection on this port is open (handshaking or identified)."""
+        with self._lock:
+            return port in self._connections
 
     def problem(self, port: str) -> str | None:
         """Why this port is not in use, in a sentence for a person (None when nothing is wrong)."""
