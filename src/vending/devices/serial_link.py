@@ -533,7 +533,8 @@ class SerialDevice(Device):
         connection = self.connection
         data["port"] = connection.port if connection else None
         data["boot_id"] = connection.boot if connection else None
-        data["unresolved_vends"] = list(self._outstanding)
+        with self._outstanding_lock:
+            data["unresolved_vends"] = list(self._outstanding)
         return data
 
     def stop(self) -> None:
@@ -830,7 +831,8 @@ class SerialMonitor:
         self._port_boards: dict[str, str] = {}  # port -> id of the board last seen there
         self._problems: dict[str, str] = {}  # port -> last open error told to the log
         self._retry_at: dict[str, float] = {}
-        self._failures: dict[str, int] = {}
+        self._failures: dict[str, int] = {}  # port -> handshakes failed in a row
+        self._busy: dict[str, int] = {}  # port -> open attempts found busy in a row
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -905,6 +907,7 @@ class SerialMonitor:
             return
         with self._lock:
             self._problems.pop(port, None)
+            self._busy.pop(port, None)
             connection = SerialConnection(self, port, ser)
             self._connections[port] = connection
         connection.start()
@@ -913,6 +916,14 @@ class SerialMonitor:
         first = self._problems.get(port) != detail
         self._problems[port] = detail
         (logger.warning if first else logger.debug)("serial %s: %s", port, detail)
+        if state == PORT_BUSY:
+            # Every open attempt may pulse DTR/RTS and reset the board the other program
+            # is talking to, so a busy port is retried less and less often (capped).
+            with self._lock:
+                count = self._busy.get(port, 0) + 1
+                self._busy[port] = count
+                delay = self.settings.rescan_interval * min(2 ** (count - 1), 5)
+                self._retry_at[port] = time.monotonic() + delay
         with self._lock:
             board = self._devices.get(self._port_boards.get(port, ""))
         if board is not None:
