@@ -258,3 +258,22 @@ def test_a_repeated_done_for_a_settled_vend_is_ignored(make_board, serial_app):
     wait_until(lambda: any("repeat answer" in e["message"] for e in client.get(
         "/esp32/communication/log?direction=info").get_json()["entries"]), message="ignored")
     assert client.get(f"/vend/{txn}").get_json()["status"] == "success"
+
+
+def test_a_vend_left_unknown_by_a_server_restart_is_settled_when_the_board_is_met_again(
+        make_board, serial_app, tmp_path):
+    board = make_board(motor_time=0.3)
+    app = serial_app(board.path)
+    wait_online(app, board.device_id)
+    board.drop_next("DONE")
+    txn = app.test_client().post("/vend/2?wait=0").get_json()["transaction_id"]
+    wait_until(lambda: [r for r in board.runs_for(txn) if r.result == "success"], message="motor done")
+    runtime = app.extensions["vending"]
+    runtime.stop()  # the server goes away before the board's answer arrives
+
+    restarted = serial_app(board.path)
+    client = restarted.test_client()
+    settled = wait_until(lambda: (t := client.get(f"/vend/{txn}").get_json())["status"] == "success" and t,
+                         message="vend settled from the board's memory")
+    assert settled["reason"] is None
+    assert len(board.runs_for(txn)) == 1

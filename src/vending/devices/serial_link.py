@@ -716,6 +716,22 @@ class SerialDevice(Device):
 
     # ----- reconciliation ------------------------------------------------------------
 
+    def recall_unknown(self) -> None:
+        """Add this board's recent `unknown` vends from the store (e.g. a server restart left
+        them), so the board can be asked about them. Treated as ACKed: `unseen` settles nothing."""
+        if self.store is None:
+            return
+        try:
+            recent, _ = self.store.transactions(state="unknown", device_id=self.device_id,
+                                                limit=MAX_OUTSTANDING)
+        except Exception:
+            logger.exception("could not read unknown vends of %s", self.device_id)
+            return
+        with self._outstanding_lock:
+            for txn in reversed(recent):  # oldest first, as the board's memory is ordered
+                if txn.reason != "interrupted" and txn.checked_at is None:
+                    self._outstanding.setdefault(txn.id, _Outstanding(acked=True))
+
     def _remember(self, rid: str, acked: bool) -> None:
         with self._outstanding_lock:
             self._outstanding[rid] = _Outstanding(acked)
@@ -951,6 +967,8 @@ class SerialMonitor:
             if device is None:
                 device = SerialDevice(facts.device_id, self.log, self.store, self.settings)
                 self._devices[facts.device_id] = device
+                if facts.protocol == 2:
+                    device.recall_unknown()
             self._port_boards[connection.port] = facts.device_id
             self._failures.pop(connection.port, None)
             placeholder = self._placeholders.pop(connection.port, None)
