@@ -222,11 +222,13 @@ class SerialConnection:
             return False
         try:
             with self._write_lock:
+                # Logged before writing, so the board's answer never shows up first.
+                self.log(TX, data.decode("utf-8", errors="replace").rstrip("\r\n"))
                 self.serial.write(data)
         except (serial.SerialException, OSError) as exc:
+            self.log(ERROR, f"the line above was not sent: {exc}")
             self._on_lost(exc)
             return False
-        self.log(TX, data.decode("utf-8", errors="replace").rstrip("\r\n"))
         return True
 
     def mark_acked(self, request_id: str) -> None:
