@@ -95,6 +95,7 @@ class SerialSettings:
 
     @classmethod
     def from_config(cls, config: Any) -> SerialSettings:
+        """The serial_* fields of a Config."""
         return cls(
             baudrate=config.serial_baudrate,
             ack_timeout=config.serial_ack_timeout,
@@ -171,13 +172,16 @@ class SerialConnection:
 
     @property
     def protocol(self) -> int | None:
+        """1 or 2 once the handshake is done, else None."""
         return self.facts.protocol if self.facts else None
 
     @property
     def usable(self) -> bool:
+        """Identified and not lost."""
         return self.facts is not None and not self.lost.is_set()
 
     def start(self) -> None:
+        """Start the reader and session threads."""
         self.log(INFO, f"opened {self.port}; waiting for the board to announce itself")
         self._reader.start()
         self._session.start()
@@ -203,6 +207,7 @@ class SerialConnection:
             self._session.join(5)
 
     def log(self, direction: str, message: str) -> None:
+        """One communication log entry for this port's board."""
         self._log.add(self.log_id, SERIAL, direction, message)
 
     # ----- writing -------------------------------------------------------------------
@@ -247,6 +252,7 @@ class SerialConnection:
         return waiter
 
     def unwatch(self, request_id: str) -> None:
+        """Stop routing messages about request_id."""
         with self._waiters_lock:
             self._waiters.pop(request_id, None)
 
@@ -548,6 +554,7 @@ class SerialDevice(Device):
     # ----- vending -------------------------------------------------------------------
 
     def vend(self, request: VendRequest, on_sent: OnSent) -> VendOutcome:
+        """Run one vend over the board's current connection (v2 with retries, or v1 once)."""
         connection = self.connection
         if connection is None or not connection.usable or not self.can_vend:
             return VendOutcome.not_sent("offline", f"{self.device_id} is offline; not dispensed")
@@ -825,6 +832,7 @@ class PortPlaceholder(Device):
         return False
 
     def vend(self, request: VendRequest, on_sent: OnSent) -> VendOutcome:
+        """Never sends anything: the port is not usable."""
         return VendOutcome.not_sent("offline", f"{self.port} is not usable: {self.info()['status_detail']}")
 
 
@@ -1022,5 +1030,6 @@ class SerialMonitor:
             self._wake.set()
 
     def devices(self) -> list[SerialDevice]:
+        """Every serial board met since start, online or not."""
         with self._lock:
             return list(self._devices.values())

@@ -27,10 +27,9 @@ from ..protocol import (
     SendLine,
     StartMotor,
     StopMotor,
-    format_line,
     parse_line,
 )
-from ..protocol.messages import Identity, Message
+from ..protocol.messages import Message
 
 SEPARATOR_V1 = "----------"
 # Moments a test can ask the board to reboot at (power cut), see reboot_when().
@@ -454,11 +453,6 @@ def _verb(line: bytes) -> str:
     return parsed.VERB if isinstance(parsed, Message) else ""
 
 
-def identity_line(device_id: str, boot: str, slots: int = 5) -> bytes:
-    """The ID line a v2 board with these facts sends (for tests and the bench)."""
-    return format_line(Identity(dev=device_id, fw="2.0.0", proto=2, slots=slots, boot=boot))
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `python -m vending.sim serial`."""
     parser.add_argument("--device-id", default=None,
@@ -501,4 +495,4 @@ def main(args: argparse.Namespace, wait: Callable[[], None] | None = None) -> in
     return 0
 
 
-__all__ = ["MotorRun", "SerialBoardSim", "damage", "identity_line"]
+__all__ = ["MotorRun", "SerialBoardSim", "damage"]
