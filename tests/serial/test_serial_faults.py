@@ -277,3 +277,38 @@ def test_a_vend_left_unknown_by_a_server_restart_is_settled_when_the_board_is_me
                          message="vend settled from the board's memory")
     assert settled["reason"] is None
     assert len(board.runs_for(txn)) == 1
+
+
+def test_a_board_that_stops_answering_pings_goes_offline_and_comes_back_when_it_answers(
+        make_board, serial_app):
+    board = make_board()
+    app = serial_app(board.path, serial_ping_interval=0.2)
+    wait_online(app, board.device_id)
+    board.hang()
+    info = wait_status(app, board.device_id, "offline")
+    assert "stopped answering" in info["status_detail"]
+    assert app.test_client().post("/vend/1").status_code == 503  # nothing can vend
+    board.hang(False)
+    wait_online(app, board.device_id)
+    assert app.test_client().post("/vend/1").get_json()["status"] == "success"
+
+
+def test_a_port_where_nothing_answers_is_left_alone_for_a_while_and_lists_no_device(serial_app):
+    import os
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    os.close(slave)
+    try:
+        app = serial_app(path, serial_handshake_timeout=0.1)
+        monitor = app.extensions["vending"].serial
+        wait_until(lambda: monitor.problem(path), message="handshake given up")
+        assert "no vending board answered" in monitor.problem(path)
+        assert app.test_client().get("/esp32/devices/list").get_json()["count"] == 0
+        received = wait_until(lambda: os.read(master, 4096), message="what the controller sent")
+        assert b"$HELLO*49D6" in received
+    finally:
+        app.extensions["vending"].stop()
+        os.close(master)

@@ -162,6 +162,7 @@ class SerialBoardSim:
         self._reboot_at: set[str] = set()
         self._results: list[tuple[str, str | None]] = []
         self._pending_reboot: float | None = None
+        self._hung = False
 
     # ----- life cycle ------------------------------------------------------------------
 
@@ -262,6 +263,11 @@ class SerialBoardSim:
         with self._lock:
             self._results.append((result, reason))
 
+    def hang(self, hung: bool = True) -> None:
+        """Stop answering anything (a hung firmware) while the port stays open, or recover."""
+        with self._lock:
+            self._hung = hung
+
     def send_raw(self, data: bytes) -> None:
         """Write bytes as they are (garbage, a huge line, invalid UTF-8)."""
         with self._lock:
@@ -352,7 +358,7 @@ class SerialBoardSim:
         return ("success", None)
 
     def _feed(self, data: bytes) -> None:
-        if self._logic is None or self._booting_until is not None:
+        if self._logic is None or self._booting_until is not None or self._hung:
             return  # booting: the UART is not read yet, bytes are lost
         for item in self._framer.feed(data):
             if isinstance(item, LineTooLong):
