@@ -38,6 +38,14 @@ class Config:
     mdns: bool = True
     mdns_name: str = "vending"
 
+    # USB serial boards (timeouts in seconds; tests shorten them).
+    serial_baudrate: int = 115200
+    serial_ack_timeout: float = 0.3
+    serial_max_retries: int = 3
+    serial_handshake_timeout: float = 2.0
+    serial_ping_interval: float = 5.0
+    serial_rescan_interval: float = 2.0
+
     # Simulated board.
     sim_motor_time: float = 1.0
     sim_device_id: str = "SIMULATOR"
@@ -70,6 +78,12 @@ class Config:
         "data_dir": "VENDING_DATA_DIR",
         "serial_ports": "VENDING_SERIAL_PORTS",
         "serial_scan": "VENDING_SERIAL_SCAN",
+        "serial_baudrate": "VENDING_SERIAL_BAUDRATE",
+        "serial_ack_timeout": "VENDING_SERIAL_ACK_TIMEOUT",
+        "serial_max_retries": "VENDING_SERIAL_MAX_RETRIES",
+        "serial_handshake_timeout": "VENDING_SERIAL_HANDSHAKE_TIMEOUT",
+        "serial_ping_interval": "VENDING_SERIAL_PING_INTERVAL",
+        "serial_rescan_interval": "VENDING_SERIAL_RESCAN_INTERVAL",
         "discovery_port": "VENDING_DISCOVERY_PORT",
         "discovery": "VENDING_DISCOVERY",
         "simulator": "VENDING_SIMULATOR",
@@ -101,6 +115,12 @@ class Config:
                 raise ValueError(f"{name} must be a TCP/UDP port number 0..65535, got {value}")
         if self.device_queue_limit < 1:
             raise ValueError("device_queue_limit must be at least 1")
+        if self.serial_max_retries < 0:
+            raise ValueError("serial_max_retries must be 0 or more")
+        for name in ("serial_ack_timeout", "serial_handshake_timeout", "serial_ping_interval",
+                     "serial_rescan_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be more than 0 seconds")
         if self.log_size < 10:
             raise ValueError("log_size must be at least 10")
         self.log_level = str(self.log_level).upper()

@@ -44,6 +44,7 @@ class Runtime:
             self.events,
         )
         self.simulator: SimulatedDevice | None = None
+        self.serial: Any = None  # the SerialMonitor, when serial ports are used
         # Background parts (serial monitor, discovery, ...) register here to be started
         # and stopped with the runtime, in order.
         self._parts: list[Any] = []
@@ -70,6 +71,12 @@ class Runtime:
             )
         self.store.ensure_slots(config.slots)
         self.service.prune_keys()
+        if config.serial_ports or config.serial_scan:
+            from .devices.serial_link import SerialMonitor, SerialSettings
+
+            self.serial = SerialMonitor(SerialSettings.from_config(config), self.registry, self.log,
+                                        self.store, self.events, config.serial_ports, config.serial_scan)
+            self.add_part(self.serial)
         if config.simulator:
             self.simulator = SimulatedDevice(
                 config.sim_device_id, self.log, motor_time=config.sim_motor_time,
