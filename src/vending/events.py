@@ -19,6 +19,7 @@ DEVICE_STATE = "device.state"  # data: device_id, transport, state, previous, de
 DEVICE_ADDED = "device.added"  # data: device (dict)
 DEVICE_REMOVED = "device.removed"  # data: device_id
 SLOT_CHANGED = "slot.changed"  # data: slot (dict)
+SERIAL_RECONNECT = "serial.reconnect"  # data: device_id, port
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ class Metrics:
         """The WiFi discovery responder saw a request (answered, ignored, rejected...)."""
         self.discovery_requests.labels(result=result).inc()
 
-    def serial_reconnect(self) -> None:
+    def serial_reconnect(self, event: Event | None = None) -> None:
         """The serial supervisor reopened a board's port."""
         self.serial_reconnects.inc()
 

@@ -11,7 +11,7 @@ from .commlog import CommunicationLog
 from .config import Config
 from .devices.registry import DeviceRegistry
 from .devices.simulator import SimulatedDevice
-from .events import VEND_FINISHED, EventBus
+from .events import SERIAL_RECONNECT, VEND_FINISHED, EventBus
 from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
 from .metrics import Metrics
 from .service import VendService, VendSettings
@@ -32,6 +32,7 @@ class Runtime:
         self.registry = DeviceRegistry(self.events)
         self.metrics = Metrics(self.registry.devices)
         self.events.subscribe(self.metrics.vend_finished, {VEND_FINISHED})
+        self.events.subscribe(self.metrics.serial_reconnect, {SERIAL_RECONNECT})
         self.service = VendService(
             self.store, self.registry, self.log,
             VendSettings(

@@ -6,7 +6,7 @@ import serial
 from helpers import wait_until
 from serial_support import device_info, wait_online, wait_status
 
-from vending.devices.serial_link import SERIAL_RECONNECT
+from vending.events import SERIAL_RECONNECT
 
 
 def vend_lines(board, txn_id: str) -> list[bytes]:

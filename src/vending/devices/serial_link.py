@@ -25,7 +25,7 @@ import serial
 import serial.threaded
 
 from ..commlog import ERROR, INFO, RX, TX, CommunicationLog
-from ..events import EventBus
+from ..events import SERIAL_RECONNECT, EventBus
 from ..protocol import (
     Ack,
     Done,
@@ -72,7 +72,6 @@ from .serial_ports import PortBusy, SerialPortError, open_port, scan_ports
 
 logger = logging.getLogger("vending.serial")
 
-SERIAL_RECONNECT = "serial.reconnect"  # event data: device_id, port
 MAX_OUTSTANDING = 16  # the board remembers 16 ids; asking about older ones is pointless
 
 # What the reader hands a waiting vend: a message for its id, or news about the link.
