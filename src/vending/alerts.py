@@ -94,6 +94,7 @@ class AlertCenter:
         self._queue: queue.Queue[Event | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition()
+        self._shutting_down = False
         self._pending = 0
         self._levels = ops.low_stock_levels()
         self._bands = {s.number: self._band(s.number, s.stock) for s in store.slots(slots)}
@@ -120,7 +121,13 @@ class AlertCenter:
             self._thread = None
         self.webhooks.stop()
 
+    def shutting_down(self) -> None:
+        """From now on boards stopping are the server stopping, not boards failing."""
+        self._shutting_down = True
+
     def _on_event(self, event: Event) -> None:
+        if self._shutting_down and event.kind in (DEVICE_STATE, DEVICE_REMOVED):
+            return
         with self._idle:
             self._pending += 1
         self._queue.put(event)

@@ -118,6 +118,7 @@ class Runtime:
             if self._stopped:
                 return
             self._stopped = True
+        self.alerts.shutting_down()
         logger.info("stopping: finishing in-flight vends (up to %gs)", self.config.shutdown_grace)
         self.service.stop(self.config.shutdown_grace)
         for part in reversed(self._parts):
