@@ -52,7 +52,7 @@ def bridge_of(app) -> MqttBridge:
 def start_bridged(make_app, broker, **overrides):
     app = make_app(mqtt_url=broker.url, **FAST, **overrides)
     bridge = bridge_of(app)
-    wait_until(lambda: bridge.connected, 10.0, message="the bridge to connect")
+    wait_until(lambda: bridge.ready, 10.0, message="the bridge to connect and subscribe")
     return app, bridge
 
 
@@ -282,7 +282,8 @@ def test_broker_restart_the_bridge_reconnects_and_republishes(broker, make_app):
     broker.stop()
     wait_until(lambda: not bridge.connected, message="the bridge to notice")
     broker.start()  # no persistence: every retained message is gone
-    wait_until(lambda: bridge.connections >= 2, 10.0, message="the bridge to reconnect")
+    wait_until(lambda: bridge.connections >= 2 and bridge.ready, 10.0,
+               message="the bridge to reconnect")
     sub = Subscriber(broker.port)
     try:
         sub.wait_for(f"{bridge.base}/availability", lambda m: m.text == "online")

@@ -67,6 +67,8 @@ class MqttBridge:
         self.connections = 0
         self._client: Any = None
         self._connected = threading.Event()
+        self._ready = threading.Event()
+        self._subscribe_mid: int | None = None
         self._warned_down = False
         self._lock = threading.Lock()
         # Transaction id -> command replies to publish when that vend finishes.
@@ -104,6 +106,11 @@ class MqttBridge:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def ready(self) -> bool:
+        """Connected, state published, and command topics subscribed when allowed."""
+        return self._ready.is_set()
+
     # Lifecycle
 
     def start(self) -> None:
@@ -125,6 +132,7 @@ class MqttBridge:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.enable_logger(logging.getLogger("vending.mqtt.paho"))
         self._client = client
         logger.info("MQTT: connecting to %s as machine %s", self.url.redacted(), self.machine_id)
@@ -143,6 +151,7 @@ class MqttBridge:
             except (RuntimeError, ValueError):
                 pass
         self._connected.clear()
+        self._ready.clear()
         client.disconnect()
         client.loop_stop()
 
@@ -157,17 +166,30 @@ class MqttBridge:
         self.connections += 1
         self._warned_down = False
         logger.info("MQTT: connected to %s (connection %d)", self.url.redacted(), self.connections)
-        if self.commands_allowed:
-            client.subscribe(self.command_topic, qos=1)
-            # QoS 0 for button presses: at most once, so a redelivery never vends twice.
-            client.subscribe(f"{self.base}/slots/+/vend", qos=0)
         self._connected.set()
+        if self.commands_allowed:
+            # QoS 0 for button presses: at most once, so a redelivery never vends twice.
+            _, self._subscribe_mid = client.subscribe(
+                [(self.command_topic, 1), (f"{self.base}/slots/+/vend", 0)])
         self.publish_all()
+        if not self.commands_allowed:
+            self._ready.set()
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any,
+                      properties: Any) -> None:
+        if mid != self._subscribe_mid:
+            return
+        failed = [str(code) for code in reason_codes if code.is_failure]
+        if failed:
+            logger.warning("MQTT: the broker refused the command subscriptions (%s); check its"
+                           " access control for %s/#", ", ".join(failed), self.base)
+        self._ready.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self._ready.clear()
         if self._client is None:
             return
         # The first loss is news; the retries that follow are not.
