@@ -44,7 +44,7 @@ class WebhookReceiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="test-webhook",
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="test-webhook",
                                         daemon=True)
 
     def start(self) -> WebhookReceiver:

@@ -131,3 +131,10 @@ def test_the_audit_trail_is_kept_across_a_restart(make_app):
     app.test_client().post("/esp32/devices/auto-select")
     app.extensions["vending"].stop()
     assert [e["action"] for e in entries(make_app().test_client())] == ["auto_select"]
+
+
+def test_the_page_has_the_alert_banner_and_the_audit_export(client):
+    page = client.get("/").get_data(as_text=True)
+    assert 'id="alerts"' in page and 'id="audit"' in page
+    assert "/audit?format=csv" in page
+    assert client.get("/static/operations.js").status_code == 200
