@@ -302,3 +302,29 @@ def test_a_webhook_url_that_is_not_http_is_refused_at_start(tmp_path):
 
     with pytest.raises(ValueError, match="webhook URL"):
         test_config(tmp_path, webhook_urls=["ftp://127.0.0.1/x"])
+
+
+@pytest.mark.browser
+def test_the_page_shows_an_active_alert_as_a_banner_until_acknowledged(app, live_server):
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs headless Chromium (apt install chromium)")
+    client = app.test_client()
+    client.post("/esp32/devices/SIMULATOR/simulate", json={"fault": "jam"})
+    client.post("/vend/3")
+    [alert] = wait_for_alert(client, "vend_failed")
+
+    def page() -> str:
+        return subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+             "--dump-dom", live_server.url + "/"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+
+    shown = page()
+    assert 'class="alert alert-warning"' in shown and alert["message"] in shown
+    client.post(f"/alerts/{alert['id']}/ack")
+    assert alert["message"] not in page()
