@@ -346,3 +346,24 @@ def test_an_mqtt_url_gives_host_port_credentials_and_prefix():
         "broker.lan", 8883, True, "shop", "p@ss", "shop/vending")
     assert "p@ss" not in url.redacted()
     assert parse_mqtt_url("mqtt://h").prefix == "vending"
+
+
+def test_every_topic_the_bridge_uses_is_listed_in_the_docs(broker, subscriber, make_app):
+    from pathlib import Path
+
+    app, bridge = start_bridged(make_app, broker, mqtt_commands=True, slots=2)
+    client = app.test_client()
+    client.post("/esp32/devices/SIMULATOR/simulate", json={"fault": "jam"})
+    client.post("/vend/1")
+    subscriber.publish(bridge.button_topic(2), "PRESS", qos=0)
+    subscriber.wait_for(f"{bridge.base}/alerts")
+    subscriber.wait_for(bridge.result_topic)
+    docs = (Path(__file__).parents[1] / "docs" / "integrations.md").read_text(encoding="utf-8")
+    for topic in {m.topic for m in subscriber.messages}:
+        generic = topic.replace(bridge.base, "<prefix>/<id>").replace(
+            f"vending_{bridge.machine_id}", "vending_<id>")
+        generic = re.sub(r"/slots/\d+", "/slots/<n>", generic)
+        generic = generic.replace("/devices/SIMULATOR", "/devices/<device_id>")
+        generic = re.sub(r"^homeassistant/(sensor|button)/vending_<id>/[a-z0-9_]+/config$",
+                         "homeassistant/<component>/vending_<id>/<object>/config", generic)
+        assert f"`{generic}`" in docs, f"{topic} ({generic}) is not in docs/integrations.md"
