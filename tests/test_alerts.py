@@ -328,3 +328,32 @@ def test_the_page_shows_an_active_alert_as_a_banner_until_acknowledged(app, live
     assert 'class="alert alert-warning"' in shown and alert["message"] in shown
     client.post(f"/alerts/{alert['id']}/ack")
     assert alert["message"] not in page()
+
+
+def test_webhook_logs_never_show_the_secret_path_of_the_url(make_app, receiver, caplog):
+    receiver.fail_always = True
+    url = receiver.url + "/secret-webhook-id"
+    client = make_app(webhook_urls=[url], webhook_retry_base=0.05).test_client()
+    client.post("/esp32/devices/SIMULATOR/simulate", json={"online": False})
+    wait_until(lambda: receiver.attempts >= 1, message="a failed post")
+    wait_until(lambda: "webhook" in caplog.text, message="the failure in the log")
+    assert "secret-webhook-id" not in caplog.text
+
+
+def test_pending_posts_to_a_url_no_longer_configured_are_dropped(make_app, receiver):
+    other = WebhookReceiver().start()
+    try:
+        other.fail_always = True
+        app = make_app(webhook_urls=[other.url], webhook_retry_base=0.05, webhook_retry_max=0.05)
+        client = app.test_client()
+        client.post("/esp32/devices/SIMULATOR/simulate", json={"online": False})
+        wait_until(lambda: other.attempts >= 1, message="a failed post")
+        app.extensions["vending"].stop()
+        attempts = other.attempts
+        again = make_app(webhook_urls=[receiver.url], webhook_retry_base=0.05)
+        [alert] = alerts(again.test_client())
+        [delivery] = runtime_of(again).operations.deliveries(alert["id"])
+        assert delivery.state == "failed" and delivery.last_error == "URL no longer configured"
+        assert other.attempts == attempts
+    finally:
+        other.stop()

@@ -138,3 +138,17 @@ def test_the_page_has_the_alert_banner_and_the_audit_export(client):
     assert 'id="alerts"' in page and 'id="audit"' in page
     assert "/audit?format=csv" in page
     assert client.get("/static/operations.js").status_code == 200
+
+
+def test_a_credential_in_a_request_body_never_reaches_the_audit_trail(app, client):
+    from vending.web.operations import audited
+
+    @app.post("/test-sign-in")
+    @audited("sign_in")
+    def fake_sign_in():
+        return {"status": "ok"}
+
+    client.post("/test-sign-in", json={"user": "alice", "password": "hunter2", "token": "t0k"})
+    row = last(client)
+    assert "hunter2" not in row["detail"] and "t0k" not in row["detail"]
+    assert 'user="alice"' in row["detail"] and "password=***" in row["detail"]

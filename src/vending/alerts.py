@@ -18,6 +18,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -306,6 +307,14 @@ class AlertCenter:
                              {"source": source, "failures": count, "window_seconds": window})
 
 
+def redact_url(url: str) -> str:
+    """A webhook URL for logs: its path often is the secret (Home Assistant, Slack)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/..."
+
+
 class WebhookSender:
     """Posts pending alert deliveries as JSON, retrying with capped exponential back-off."""
 
@@ -323,6 +332,10 @@ class WebhookSender:
         if not self.settings.webhook_urls or self._thread is not None:
             return
         self._stopping = False
+        dropped = self.ops.drop_deliveries_except(self.settings.webhook_urls)
+        if dropped:
+            logger.warning("%d alert posts to webhook URLs no longer configured were dropped",
+                           dropped)
         self._session = requests.Session()
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
         self._thread.start()
@@ -389,7 +402,7 @@ class WebhookSender:
             if 200 <= response.status_code < 300:
                 self.ops.delivery_done(alert_id, url)
                 self._warned.discard(url)
-                logger.debug("alert %d delivered to %s", alert_id, url)
+                logger.debug("alert %d delivered to %s", alert_id, redact_url(url))
                 return
             error = f"HTTP {response.status_code}"
         except requests.RequestException as exc:
@@ -398,11 +411,12 @@ class WebhookSender:
         delay = min(self.settings.retry_base * (2 ** attempts), self.settings.retry_max)
         if now - alert.created_at > self.settings.give_up_after:
             self.ops.delivery_retry(alert_id, url, error, None)
-            logger.warning("alert %d: gave up posting to %s after %d attempts: %s", alert_id, url,
-                           attempts + 1, error)
+            logger.warning("alert %d: gave up posting to %s after %d attempts: %s", alert_id,
+                           redact_url(url), attempts + 1, error)
             return
         self.ops.delivery_retry(alert_id, url, error, now + delay)
         # The first failure for a URL is news; the retries that follow are not.
         log = logger.debug if url in self._warned else logger.warning
         self._warned.add(url)
-        log("alert %d: webhook %s failed (%s); retrying in %gs", alert_id, url, error, delay)
+        log("alert %d: webhook %s failed (%s); retrying in %gs", alert_id, redact_url(url),
+            error.replace(url, redact_url(url)), delay)

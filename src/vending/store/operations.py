@@ -205,6 +205,16 @@ class OperationsStore:
                 (state, error[:500], next_attempt_at, alert_id, url),
             )
 
+    def drop_deliveries_except(self, urls: list[str]) -> int:
+        """Give up pending posts to URLs no longer configured; returns how many."""
+        marks = ", ".join("?" for _ in urls) or "NULL"
+        with self.store._write() as db:
+            return db.execute(
+                f"UPDATE webhook_deliveries SET state = ?, last_error = ?"
+                f" WHERE state = ? AND url NOT IN ({marks})",
+                (DELIVERY_FAILED, "URL no longer configured", DELIVERY_PENDING, *urls),
+            ).rowcount
+
     def deliveries(self, alert_id: int) -> list[Delivery]:
         rows = self.store._query(
             "SELECT * FROM webhook_deliveries WHERE alert_id = ? ORDER BY url", (alert_id,)

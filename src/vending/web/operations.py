@@ -41,6 +41,16 @@ def audit_action(action: str, outcome: str = audit.OK, detail: str = "") -> Audi
     return runtime().audit.record(action, who, address, outcome, detail)
 
 
+_SECRET_WORDS = ("password", "secret", "token", "key", "pin")
+
+
+def _shown(name: str, value: Any) -> str:
+    # Never keep a credential in the audit trail, even one typed into the wrong field.
+    if any(word in name.lower() for word in _SECRET_WORDS):
+        return "***"
+    return json.dumps(value)
+
+
 def _request_detail(view_args: dict[str, Any]) -> str:
     parts = [f"{name}={value}" for name, value in view_args.items()]
     raw = request.get_data(cache=True)
@@ -50,7 +60,7 @@ def _request_detail(view_args: dict[str, Any]) -> str:
         except ValueError:
             body = None
         if isinstance(body, dict):
-            parts += [f"{name}={json.dumps(value)}" for name, value in body.items()]
+            parts += [f"{name}={_shown(str(name), value)}" for name, value in body.items()]
         else:
             parts.append("body=unreadable")
     return " ".join(parts)
