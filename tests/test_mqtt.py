@@ -367,3 +367,14 @@ def test_every_topic_the_bridge_uses_is_listed_in_the_docs(broker, subscriber, m
         generic = re.sub(r"^homeassistant/(sensor|button)/vending_<id>/[a-z0-9_]+/config$",
                          "homeassistant/<component>/vending_<id>/<object>/config", generic)
         assert f"`{generic}`" in docs, f"{topic} ({generic}) is not in docs/integrations.md"
+
+
+def test_an_unreachable_broker_is_logged_once_not_on_every_retry(make_app, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="vending.mqtt")
+    app = make_app(mqtt_url=f"mqtt://127.0.0.1:{free_port()}/v", **FAST)
+    bridge = bridge_of(app)
+    wait_until(lambda: bridge.connect_failures >= 3, message="three attempts")
+    assert caplog.text.count("cannot reach the broker") == 1
+    assert "Client is not connected" not in caplog.text

@@ -65,6 +65,7 @@ class MqttBridge:
         self.reconnect_max = config.mqtt_reconnect_max
         self.slots = config.slots
         self.connections = 0
+        self.connect_failures = 0
         self._client: Any = None
         self._connected = threading.Event()
         self._ready = threading.Event()
@@ -133,7 +134,7 @@ class MqttBridge:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.enable_logger(logging.getLogger("vending.mqtt.paho"))
+        client.on_connect_fail = self._on_connect_fail
         self._client = client
         logger.info("MQTT: connecting to %s as machine %s", self.url.redacted(), self.machine_id)
         client.connect_async(self.url.host, self.url.port, self.keepalive)
@@ -200,6 +201,15 @@ class MqttBridge:
             self._warned_down = True
         else:
             logger.debug("MQTT: still cannot reach %s (%s)", self.url.redacted(), reason_code)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self.connect_failures += 1
+        if not self._warned_down:
+            logger.warning("MQTT: cannot reach the broker %s; retrying with back-off up to %gs;"
+                           " vending carries on", self.url.redacted(), self.reconnect_max)
+            self._warned_down = True
+        else:
+            logger.debug("MQTT: still cannot reach %s", self.url.redacted())
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
