@@ -152,3 +152,13 @@ def test_a_credential_in_a_request_body_never_reaches_the_audit_trail(app, clien
     row = last(client)
     assert "hunter2" not in row["detail"] and "t0k" not in row["detail"]
     assert 'user="alice"' in row["detail"] and "password=***" in row["detail"]
+
+
+def test_a_newline_in_a_request_cannot_forge_a_log_line(client, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="vending.audit")
+    client.post("/transactions/nope/check", json={"note": "x\naudit id=1 action=restock"})
+    client.post("/transactions/a%0Aaudit%20id=2/check", json={})
+    lines = [r.getMessage() for r in caplog.records if r.name == "vending.audit"]
+    assert len(lines) == 2 and all("\n" not in line for line in lines)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .audit import one_line
 from .devices.base import BUSY, OFFLINE, ONLINE
 from .events import (
     ALERT_ACKNOWLEDGED,
@@ -170,7 +171,7 @@ class AlertCenter:
                                    self.settings.webhook_urls)
         log = logger.info if severity == INFO else logger.warning
         log("alert id=%d kind=%s severity=%s subject=%s: %s", alert.id, kind, severity,
-            json.dumps(subject), message)
+            json.dumps(subject), one_line(message))
         self.events.publish(ALERT_RAISED, alert=alert.to_dict())
         if self.settings.webhook_urls:
             self.webhooks.notify()

@@ -39,6 +39,11 @@ CSV_COLUMNS = ("id", "time", "action", "who", "source", "outcome", "detail")
 DETAIL_MAX = 1000
 
 
+def one_line(text: str) -> str:
+    """Text safe for a one-event-per-line log: control characters escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 class AuditLog:
     """Writes and reads the audit table."""
 
@@ -51,7 +56,8 @@ class AuditLog:
         detail = detail if len(detail) <= DETAIL_MAX else detail[:DETAIL_MAX - 3] + "..."
         entry = self.ops.add_audit(action, who or "anonymous", source or "", outcome, detail)
         logger.info("audit id=%d action=%s who=%s source=%s outcome=%s detail=%s", entry.id,
-                    action, entry.who, entry.source, outcome, detail)
+                    one_line(action), one_line(entry.who), one_line(entry.source), outcome,
+                    one_line(detail))
         return entry
 
     def entries(self, since: int = 0, action: str | None = None, limit: int = 100,
