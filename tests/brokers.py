@@ -133,6 +133,19 @@ class Subscriber:
 
         return wait_until(match, timeout, message=f"a message on {topic}")
 
+    def wait_for_prefix(self, start: str, end: str, text: str, timeout: float = 15.0) -> Message:
+        """The first message whose topic starts and ends so, with this text."""
+
+        def match() -> Message | None:
+            with self._lock:
+                for message in self.messages:
+                    if (message.topic.startswith(start) and message.topic.endswith(end)
+                            and message.payload == text.encode()):
+                        return message
+            return None
+
+        return wait_until(match, timeout, message=f"{text} on {start}...{end}")
+
     def publish(self, topic: str, payload: Any, retain: bool = False, qos: int = 1) -> None:
         if not isinstance(payload, (str, bytes)):
             payload = json.dumps(payload)

@@ -378,3 +378,30 @@ def test_an_unreachable_broker_is_logged_once_not_on_every_retry(make_app, caplo
     wait_until(lambda: bridge.connect_failures >= 3, message="three attempts")
     assert caplog.text.count("cannot reach the broker") == 1
     assert "Client is not connected" not in caplog.text
+
+
+def test_a_crashed_controller_is_marked_offline_by_its_last_will(broker, subscriber, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    process = subprocess.Popen(
+        [sys.executable, str(root / "src" / "app.py"), "--host", "127.0.0.1", "--port", "0",
+         "--data-dir", str(tmp_path / "crash"), "--no-serial-scan", "--no-discovery",
+         "--mqtt-url", broker.url],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        online = subscriber.wait_for_prefix("vending/", "/availability", "online")
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        subscriber.wait_for(online.topic, lambda m: m.text == "offline")
+        assert retained(broker.port, online.topic).text == "offline"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
