@@ -372,6 +372,8 @@ def test_every_topic_the_bridge_uses_is_listed_in_the_docs(broker, subscriber, m
 def test_an_unreachable_broker_is_logged_once_not_on_every_retry(make_app, caplog):
     import logging
 
+    if not HAVE_PAHO:
+        pytest.skip(SKIP_REASON)
     caplog.set_level(logging.WARNING, logger="vending.mqtt")
     app = make_app(mqtt_url=f"mqtt://127.0.0.1:{free_port()}/v", **FAST)
     bridge = bridge_of(app)

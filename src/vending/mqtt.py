@@ -118,7 +118,13 @@ class MqttBridge:
         """Connect in the background; a broker that is down is retried with back-off."""
         if self._client is not None:
             return
-        import paho.mqtt.client as mqtt
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            # Vending matters more than publishing: carry on without the bridge.
+            logger.error("MQTT is configured but paho-mqtt is not installed; run"
+                         " pip install -r requirements.txt. Carrying on without MQTT.")
+            return
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                              client_id=f"vending-{self.machine_id}", clean_session=True)
