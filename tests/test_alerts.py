@@ -330,9 +330,13 @@ def test_the_page_shows_an_active_alert_as_a_banner_until_acknowledged(app, live
     assert alert["message"] not in page()
 
 
-def test_webhook_logs_never_show_the_secret_path_of_the_url(make_app, receiver, caplog):
+@pytest.mark.parametrize("answer", ["error", "refused"])
+def test_webhook_logs_never_show_the_secret_path_of_the_url(make_app, receiver, caplog, answer):
     receiver.fail_always = True
     url = receiver.url + "/secret-webhook-id"
+    if answer == "refused":
+        receiver.stop()
+        receiver.attempts = 1
     client = make_app(webhook_urls=[url], webhook_retry_base=0.05).test_client()
     client.post("/esp32/devices/SIMULATOR/simulate", json={"online": False})
     wait_until(lambda: receiver.attempts >= 1, message="a failed post")

@@ -408,6 +408,9 @@ class WebhookSender:
             error = f"HTTP {response.status_code}"
         except requests.RequestException as exc:
             error = f"{type(exc).__name__}: {exc}"
+            path = urlsplit(url).path
+            if path and path != "/":
+                error = error.replace(path, "/...")
         now = time.time()
         delay = min(self.settings.retry_base * (2 ** attempts), self.settings.retry_max)
         if now - alert.created_at > self.settings.give_up_after:
