@@ -33,7 +33,8 @@ REQUIRED_FILES = ("src/app.py", "requirements.txt", "src/vending/__init__.py",
 # Distribution name in requirements.txt -> module to import.
 IMPORT_NAMES = {"flask": "flask", "pyserial": "serial", "waitress": "waitress",
                 "requests": "requests", "prometheus-client": "prometheus_client",
-                "prometheus_client": "prometheus_client", "zeroconf": "zeroconf"}
+                "prometheus_client": "prometheus_client", "zeroconf": "zeroconf",
+                "paho-mqtt": "paho.mqtt"}
 # USB-serial bridges found on ESP32 boards, by (VID, PID); None matches any PID.
 ESP32_BRIDGES = {
     (0x10C4, 0xEA60): "Silicon Labs CP210x",

@@ -15,28 +15,27 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -r tests/requirements.txt
 
-# The firmware's host build needs g++ and make.
-if ! command -v g++ >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+# Debian packages some tests need. Installed when we may (root with apt-get); otherwise the
+# tests that need them skip and say why (the firmware tests fail under CI instead).
+apt_updated=0
+need_package() {  # need_package PACKAGE PRESENT-TEST-COMMAND... (what it is for in $why)
+  local package=$1; shift
+  if "$@" >/dev/null 2>&1; then return 0; fi
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "Installing g++ and make for the firmware host tests ..."
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ make >/dev/null; } \
-      || echo "Could not install g++/make: the firmware tests will fail under CI." >&2
+    echo "Installing $package for the $why ..."
+    if [ "$apt_updated" -eq 0 ]; then apt-get update -qq >/dev/null 2>&1 && apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null 2>&1 \
+      || echo "Could not install $package: the $why will be skipped." >&2
   else
-    echo "g++ or make is missing: sudo apt-get install g++ make (the firmware tests need them)." >&2
+    echo "$package is missing: the $why will be skipped (sudo apt-get install $package)." >&2
   fi
+}
+why="firmware host tests"; need_package g++ command -v g++
+why="firmware host tests"; need_package make command -v make
+if [ -z "${VENDING_CHROMIUM:-}" ]; then
+  why="browser tests"; need_package chromium test -x /usr/bin/chromium
 fi
-
-# The browser tests drive Debian's Chromium: install it when we may, else they skip saying why.
-if [ -z "${VENDING_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "Installing chromium for the browser tests ..."
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-      || echo "Could not install chromium: the browser tests will be skipped." >&2
-  else
-    echo "No /usr/bin/chromium: the browser tests will be skipped (sudo apt-get install chromium," \
-      "or set VENDING_CHROMIUM to a Chromium binary)." >&2
-  fi
-fi
+why="MQTT tests"; need_package mosquitto sh -c 'command -v mosquitto || test -x /usr/sbin/mosquitto'
 
 set +e
 "$VENV/bin/python" -m pytest "$@"

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 
 def _env_bool(value: str) -> bool:
@@ -16,6 +17,47 @@ def _env_bool(value: str) -> bool:
 
 def _env_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class MqttUrl:
+    """The parts of mqtt[s]://user:password@host:port/prefix."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+    prefix: str
+
+    def redacted(self) -> str:
+        """The URL without the password, for logs."""
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}/{self.prefix}"
+
+
+def parse_mqtt_url(url: str) -> MqttUrl:
+    """Split an MQTT URL, or raise ValueError saying what a good one looks like."""
+    example = "e.g. mqtt://user:password@192.168.1.10:1883/vending"
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r} ({example})")
+    if not parsed.hostname:
+        raise ValueError(f"MQTT URL {url!r} has no host ({example})")
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ValueError(f"MQTT URL {url!r} has a bad port ({example})") from None
+    tls = parsed.scheme == "mqtts"
+    prefix = unquote(parsed.path.strip("/")) or "vending"
+    if any(ch in prefix for ch in "+#") or not prefix.isprintable():
+        raise ValueError(f"MQTT topic prefix {prefix!r} must not contain + or #")
+    return MqttUrl(
+        host=parsed.hostname, port=port or (8883 if tls else 1883), tls=tls,
+        username=unquote(parsed.username) if parsed.username else None,
+        password=unquote(parsed.password) if parsed.password else None,
+        prefix=prefix,
+    )
 
 
 @dataclass
@@ -70,6 +112,24 @@ class Config:
     # an empty admin_token means "generate one in data_dir and keep it there".
     trust_localhost: bool = True
     admin_token: str = field(default="", repr=False)
+    # Alerts and webhooks.
+    low_stock_level: int = 2
+    webhook_urls: list[str] = field(default_factory=list)
+    webhook_secret: str = ""
+    webhook_timeout: float = 5.0
+    webhook_retry_base: float = 2.0
+    webhook_retry_max: float = 300.0
+    webhook_give_up_after: float = 24 * 3600.0
+    auth_failure_threshold: int = 5
+    auth_failure_window: float = 300.0
+
+    # MQTT bridge: off unless mqtt_url is set (mqtt://user:pass@host:1883/prefix).
+    mqtt_url: str = ""
+    mqtt_commands: bool = False
+    mqtt_discovery_prefix: str = "homeassistant"
+    mqtt_keepalive: int = 30
+    mqtt_reconnect_min: float = 1.0
+    mqtt_reconnect_max: float = 60.0
 
     # Environment variable for each field that may be set that way.
     ENV_NAMES = {
@@ -99,6 +159,14 @@ class Config:
         "mdns_name": "VENDING_MDNS_NAME",
         "trust_localhost": "VENDING_TRUST_LOCALHOST",
         "admin_token": "VENDING_ADMIN_TOKEN",
+        "low_stock_level": "VENDING_LOW_STOCK_LEVEL",
+        "webhook_urls": "VENDING_WEBHOOK_URLS",
+        "webhook_secret": "VENDING_WEBHOOK_SECRET",
+        "webhook_timeout": "VENDING_WEBHOOK_TIMEOUT",
+        "auth_failure_threshold": "VENDING_AUTH_FAILURE_THRESHOLD",
+        "mqtt_url": "VENDING_MQTT_URL",
+        "mqtt_commands": "VENDING_MQTT_COMMANDS",
+        "mqtt_discovery_prefix": "VENDING_MQTT_DISCOVERY_PREFIX",
     }
 
     def __post_init__(self) -> None:
@@ -131,6 +199,16 @@ class Config:
             raise ValueError(f"mdns_name must be letters, digits and '-', got {self.mdns_name!r}")
         if self.admin_token and len(self.admin_token) < 16:
             raise ValueError("admin_token (VENDING_ADMIN_TOKEN) must be at least 16 characters")
+        if self.low_stock_level < 0:
+            raise ValueError(f"low_stock_level must be 0 or more, got {self.low_stock_level}")
+        for url in self.webhook_urls:
+            parsed = urlsplit(url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError(f"webhook URL {url!r} must be http:// or https:// with a host")
+        if self.webhook_retry_base <= 0 or self.webhook_retry_max < self.webhook_retry_base:
+            raise ValueError("webhook_retry_base must be > 0 and at most webhook_retry_max")
+        if self.mqtt_url:
+            parse_mqtt_url(self.mqtt_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -198,6 +276,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="how much to log to stderr (VENDING_LOG_LEVEL, default INFO)")
     parser.add_argument("--no-mdns", action="store_true",
                         help="do not advertise vending.local over mDNS (VENDING_MDNS=0)")
+    parser.add_argument("--low-stock-level", type=int,
+                        help="alert when a slot has this many items or fewer (default 2)")
+    parser.add_argument("--webhook-url", action="append", dest="webhook_urls", metavar="URL",
+                        help="POST alerts as JSON here; repeatable (VENDING_WEBHOOK_URLS, comma-separated)")
+    parser.add_argument("--mqtt-url", help="publish to this MQTT broker, e.g."
+                        " mqtt://user:pass@host:1883/vending (VENDING_MQTT_URL; off when unset)")
+    parser.add_argument("--mqtt-commands", action="store_true",
+                        help="accept vend commands over MQTT (VENDING_MQTT_COMMANDS; off by default)")
     return parser
 
 
@@ -206,7 +292,8 @@ def config_from_args(argv: Sequence[str] | None = None,
     """Defaults < environment < command line."""
     args = build_arg_parser().parse_args(argv)
     overrides: dict[str, Any] = {}
-    for name in ("host", "port", "slots", "threads", "discovery_port", "serial_ports"):
+    for name in ("host", "port", "slots", "threads", "discovery_port", "serial_ports",
+                 "low_stock_level", "webhook_urls", "mqtt_url"):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
@@ -224,4 +311,6 @@ def config_from_args(argv: Sequence[str] | None = None,
         overrides["log_level"] = args.log_level
     if args.no_mdns:
         overrides["mdns"] = False
+    if args.mqtt_commands:
+        overrides["mqtt_commands"] = True
     return Config.from_env(environ, **overrides)

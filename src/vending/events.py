@@ -18,8 +18,12 @@ VEND_FINISHED = "vend.finished"  # data: transaction (dict)
 DEVICE_STATE = "device.state"  # data: device_id, transport, state, previous, detail
 DEVICE_ADDED = "device.added"  # data: device (dict)
 DEVICE_REMOVED = "device.removed"  # data: device_id
-SLOT_CHANGED = "slot.changed"  # data: slot (dict)
+SLOT_CHANGED = "slot.changed"  # data: slot (dict), previous (dict, optional)
 SERIAL_RECONNECT = "serial.reconnect"  # data: device_id, port
+DEVICE_PENDING_APPROVAL = "device.pending_approval"  # data: device_id, address (optional)
+AUTH_FAILED = "auth.failed"  # data: source (remote address), who (optional)
+ALERT_RAISED = "alert.raised"  # data: alert (dict)
+ALERT_ACKNOWLEDGED = "alert.acknowledged"  # data: alert (dict)
 
 
 @dataclass(frozen=True)

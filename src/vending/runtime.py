@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+from .alerts import AlertCenter, AlertSettings
+from .audit import AuditLog
 from .commlog import CommunicationLog
 from .config import Config
 from .devices.registry import DeviceRegistry
@@ -16,6 +18,7 @@ from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
 from .metrics import Metrics
 from .service import VendService, VendSettings
 from .store import Store
+from .store.operations import OperationsStore, load_machine_id
 
 logger = logging.getLogger("vending")
 
@@ -29,6 +32,27 @@ class Runtime:
         self.log = CommunicationLog(config.log_size)
         self.events = EventBus()
         self.store = Store(config.database_path)
+        self.machine_id = load_machine_id(config.data_dir)
+        self.operations = OperationsStore(self.store)
+        self.audit = AuditLog(self.operations)
+        self.store.ensure_slots(config.slots)
+        # Built before the boards so it hears their first state changes.
+        self.alerts = AlertCenter(
+            self.store, self.operations, self.events,
+            AlertSettings(
+                low_stock_level=config.low_stock_level,
+                webhook_urls=list(config.webhook_urls),
+                webhook_secret=config.webhook_secret,
+                webhook_timeout=config.webhook_timeout,
+                retry_base=config.webhook_retry_base,
+                retry_max=config.webhook_retry_max,
+                give_up_after=config.webhook_give_up_after,
+                auth_failure_threshold=config.auth_failure_threshold,
+                auth_failure_window=config.auth_failure_window,
+                machine_id=self.machine_id,
+            ),
+            config.slots,
+        )
         self.registry = DeviceRegistry(self.events)
         self.metrics = Metrics(self.registry.devices)
         self.events.subscribe(self.metrics.vend_finished, {VEND_FINISHED})
@@ -70,6 +94,7 @@ class Runtime:
                 "vend %s (slot %d on %s) was still %s when the server stopped; recorded as"
                 " unknown: check the machine", txn.id, txn.slot, txn.device_id, "open",
             )
+            self.alerts.note_transaction(txn.to_dict())
         self.store.ensure_slots(config.slots)
         self.service.prune_keys()
         if config.serial_ports or config.serial_scan:
@@ -85,6 +110,10 @@ class Runtime:
             )
             self.registry.add(self.simulator)
             self.simulator.start()
+        if config.mqtt_url:
+            from .mqtt import MqttBridge
+
+            self.add_part(MqttBridge(self, config))
 
     def add_part(self, part: Any) -> None:
         """A background part with start() and stop(); started now if the runtime runs."""
@@ -103,6 +132,7 @@ class Runtime:
     def start(self) -> None:
         """Start the background parts."""
         self._started = True
+        self.alerts.start()
         for part in self._parts:
             part.start()
         if self.mdns is not None:
@@ -114,6 +144,7 @@ class Runtime:
             if self._stopped:
                 return
             self._stopped = True
+        self.alerts.shutting_down()
         logger.info("stopping: finishing in-flight vends (up to %gs)", self.config.shutdown_grace)
         self.service.stop(self.config.shutdown_grace)
         if self.mdns is not None:
@@ -125,7 +156,9 @@ class Runtime:
                 logger.exception("stopping %s failed", part)
         self.registry.stop()
         self.service.join()
+        self.alerts.stop()
         for txn in self.store.recover_interrupted():
             logger.warning("vend %s left open at shutdown; recorded as unknown", txn.id)
+            self.alerts.note_transaction(txn.to_dict())
         self.store.close()
         logger.info("stopped")

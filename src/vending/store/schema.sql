@@ -34,3 +34,51 @@ CREATE TABLE IF NOT EXISTS slots (
     stock           INTEGER CHECK (stock IS NULL OR stock >= 0),
     updated_at      REAL NOT NULL
 );
+
+-- Alerts an operator must hear about; kept until deleted by hand, acknowledged from the page.
+CREATE TABLE IF NOT EXISTS alerts (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind            TEXT NOT NULL,
+    severity        TEXT NOT NULL,
+    subject         TEXT NOT NULL DEFAULT '',
+    message         TEXT NOT NULL,
+    data            TEXT NOT NULL DEFAULT '{}',
+    created_at      REAL NOT NULL,
+    acknowledged_at REAL,
+    acknowledged_by TEXT
+);
+
+CREATE INDEX IF NOT EXISTS alerts_unacknowledged ON alerts (acknowledged_at);
+
+-- One row per alert and webhook URL, so a delivery interrupted by a restart resumes.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    alert_id        INTEGER NOT NULL REFERENCES alerts (id),
+    url             TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error      TEXT,
+    delivered_at    REAL,
+    PRIMARY KEY (alert_id, url)
+);
+
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+
+-- Operator actions, allowed or refused: who, when, from where.
+CREATE TABLE IF NOT EXISTS audit (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    time            REAL NOT NULL,
+    action          TEXT NOT NULL,
+    who             TEXT NOT NULL,
+    source          TEXT NOT NULL DEFAULT '',
+    outcome         TEXT NOT NULL,
+    detail          TEXT NOT NULL DEFAULT ''
+);
+
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (time);
+
+-- Per-slot low-stock level for alerts; a slot without a row uses the configured default.
+CREATE TABLE IF NOT EXISTS slot_alert_levels (
+    slot            INTEGER PRIMARY KEY,
+    low_stock_level INTEGER NOT NULL CHECK (low_stock_level >= 0)
+);

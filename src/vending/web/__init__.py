@@ -7,7 +7,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register error handlers, the operator guard and every blueprint."""
-    from . import api, auth, devices, errors, metrics, openapi, pages
+    from . import api, auth, devices, errors, metrics, openapi, operations, pages
 
     errors.init_app(app)
     auth.init_app(app)
@@ -16,3 +16,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(devices.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(operations.bp)

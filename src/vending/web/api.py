@@ -9,10 +9,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from .. import __version__
+from .. import __version__, audit
 from ..errors import BadRequest, InvalidSlot
+from ..events import SLOT_CHANGED
 from ..store import STATES, Transaction
 from .common import float_arg, int_arg, json_body, runtime, whole_number
+from .operations import audited
 
 bp = Blueprint("api", __name__)
 
@@ -149,6 +151,7 @@ def _csv_export(rows) -> Response:
 
 
 @bp.post("/transactions/<transaction_id>/check")
+@audited(audit.CHECK_TRANSACTION)
 def check_transaction(transaction_id: str):
     """An operator went and looked at the machine for this vend."""
     body = json_body(required=False)
@@ -190,15 +193,20 @@ def _slot_changes(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.patch("/slots/<int:number>")
+@audited(audit.CHANGE_SLOT)
 def update_slot(number: int):
     """Rename a slot or set its stock."""
     rt = runtime()
     rt.service.check_slot(number)
-    slot = rt.store.update_slot(number, **_slot_changes(json_body()))
+    changes = _slot_changes(json_body())
+    previous = rt.store.slot(number)
+    slot = rt.store.update_slot(number, **changes)
+    rt.events.publish(SLOT_CHANGED, slot=slot.to_dict(), previous=previous.to_dict())
     return jsonify(slot.to_dict())
 
 
 @bp.post("/slots/<int:number>/restock")
+@audited(audit.RESTOCK)
 def restock_slot(number: int):
     """Add items to a slot's stock: {"quantity": n}."""
     rt = runtime()
@@ -206,8 +214,9 @@ def restock_slot(number: int):
     quantity = whole_number(json_body().get("quantity"))
     if quantity is None or not 1 <= quantity <= 10000:
         raise BadRequest("quantity must be a whole number from 1 to 10000")
-    current = rt.store.slot(number).stock or 0
-    slot = rt.store.update_slot(number, stock=current + quantity)
+    previous = rt.store.slot(number)
+    slot = rt.store.update_slot(number, stock=(previous.stock or 0) + quantity)
+    rt.events.publish(SLOT_CHANGED, slot=slot.to_dict(), previous=previous.to_dict())
     return jsonify(slot.to_dict())
 
 

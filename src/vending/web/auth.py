@@ -31,12 +31,18 @@ from flask import (
     Flask,
     Response,
     current_app,
+    g,
     jsonify,
     redirect,
     render_template,
     request,
 )
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from .. import audit
+from ..events import AUTH_FAILED
+from .common import runtime
+from .operations import audit_action
 
 logger = logging.getLogger("vending.auth")
 
@@ -257,7 +263,25 @@ def identify() -> str | None:
     return None
 
 
+OPERATOR_NAMES = {"localhost": "local", "session": "operator", "bearer": "operator (token)"}
+
+
 def _guard() -> Response | None:
+    refusal = _check()
+    if refusal is not None and request.method in UNSAFE_METHODS:
+        # A refused attempt to change something is an operator action too: keep it.
+        action = (request.endpoint or request.path).rsplit(".", 1)[-1]
+        audit_action(action, audit.REFUSED, f"{refusal.status_code} {request.method} {request.path}")
+    return refusal
+
+
+def _auth_failed(reason: str) -> None:
+    client = _client()
+    audit_action(audit.SIGN_IN, audit.REFUSED, reason)
+    runtime().events.publish(AUTH_FAILED, source=client)
+
+
+def _check() -> Response | None:
     if request.blueprint in EXEMPT_BLUEPRINTS:
         return None
     unsafe = request.method in UNSAFE_METHODS
@@ -278,6 +302,7 @@ def _guard() -> Response | None:
                                f"too many wrong tokens; try again in {wait} s",
                                **{"Retry-After": str(wait)})
             auth.limiter.failed(client)
+            _auth_failed("wrong Bearer token")
             return _refuse(401, "bad_token", "the Bearer token is not the operator token",
                            **{"WWW-Authenticate": 'Bearer realm="vending"'})
         if _wants_page():
@@ -286,6 +311,7 @@ def _guard() -> Response | None:
                        "sign in at /login, or send Authorization: Bearer <operator token>"
                        " (printed at start, kept in the data directory's admin_token file)",
                        **{"WWW-Authenticate": 'Bearer realm="vending"'})
+    g.operator = OPERATOR_NAMES[who]
     if unsafe and who != "bearer" and (who == "session" or _from_browser()) \
             and request.headers.get(CSRF_HEADER) != "1":
         return _refuse(403, "csrf_header_missing",
@@ -330,10 +356,13 @@ def login():
         if wait:
             error, status = f"Too many wrong tokens. Try again in {wait} seconds.", 429
         elif auth.check_token(token.strip()):
+            g.operator = "operator"
+            audit_action(audit.SIGN_IN, audit.OK, "signed in")
             return _signed_in(next_page)
         else:
             auth.limiter.failed(_client())
             logger.warning("wrong operator token from %s", _client())
+            _auth_failed("wrong token on the sign-in page")
             error, status = "That token is not right. Copy it from the server's start-up"\
                 " message or its data directory's admin_token file.", 401
     response = Response(render_template(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from .. import audit
 from ..commlog import DIRECTIONS
 from ..devices.simulator import FAULTS, SimulatedDevice
 from ..errors import BadRequest
 from .common import int_arg, json_body, runtime, whole_number
+from .operations import audited
 
 bp = Blueprint("devices", __name__, url_prefix="/esp32")
 
@@ -40,6 +42,7 @@ def list_devices():
 
 
 @bp.post("/devices/select")
+@audited(audit.SELECT_DEVICE)
 def select_device():
     """Make one board the active one."""
     rt = runtime()
@@ -49,6 +52,7 @@ def select_device():
 
 
 @bp.post("/devices/auto-select")
+@audited(audit.AUTO_SELECT)
 def auto_select():
     """Let the controller choose the board by priority: serial, WiFi, simulation."""
     rt = runtime()
@@ -117,6 +121,7 @@ def communication_log():
 
 
 @bp.post("/communication/log/clear")
+@audited(audit.CLEAR_LOG)
 def clear_log():
     """Empty the communication log."""
     rt = runtime()

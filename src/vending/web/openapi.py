@@ -120,6 +120,38 @@ SCHEMAS: dict[str, Any] = {
             "message": {"type": "string"},
         },
     },
+    "Alert": {
+        "type": "object",
+        "required": ["id", "kind", "severity", "subject", "message", "time", "active"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {"type": "string", "enum": [
+                "vend_unknown", "vend_failed", "device_offline", "device_back", "low_stock",
+                "sold_out", "device_pending_approval", "sign_in_failures"]},
+            "severity": {"type": "string", "enum": ["critical", "warning", "info"]},
+            "subject": {"type": "string"},
+            "message": {"type": "string"},
+            "data": {"type": "object"},
+            "time": {"type": "number"},
+            "created_at": {"type": "number"},
+            "active": {"type": "boolean"},
+            "acknowledged_at": _NUMBER_OR_NULL,
+            "acknowledged_by": _STRING_OR_NULL,
+        },
+    },
+    "AuditEntry": {
+        "type": "object",
+        "required": ["id", "time", "action", "who", "source", "outcome", "detail"],
+        "properties": {
+            "id": {"type": "integer"},
+            "time": {"type": "number"},
+            "action": {"type": "string"},
+            "who": {"type": "string"},
+            "source": {"type": "string"},
+            "outcome": {"type": "string", "enum": ["ok", "refused", "failed"]},
+            "detail": {"type": "string"},
+        },
+    },
 }
 
 _TXN_PARAM = _path("transaction_id", {"type": "string"}, "transaction id")
@@ -299,6 +331,7 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
             "summary": "Empty the communication log",
             "responses": {"200": _json(_OK, "cleared")}}},
     }
+    paths.update(_operations_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "flask-vending-machine", "version": __version__,
@@ -312,6 +345,68 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                                " VENDING_TRUST_LOCALHOST=1, nor for /status, /health and boards"}},
         },
         "security": [{"operatorToken": []}, {}],
+    }
+
+
+def _operations_paths() -> dict[str, Any]:
+    """Alerts, low-stock levels and the audit trail (web/operations.py)."""
+    slot = _path("number", {"type": "integer"}, "slot number, 1..N")
+    return {
+        "/alerts": {"get": {
+            "summary": "Alerts newer than ?since=, oldest first",
+            "parameters": [
+                _query("since", {"type": "integer", "minimum": 0}, "last alert id the client has"),
+                _query("active", {"type": "integer", "enum": [0, 1]}, "1: unacknowledged only"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most"),
+            ],
+            "responses": {"200": _json({"type": "object",
+                                        "required": ["alerts", "last_id", "active_count"],
+                                        "properties": {
+                                            "alerts": {"type": "array", "items": _ref("Alert")},
+                                            "last_id": {"type": "integer"},
+                                            "active_count": {"type": "integer"}}}, "alerts"),
+                          "400": _error("bad filter")},
+        }},
+        "/alerts/{alert_id}/ack": {"post": {
+            "summary": "Acknowledge an alert (it leaves the banner)",
+            "parameters": [_path("alert_id", {"type": "integer"}, "alert id")],
+            "responses": {"200": _json(_ref("Alert"), "acknowledged"),
+                          "404": _error("no such alert")},
+        }},
+        "/alerts/low-stock": {"get": {
+            "summary": "Each slot's low-stock alert level",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "default": {"type": "integer"},
+                "levels": {"type": "object", "additionalProperties": {"type": "integer"}}}},
+                "levels")},
+        }},
+        "/alerts/low-stock/{number}": {"put": {
+            "summary": "Set a slot's low-stock level (null: the default)",
+            "parameters": [slot],
+            "requestBody": _body({"type": "object", "required": ["level"], "properties": {
+                "level": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000}}}),
+            "responses": {"200": _json({"type": "object", "properties": {
+                "slot": {"type": "integer"}, "level": {"type": "integer"},
+                "default": {"type": "boolean"}}}, "the level"),
+                "400": _error("bad level or slot")},
+        }},
+        "/audit": {"get": {
+            "summary": "Operator actions (audit trail); ?format=csv exports all",
+            "parameters": [
+                _query("since", {"type": "integer", "minimum": 0},
+                       "rows after this id, oldest first (default: newest first)"),
+                _query("action", {"type": "string"}, "only this action"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most"),
+                _query("format", {"type": "string", "enum": ["json", "csv"]}, "csv to export"),
+            ],
+            "responses": {
+                "200": {"description": "audit rows", "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "entries": {"type": "array", "items": _ref("AuditEntry")}}}},
+                    "text/csv": {"schema": {"type": "string"}}}},
+                "400": _error("bad filter"),
+            },
+        }},
     }
 
 

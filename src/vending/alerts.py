@@ -1,0 +1,426 @@
+"""Alerts: what an operator must hear about, stored, logged, shown, published and posted.
+
+The AlertCenter listens on the event bus. Listeners run on the publisher's thread (a vend
+dispatcher, a device reader), so they only queue the event; the `alerts` thread turns it
+into a stored alert. Webhooks are posted by the `webhooks` thread from the stored pending
+deliveries, so a slow or dead receiver never delays a vend and a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from .audit import one_line
+from .devices.base import BUSY, OFFLINE, ONLINE
+from .events import (
+    ALERT_ACKNOWLEDGED,
+    ALERT_RAISED,
+    AUTH_FAILED,
+    DEVICE_PENDING_APPROVAL,
+    DEVICE_REMOVED,
+    DEVICE_STATE,
+    SLOT_CHANGED,
+    VEND_FINISHED,
+    Event,
+    EventBus,
+)
+from .store import Store
+from .store.operations import Alert, OperationsStore
+
+logger = logging.getLogger("vending.alerts")
+
+CRITICAL = "critical"
+WARNING = "warning"
+INFO = "info"
+
+# Alert kinds.
+VEND_UNKNOWN = "vend_unknown"
+VEND_FAILED = "vend_failed"
+DEVICE_OFFLINE = "device_offline"
+DEVICE_BACK = "device_back"
+LOW_STOCK = "low_stock"
+SOLD_OUT = "sold_out"
+APPROVAL_REQUESTED = "device_pending_approval"
+SIGN_IN_FAILURES = "sign_in_failures"
+KINDS = (VEND_UNKNOWN, VEND_FAILED, DEVICE_OFFLINE, DEVICE_BACK, LOW_STOCK, SOLD_OUT,
+         APPROVAL_REQUESTED, SIGN_IN_FAILURES)
+
+# Kinds not raised again while an unacknowledged one for the same subject exists, so a
+# flapping board or a password-guessing script does not bury the page in banners.
+_DEDUPLICATED = {DEVICE_OFFLINE, DEVICE_BACK, APPROVAL_REQUESTED, SIGN_IN_FAILURES}
+
+_STOCK_OK, _STOCK_LOW, _STOCK_OUT = 0, 1, 2
+
+
+@dataclass
+class AlertSettings:
+    """The knobs of alerting, taken from Config."""
+
+    low_stock_level: int = 2
+    webhook_urls: list[str] = field(default_factory=list)
+    webhook_secret: str = ""
+    webhook_timeout: float = 5.0
+    retry_base: float = 2.0
+    retry_max: float = 300.0
+    give_up_after: float = 24 * 3600.0
+    auth_failure_threshold: int = 5
+    auth_failure_window: float = 300.0
+    machine_id: str = ""
+
+
+class AlertCenter:
+    """Turns events into stored alerts and hands them to the log, the bus and the webhooks."""
+
+    name = "alerts"
+
+    def __init__(self, store: Store, ops: OperationsStore, events: EventBus,
+                 settings: AlertSettings, slots: int) -> None:
+        self.store = store
+        self.ops = ops
+        self.events = events
+        self.settings = settings
+        self.slots = slots
+        self.webhooks = WebhookSender(ops, settings)
+        self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Condition()
+        self._shutting_down = False
+        self._pending = 0
+        self._levels = ops.low_stock_levels()
+        self._bands = {s.number: self._band(s.number, s.stock) for s in store.slots(slots)}
+        self._seen_online: set[str] = set()
+        self._down: set[str] = set()
+        self._auth_failures: dict[str, deque[float]] = defaultdict(deque)
+        events.subscribe(self._on_event, {VEND_FINISHED, DEVICE_STATE, DEVICE_REMOVED,
+                                          SLOT_CHANGED, DEVICE_PENDING_APPROVAL, AUTH_FAILED})
+
+    # Lifecycle
+
+    def start(self) -> None:
+        """Start the alerts thread and the webhook sender."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
+            self._thread.start()
+        self.webhooks.start()
+
+    def stop(self) -> None:
+        """Record every queued event, then stop both threads; safe twice."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(10.0)
+            self._thread = None
+        self.webhooks.stop()
+
+    def shutting_down(self) -> None:
+        """From now on boards stopping are the server stopping, not boards failing."""
+        self._shutting_down = True
+
+    def _on_event(self, event: Event) -> None:
+        if self._shutting_down and event.kind in (DEVICE_STATE, DEVICE_REMOVED):
+            return
+        with self._idle:
+            self._pending += 1
+        self._queue.put(event)
+
+    def _run(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            try:
+                self.handle(event)
+            except Exception:
+                logger.exception("could not turn %s into an alert", event.kind)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """True once every queued event has been handled (for tests)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    # Raising and acknowledging
+
+    def raise_alert(self, kind: str, severity: str, subject: str, message: str,
+                    data: dict[str, Any] | None = None) -> Alert | None:
+        """Store an alert, log it, publish it and queue its webhooks; None if deduplicated."""
+        if kind in _DEDUPLICATED and self.ops.has_active_alert(kind, subject):
+            logger.debug("alert %s for %s not raised again: still unacknowledged", kind, subject)
+            return None
+        alert = self.ops.add_alert(kind, severity, subject, message, data or {},
+                                   self.settings.webhook_urls)
+        log = logger.info if severity == INFO else logger.warning
+        log("alert id=%d kind=%s severity=%s subject=%s: %s", alert.id, kind, severity,
+            json.dumps(subject), one_line(message))
+        self.events.publish(ALERT_RAISED, alert=alert.to_dict())
+        if self.settings.webhook_urls:
+            self.webhooks.notify()
+        return alert
+
+    def acknowledge(self, alert_id: int, who: str) -> Alert:
+        """Mark an alert as seen by `who`."""
+        alert = self.ops.acknowledge(alert_id, who)
+        self.events.publish(ALERT_ACKNOWLEDGED, alert=alert.to_dict())
+        return alert
+
+    # Low-stock levels
+
+    def low_stock_level(self, slot: int) -> int:
+        return self._levels.get(slot, self.settings.low_stock_level)
+
+    def levels(self) -> dict[int, int]:
+        """Every configured slot's effective low-stock level."""
+        return {n: self.low_stock_level(n) for n in range(1, self.slots + 1)}
+
+    def set_low_stock_level(self, slot: int, level: int | None) -> None:
+        """Give a slot its own level (None: back to the default)."""
+        self.ops.set_low_stock_level(slot, level)
+        self._levels = self.ops.low_stock_levels()
+
+    def _band(self, slot: int, stock: int | None) -> int:
+        if stock is None:
+            return _STOCK_OK
+        if stock == 0:
+            return _STOCK_OUT
+        return _STOCK_LOW if stock <= self.low_stock_level(slot) else _STOCK_OK
+
+    # Events to alerts
+
+    def handle(self, event: Event) -> None:
+        """Turn one event into alerts; runs on the alerts thread (or at shutdown)."""
+        if event.kind == VEND_FINISHED:
+            self._vend_finished(event.data["transaction"])
+        elif event.kind == SLOT_CHANGED:
+            slot = event.data.get("slot") or {}
+            if "number" in slot:
+                self._check_stock(int(slot["number"]))
+        elif event.kind == DEVICE_STATE:
+            self._device_state(event.data)
+        elif event.kind == DEVICE_REMOVED:
+            device_id = event.data.get("device_id", "")
+            if device_id in self._seen_online and device_id not in self._down:
+                self._down.add(device_id)
+                self.raise_alert(DEVICE_OFFLINE, WARNING, device_id,
+                                 f"board {device_id} was removed; it cannot vend",
+                                 {"device_id": device_id, "state": "removed"})
+        elif event.kind == DEVICE_PENDING_APPROVAL:
+            device_id = str(event.data.get("device_id", ""))
+            address = event.data.get("address")
+            where = f" from {address}" if address else ""
+            self.raise_alert(APPROVAL_REQUESTED, WARNING, device_id,
+                             f"board {device_id}{where} asks to be approved; approve it on the"
+                             " page if it is yours, otherwise leave it", dict(event.data))
+        elif event.kind == AUTH_FAILED:
+            self._auth_failed(event)
+
+    def note_transaction(self, transaction: dict[str, Any]) -> None:
+        """Alert for a vend finished outside the event bus (recovered after a crash)."""
+        self._vend_finished(transaction)
+
+    def _vend_finished(self, txn: dict[str, Any]) -> None:
+        status = txn.get("status")
+        slot = txn.get("slot")
+        data = {k: txn.get(k) for k in ("transaction_id", "slot", "device_id", "reason", "message")}
+        if status == "unknown":
+            self.raise_alert(
+                VEND_UNKNOWN, CRITICAL, f"slot {slot}",
+                f"vend {txn.get('transaction_id')} on slot {slot} ({txn.get('device_id')}) has no"
+                f" confirmation ({txn.get('reason')}): {txn.get('message')}; check the machine and"
+                " mark it as checked", data)
+        elif status == "failed":
+            self.raise_alert(
+                VEND_FAILED, WARNING, f"slot {slot}",
+                f"vend {txn.get('transaction_id')} on slot {slot} failed ({txn.get('reason')}):"
+                f" {txn.get('message')}", data)
+        elif status == "success" and isinstance(slot, int):
+            self._check_stock(slot)
+
+    def _check_stock(self, number: int) -> None:
+        try:
+            slot = self.store.slot(number)
+        except Exception:
+            return
+        band = self._band(number, slot.stock)
+        before = self._bands.get(number, _STOCK_OK)
+        self._bands[number] = band
+        if band <= before:
+            return
+        data = {"slot": number, "name": slot.name, "stock": slot.stock,
+                "low_stock_level": self.low_stock_level(number)}
+        if band == _STOCK_OUT:
+            self.raise_alert(SOLD_OUT, WARNING, f"slot {number}",
+                             f"slot {number} ({slot.name}) is sold out; restock it", data)
+        else:
+            self.raise_alert(LOW_STOCK, WARNING, f"slot {number}",
+                             f"slot {number} ({slot.name}) has {slot.stock} left (low-stock level"
+                             f" {self.low_stock_level(number)}); restock soon", data)
+
+    def _device_state(self, data: dict[str, Any]) -> None:
+        device_id = str(data.get("device_id", ""))
+        state = data.get("state")
+        if state in (ONLINE, BUSY):
+            self._seen_online.add(device_id)
+            if device_id in self._down:
+                self._down.discard(device_id)
+                self.raise_alert(DEVICE_BACK, INFO, device_id,
+                                 f"board {device_id} ({data.get('transport')}) is back online",
+                                 dict(data))
+        elif state == OFFLINE and device_id in self._seen_online and device_id not in self._down:
+            self._down.add(device_id)
+            detail = data.get("detail") or ""
+            self.raise_alert(DEVICE_OFFLINE, WARNING, device_id,
+                             f"board {device_id} ({data.get('transport')}) went offline"
+                             f"{': ' + detail if detail else ''}; vends go to another board or"
+                             " are refused", dict(data))
+
+    def _auth_failed(self, event: Event) -> None:
+        source = str(event.data.get("source") or "unknown")
+        window = self.settings.auth_failure_window
+        times = self._auth_failures[source]
+        times.append(event.time)
+        while times and times[0] < event.time - window:
+            times.popleft()
+        if len(times) >= self.settings.auth_failure_threshold:
+            count = len(times)
+            times.clear()
+            self.raise_alert(SIGN_IN_FAILURES, WARNING, source,
+                             f"{count} failed sign-ins from {source} within {window / 60:g} minutes",
+                             {"source": source, "failures": count, "window_seconds": window})
+
+
+def redact_url(url: str) -> str:
+    """A webhook URL for logs: its path often is the secret (Home Assistant, Slack)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/..."
+
+
+class WebhookSender:
+    """Posts pending alert deliveries as JSON, retrying with capped exponential back-off."""
+
+    def __init__(self, ops: OperationsStore, settings: AlertSettings) -> None:
+        self.ops = ops
+        self.settings = settings
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._session: requests.Session | None = None
+        self._warned: set[str] = set()
+
+    def start(self) -> None:
+        """Start the webhooks thread when URLs are configured."""
+        if not self.settings.webhook_urls or self._thread is not None:
+            return
+        self._stopping = False
+        dropped = self.ops.drop_deliveries_except(self.settings.webhook_urls)
+        if dropped:
+            logger.warning("%d alert posts to webhook URLs no longer configured were dropped",
+                           dropped)
+        self._session = requests.Session()
+        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current attempt; undelivered alerts stay pending for next start."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(self.settings.webhook_timeout + 2.0)
+            self._thread = None
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def notify(self) -> None:
+        """A new delivery is waiting."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+            try:
+                for delivery in self.ops.due_deliveries(time.time()):
+                    with self._cond:
+                        if self._stopping:
+                            return
+                    self._attempt(delivery.alert_id, delivery.url, delivery.attempts)
+                next_due = self.ops.next_delivery_time()
+            except Exception:
+                logger.exception("webhook sender failed; trying again shortly")
+                next_due = time.time() + self.settings.retry_base
+            with self._cond:
+                if self._stopping:
+                    return
+                timeout = None if next_due is None else max(0.0, next_due - time.time())
+                if timeout is None or timeout > 0:
+                    self._cond.wait(timeout)
+
+    def payload(self, alert: Alert) -> bytes:
+        """The JSON body posted for an alert."""
+        body = {**alert.to_dict(), "machine_id": self.settings.machine_id,
+                "source": "flask-vending-machine"}
+        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+    def _attempt(self, alert_id: int, url: str, attempts: int) -> None:
+        alert = self.ops.alert(alert_id)
+        body = self.payload(alert)
+        headers = {"Content-Type": "application/json", "X-Vending-Alert-Id": str(alert_id),
+                   "User-Agent": "flask-vending-machine"}
+        if self.settings.webhook_secret:
+            digest = hmac.new(self.settings.webhook_secret.encode("utf-8"), body,
+                              hashlib.sha256).hexdigest()
+            headers["X-Vending-Signature"] = f"sha256={digest}"
+        error = ""
+        try:
+            assert self._session is not None
+            response = self._session.post(url, data=body, headers=headers,
+                                          timeout=self.settings.webhook_timeout)
+            if 200 <= response.status_code < 300:
+                self.ops.delivery_done(alert_id, url)
+                self._warned.discard(url)
+                logger.debug("alert %d delivered to %s", alert_id, redact_url(url))
+                return
+            error = f"HTTP {response.status_code}"
+        except requests.RequestException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            path = urlsplit(url).path
+            if path and path != "/":
+                error = error.replace(path, "/...")
+        now = time.time()
+        delay = min(self.settings.retry_base * (2 ** attempts), self.settings.retry_max)
+        if now - alert.created_at > self.settings.give_up_after:
+            self.ops.delivery_retry(alert_id, url, error, None)
+            logger.warning("alert %d: gave up posting to %s after %d attempts: %s", alert_id,
+                           redact_url(url), attempts + 1, error)
+            return
+        self.ops.delivery_retry(alert_id, url, error, now + delay)
+        # The first failure for a URL is news; the retries that follow are not.
+        log = logger.debug if url in self._warned else logger.warning
+        self._warned.add(url)
+        log("alert %d: webhook %s failed (%s); retrying in %gs", alert_id, redact_url(url),
+            error.replace(url, redact_url(url)), delay)
