@@ -32,7 +32,16 @@ class Config:
     simulator: bool = True
     slots: int = 5
     dev: bool = False
-    threads: int = 16
+    # Each held WiFi long-poll occupies one waitress thread: 100 boards plus the UI fit in
+    # 128, and polls beyond wifi_max_held_polls are answered at once (bench/bench_wifi.py).
+    threads: int = 128
+
+    # WiFi boards.
+    wifi_poll_hold: float = 25.0
+    wifi_legacy_hold: float = 1.0
+    wifi_offline_after: float = 10.0
+    wifi_max_held_polls: int = 0  # 0: threads - 16
+    auto_approve_devices: bool = False
 
     # Simulated board.
     sim_motor_time: float = 1.0
@@ -66,6 +75,11 @@ class Config:
         "simulator": "VENDING_SIMULATOR",
         "slots": "VENDING_SLOTS",
         "threads": "VENDING_THREADS",
+        "wifi_poll_hold": "VENDING_WIFI_POLL_HOLD",
+        "wifi_legacy_hold": "VENDING_WIFI_LEGACY_HOLD",
+        "wifi_offline_after": "VENDING_WIFI_OFFLINE_AFTER",
+        "wifi_max_held_polls": "VENDING_WIFI_MAX_HELD_POLLS",
+        "auto_approve_devices": "VENDING_AUTO_APPROVE_DEVICES",
         "sim_motor_time": "VENDING_SIM_MOTOR_TIME",
         "vend_timeout": "VENDING_VEND_TIMEOUT",
         "vend_max_age": "VENDING_VEND_MAX_AGE",
@@ -89,6 +103,19 @@ class Config:
             raise ValueError("device_queue_limit must be at least 1")
         if self.log_size < 10:
             raise ValueError("log_size must be at least 10")
+        if not 0 <= self.wifi_legacy_hold <= 2.0:
+            raise ValueError("wifi_legacy_hold must be 0..2 s: the earlier firmware gives up after 3 s")
+        if not 0 <= self.wifi_poll_hold <= 60.0:
+            raise ValueError("wifi_poll_hold must be 0..60 s")
+        if self.wifi_offline_after <= 0:
+            raise ValueError("wifi_offline_after must be above 0 s")
+
+    @property
+    def held_polls_limit(self) -> int:
+        """How many WiFi polls may be held at once, leaving threads for the UI and confirms."""
+        if self.wifi_max_held_polls > 0:
+            return self.wifi_max_held_polls
+        return max(0, self.threads - 16)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -149,7 +176,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-discovery", action="store_true", help="do not answer UDP discovery")
     parser.add_argument("--no-simulator", action="store_true", help="no simulated device")
     parser.add_argument("--slots", type=int, help="number of slots (VENDING_SLOTS, default 5)")
-    parser.add_argument("--threads", type=int, help="HTTP worker threads (default 16)")
+    parser.add_argument("--threads", type=int, help="HTTP worker threads (default 128)")
+    parser.add_argument("--auto-approve-devices", action="store_true",
+                        help="let new WiFi boards vend without approval (bench setups only)")
     parser.add_argument("--dev", action="store_true", help="Flask's development server")
     return parser
 
@@ -173,4 +202,6 @@ def config_from_args(argv: Sequence[str] | None = None,
         overrides["simulator"] = False
     if args.dev:
         overrides["dev"] = True
+    if args.auto_approve_devices:
+        overrides["auto_approve_devices"] = True
     return Config.from_env(environ, **overrides)

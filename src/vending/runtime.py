@@ -58,6 +58,9 @@ class Runtime:
             )
             self.registry.add(self.simulator)
             self.simulator.start()
+        from .devices.wifi import build_wifi
+
+        self.wifi, self.discovery = build_wifi(self)
 
     def add_part(self, part: Any) -> None:
         """A background part with start() and stop(); started now if the runtime runs."""

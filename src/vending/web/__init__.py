@@ -7,10 +7,11 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register error handlers and every blueprint."""
-    from . import api, devices, errors, openapi, pages
+    from . import api, boards, devices, errors, openapi, pages
 
     errors.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(devices.bp)
+    app.register_blueprint(boards.bp)
     app.register_blueprint(openapi.bp)

@@ -90,6 +90,31 @@ def simulate(device_id: str):
     return jsonify({"status": "ok", "device": device.info()})
 
 
+@bp.post("/devices/<device_id>/approve")
+def approve_device(device_id: str):
+    """Let a WiFi board vend; {"secret": "<64 hex>"} for a key provisioned over USB."""
+    body = json_body(required=False)
+    secret = body.get("secret")
+    if secret is not None and not isinstance(secret, str):
+        raise BadRequest("secret must be 64 hex digits")
+    device = runtime().wifi.approve(device_id, secret)
+    return jsonify({"status": "ok", "device": device.info()})
+
+
+@bp.post("/devices/<device_id>/revoke")
+def revoke_device(device_id: str):
+    """Withdraw a WiFi board's approval and key; queued vends fail over."""
+    device = runtime().wifi.revoke(device_id)
+    return jsonify({"status": "ok", "device": device.info()})
+
+
+@bp.post("/devices/<device_id>/reject")
+def reject_device(device_id: str):
+    """Forget a WiFi board that is waiting for approval."""
+    runtime().wifi.reject(device_id)
+    return jsonify({"status": "ok", "device_id": device_id})
+
+
 @bp.get("/communication/mode")
 def communication_mode():
     """What the next vend would use."""
