@@ -1,0 +1,1 @@
+"""Simulated boards for trying the controller without hardware: `python -m vending.sim --help`."""
