@@ -190,6 +190,8 @@ class WifiDevice(Device):
             self._last_activity = time.monotonic()
             try:
                 while not self._stopping:
+                    if self.protocol >= 2 and not self.approved:
+                        return None  # revoked: let the board find out on its next request
                     inflight = self._inflight
                     if inflight is not None and inflight.state == "delivered":
                         if self.protocol >= 2:

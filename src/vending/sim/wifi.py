@@ -113,9 +113,13 @@ class WifiBoard:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Ask the board's thread to end without waiting for it."""
         self._stop.set()
         self.confirm_gate.set()
+
+    def stop(self) -> None:
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
