@@ -196,7 +196,8 @@ def main() -> int:
               f" {r['ui_median'] * 1000:6.1f}ms {r['ui_p99'] * 1000:6.1f}ms {r['threads']!s:>7}"
               f" {r['rss']:8.1f} {r['failed'] + r['ui_errors']:>6}")
     base, long_poll = results
-    print(f"ratio long-poll/baseline: dispatch median {long_poll['dispatch_median'] / base['dispatch_median']:.3f},"
+    ratio = long_poll["dispatch_median"] / base["dispatch_median"]
+    print(f"ratio long-poll/baseline: dispatch median {ratio:.4f},"
           f" vend median {long_poll['total_median'] / base['total_median']:.3f},"
           f" UI median {long_poll['ui_median'] / base['ui_median']:.2f}")
     return 0
