@@ -411,6 +411,30 @@ def test_the_earlier_firmware_requests_are_answered_as_it_expects(wifi):
     assert txn["status"] == "success"
 
 
+def test_an_approved_legacy_board_that_never_re_registers_is_known_after_a_restart(make_app):
+    first = start_env(make_app, wifi_legacy_hold=0.0)
+    board = first.online(first.board(legacy=True))
+    device_id = board.device_id
+    board.stop()
+    first.close()
+    second = start_env(make_app, wifi_legacy_hold=0.0)
+    try:
+        poll = requests.get(f"{second.url}/esp32/commands/{device_id}", timeout=3)
+        assert poll.status_code == 200 and poll.json() is None
+        assert second.status(device_id) == "online"
+    finally:
+        second.close()
+
+
+def test_strangers_cannot_flood_the_device_list_with_pending_boards(wifi):
+    env = wifi(wifi_legacy_hold=0.0)
+    env.rt.wifi.settings.max_pending = 3
+    codes = [requests.get(f"{env.url}/esp32/commands/ESP32_00000000000{i}", timeout=3).status_code
+             for i in range(5)]
+    assert codes == [200, 200, 200, 503, 503]
+    assert len(env.rt.registry.devices()) == 3
+
+
 def test_bad_board_bodies_get_json_errors(wifi):
     env = wifi()
     bad = requests.post(env.url + "/esp32/register", data=b"{not json", timeout=3)

@@ -64,8 +64,10 @@ class WifiEnv:
     def online(self, board: WifiBoard) -> WifiBoard:
         """Approve the board and wait until it polls."""
         self.approve(board.device_id)
-        wait_until(lambda: self.status(board.device_id) == "online" and self.device(
-            board.device_id).polls_held > 0, message=f"{board.device_id} online and polling")
+        # Our firmware is online once a poll is held; the earlier one may poll without a hold.
+        wait_until(lambda: self.status(board.device_id) == "online" and (
+            board.legacy or self.device(board.device_id).polls_held > 0),
+            message=f"{board.device_id} online and polling")
         return board
 
     def vend(self, slot: int, wait: float = 5.0) -> requests.Response:

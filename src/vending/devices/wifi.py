@@ -52,6 +52,7 @@ class WifiSettings:
     auto_approve: bool = False
     max_held_polls: int = 100
     busy_poll_again_ms: int = 2000
+    max_pending: int = 64
 
 
 @dataclass
@@ -338,6 +339,13 @@ class WifiHub:
                 return existing
             if existing is not None:
                 raise Conflict(f"{device_id} is already known as a {existing.transport} board")
+            remembered = self.keys.get(device_id)
+            if remembered is None or not remembered.approved:
+                waiting = sum(1 for d in self.devices() if not d.approved)
+                if waiting >= self.settings.max_pending:
+                    # Anyone on the LAN can announce boards; do not let them flood the list.
+                    raise ServiceBusy(f"{waiting} boards are already waiting for approval; approve"
+                                      " or reject some on the web page first")
             record = self.keys.ensure(device_id, protocol)
             device = WifiDevice(device_id, self.log, protocol)
             device.approved = record.approved
