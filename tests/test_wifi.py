@@ -354,6 +354,28 @@ def test_a_board_cannot_confirm_another_boards_command(wifi):
     wait_until(lambda: env.rt.store.get(txn_id).state == "success")
 
 
+def test_a_stranger_speaking_the_earlier_protocol_cannot_take_a_paired_boards_vend(wifi):
+    env = wifi()
+    board = env.online(env.board(poll_wait=0.3))
+    stolen = requests.get(f"{env.url}/esp32/commands/{board.device_id}", timeout=3)
+    assert stolen.status_code == 401
+    hijack = requests.post(f"{env.url}/esp32/register", json={"device_id": board.device_id},
+                           timeout=3)
+    assert hijack.status_code == 401
+    assert env.device(board.device_id).info()["protocol"] == 2
+    assert env.vend(1).json()["status"] == "success"
+    assert len(board.motor_runs) == 1
+
+
+def test_a_stranger_cannot_re_pair_an_approved_legacy_board(wifi):
+    env = wifi()
+    board = env.online(env.board(legacy=True))
+    pair = requests.post(f"{env.url}/esp32/v2/pair", timeout=3,
+                         json={"device_id": board.device_id, "public_key": "ab" * 32})
+    assert pair.status_code == 401
+    assert env.device(board.device_id).info()["protocol"] == 1
+
+
 def test_answers_to_signed_requests_are_signed_by_the_server(wifi):
     env = wifi()
     board = env.online(env.board(poll_wait=0.3))
@@ -419,6 +441,7 @@ def test_an_approved_legacy_board_that_never_re_registers_is_known_after_a_resta
     first.close()
     second = start_env(make_app, wifi_legacy_hold=0.0)
     try:
+        assert second.status(device_id) == "offline"
         poll = requests.get(f"{second.url}/esp32/commands/{device_id}", timeout=3)
         assert poll.status_code == 200 and poll.json() is None
         assert second.status(device_id) == "online"

@@ -294,6 +294,18 @@ class WifiHub:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def restore(self) -> None:
+        """List the boards remembered from earlier runs, offline until they poll."""
+        for record in self.keys.all():
+            if self.registry.get(record.device_id) is not None:
+                continue
+            device = WifiDevice(record.device_id, self.log, record.protocol)
+            device.approved = record.approved
+            if record.public_key:
+                device.fingerprint = proto.key_fingerprint(record.public_key)
+            device.set_state(OFFLINE, "not heard from since the server started")
+            self.registry.add(device)
+
     # Lifecycle
 
     def start(self) -> None:
@@ -331,6 +343,13 @@ class WifiHub:
         """The board's device, created (unapproved unless remembered or auto-approved) on first contact."""
         with self._lock:
             existing = self.registry.get(device_id)
+            remembered = self.keys.get(device_id)
+            if remembered is not None and remembered.approved and remembered.protocol != protocol:
+                # Only an operator may change an approved board's protocol (revoke, approve):
+                # otherwise a stranger could speak protocol 1 for a paired board and take its vends.
+                raise Unauthorized(
+                    f"{device_id} is approved as a protocol {remembered.protocol} board; an operator"
+                    " must revoke it before it can use another protocol")
             if isinstance(existing, WifiDevice):
                 if existing.protocol != protocol:
                     existing.facts.protocol_version = protocol
@@ -339,7 +358,6 @@ class WifiHub:
                 return existing
             if existing is not None:
                 raise Conflict(f"{device_id} is already known as a {existing.transport} board")
-            remembered = self.keys.get(device_id)
             if remembered is None or not remembered.approved:
                 waiting = sum(1 for d in self.devices() if not d.approved)
                 if waiting >= self.settings.max_pending:
@@ -703,6 +721,7 @@ def build_wifi(runtime: Any) -> tuple[WifiHub, Any]:
                      auto_approve=config.auto_approve_devices,
                      max_held_polls=config.held_polls_limit),
     )
+    hub.restore()
     runtime.add_part(hub)
     discovery = None
     if config.discovery:
