@@ -522,7 +522,7 @@ def run(args: argparse.Namespace) -> int:
                           discovery_target=(args.discover, args.discovery_port),
                           http_port=args.http_port, legacy=args.legacy, slots=args.slots,
                           motor_time=args.motor_time, state_file=state,
-                          source_port=args.source_port, verbose=True)
+                          source_port=args.source_port, verbose=True, pair_retry=2.0)
         print(f"{board.device_id}: starting ({'legacy' if args.legacy else 'protocol 2'})", flush=True)
         boards.append(board.start())
     try:
