@@ -304,6 +304,18 @@ def test_a_vend_queued_for_a_board_that_goes_silent_fails_with_a_clear_message(w
     assert body["sent_at"] is None and board.motor_runs == []
 
 
+def test_a_vend_queued_for_a_silent_board_fails_over_to_another_board(wifi):
+    env = wifi(wifi_offline_after=0.5)
+    silent = env.online(env.board(poll_wait=0.2))
+    other = env.online(env.board(poll_wait=0.2))
+    requests.post(f"{env.url}/esp32/devices/select", json={"device_id": silent.device_id}, timeout=5)
+    silent.drop_network()
+    wait_until(lambda: env.device(silent.device_id).polls_held == 0, message="last poll to end")
+    body = env.vend(2, wait=5).json()
+    assert body["status"] == "success" and body["device_id"] == other.device_id
+    assert silent.motor_runs == [] and len(other.motor_runs) == 1
+
+
 # Authentication
 
 
