@@ -80,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server = create_server(
                     app, host=config.host, port=config.port, threads=config.threads,
                     max_request_body_size=config.max_body_bytes, ident="vending",
+                    # Every WiFi board keeps a connection open; waitress's default is 100.
+                    connection_limit=max(100, 2 * config.threads),
                 )
             except OSError as exc:
                 logger.error(

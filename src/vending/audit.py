@@ -34,6 +34,8 @@ MQTT_VEND = "mqtt_vend"
 SIGN_IN = "sign_in"
 APPROVE_DEVICE = "approve_device"
 REVOKE_DEVICE = "revoke_device"
+REJECT_DEVICE = "reject_device"
+SIMULATE_FAULT = "simulate_fault"
 
 CSV_COLUMNS = ("id", "time", "action", "who", "source", "outcome", "detail")
 DETAIL_MAX = 1000

@@ -74,7 +74,6 @@ class Config:
     simulator: bool = True
     slots: int = 5
     dev: bool = False
-    threads: int = 16
     log_level: str = "INFO"
     # Advertise the web UI and the discovery port over mDNS (vending.local).
     mdns: bool = True
@@ -87,6 +86,16 @@ class Config:
     serial_handshake_timeout: float = 2.0
     serial_ping_interval: float = 5.0
     serial_rescan_interval: float = 2.0
+    # Each held WiFi long-poll occupies one waitress thread: 100 boards plus the UI fit in
+    # 128, and polls beyond wifi_max_held_polls are answered at once (bench/bench_wifi.py).
+    threads: int = 128
+
+    # WiFi boards.
+    wifi_poll_hold: float = 25.0
+    wifi_legacy_hold: float = 1.0
+    wifi_offline_after: float = 10.0
+    wifi_max_held_polls: int = 0  # 0: threads - 16
+    auto_approve_devices: bool = False
 
     # Simulated board.
     sim_motor_time: float = 1.0
@@ -149,6 +158,11 @@ class Config:
         "simulator": "VENDING_SIMULATOR",
         "slots": "VENDING_SLOTS",
         "threads": "VENDING_THREADS",
+        "wifi_poll_hold": "VENDING_WIFI_POLL_HOLD",
+        "wifi_legacy_hold": "VENDING_WIFI_LEGACY_HOLD",
+        "wifi_offline_after": "VENDING_WIFI_OFFLINE_AFTER",
+        "wifi_max_held_polls": "VENDING_WIFI_MAX_HELD_POLLS",
+        "auto_approve_devices": "VENDING_AUTO_APPROVE_DEVICES",
         "sim_motor_time": "VENDING_SIM_MOTOR_TIME",
         "vend_timeout": "VENDING_VEND_TIMEOUT",
         "vend_max_age": "VENDING_VEND_MAX_AGE",
@@ -209,6 +223,19 @@ class Config:
             raise ValueError("webhook_retry_base must be > 0 and at most webhook_retry_max")
         if self.mqtt_url:
             parse_mqtt_url(self.mqtt_url)
+        if not 0 <= self.wifi_legacy_hold <= 2.0:
+            raise ValueError("wifi_legacy_hold must be 0..2 s: the earlier firmware gives up after 3 s")
+        if not 0 <= self.wifi_poll_hold <= 60.0:
+            raise ValueError("wifi_poll_hold must be 0..60 s")
+        if self.wifi_offline_after <= 0:
+            raise ValueError("wifi_offline_after must be above 0 s")
+
+    @property
+    def held_polls_limit(self) -> int:
+        """How many WiFi polls may be held at once, leaving threads for the UI and confirms."""
+        if self.wifi_max_held_polls > 0:
+            return self.wifi_max_held_polls
+        return max(0, self.threads - 16)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -269,7 +296,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-discovery", action="store_true", help="do not answer UDP discovery")
     parser.add_argument("--no-simulator", action="store_true", help="no simulated device")
     parser.add_argument("--slots", type=int, help="number of slots (VENDING_SLOTS, default 5)")
-    parser.add_argument("--threads", type=int, help="HTTP worker threads (default 16)")
+    parser.add_argument("--threads", type=int, help="HTTP worker threads (default 128)")
+    parser.add_argument("--auto-approve-devices", action="store_true",
+                        help="let new WiFi boards vend without approval (bench setups only)")
     parser.add_argument("--dev", action="store_true", help="Flask's development server")
     parser.add_argument("--log-level", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
@@ -313,4 +342,6 @@ def config_from_args(argv: Sequence[str] | None = None,
         overrides["mdns"] = False
     if args.mqtt_commands:
         overrides["mqtt_commands"] = True
+    if args.auto_approve_devices:
+        overrides["auto_approve_devices"] = True
     return Config.from_env(environ, **overrides)

@@ -85,3 +85,22 @@ class DeviceNotReady(DeviceError):
 
     status = 409
     code = "device_not_ready"
+
+
+class Unauthorized(VendingError):
+    """A board request without a valid signature, or a replayed one."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(VendingError):
+    status = 403
+    code = "forbidden"
+
+
+class ServiceBusy(VendingError):
+    """Try the same request again shortly."""
+
+    status = 503
+    code = "busy"

@@ -114,6 +114,9 @@ class Runtime:
             from .mqtt import MqttBridge
 
             self.add_part(MqttBridge(self, config))
+        from .devices.wifi import build_wifi
+
+        self.wifi, self.discovery = build_wifi(self)
 
     def add_part(self, part: Any) -> None:
         """A background part with start() and stop(); started now if the runtime runs."""

@@ -13,8 +13,9 @@ class BackgroundServer:
     """Waitress on its own named thread; for tests, benchmarks and self-checks."""
 
     def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0, threads: int = 16,
-                 max_body: int | None = None) -> None:
-        kwargs = {"max_request_body_size": max_body} if max_body else {}
+                 max_body: int | None = None, **waitress_options: object) -> None:
+        kwargs: dict[str, object] = {"max_request_body_size": max_body} if max_body else {}
+        kwargs.update(waitress_options)
         self.app = app
         self._server = create_server(app, host=host, port=port, threads=threads,
                                      ident="vending", **kwargs)

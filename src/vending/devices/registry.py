@@ -8,8 +8,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import DeviceNotReady, DeviceOffline, NotFound
-from ..events import DEVICE_ADDED, DEVICE_REMOVED, DEVICE_STATE, EventBus
-from .base import OFFLINE, TRANSPORT_PRIORITY, Device
+from ..events import (
+    DEVICE_ADDED,
+    DEVICE_PENDING_APPROVAL,
+    DEVICE_REMOVED,
+    DEVICE_STATE,
+    EventBus,
+)
+from .base import OFFLINE, PENDING_APPROVAL, TRANSPORT_PRIORITY, Device
 
 logger = logging.getLogger("vending.devices")
 
@@ -27,6 +33,9 @@ class DeviceRegistry:
             self.events.publish(DEVICE_STATE, device_id=device.device_id,
                                 transport=device.transport, state=device.state,
                                 previous=previous, detail=device.info().get("status_detail", ""))
+            if device.state == PENDING_APPROVAL:
+                self.events.publish(DEVICE_PENDING_APPROVAL, device_id=device.device_id,
+                                    address=device.info().get("ip_address"))
 
     def add(self, device: Device) -> Device:
         """Register a board; a board that comes back under the same id replaces its old entry."""

@@ -82,3 +82,16 @@ CREATE TABLE IF NOT EXISTS slot_alert_levels (
     slot            INTEGER PRIMARY KEY,
     low_stock_level INTEGER NOT NULL CHECK (low_stock_level >= 0)
 );
+
+-- WiFi boards the controller has seen: approval survives restarts. The board's secret is
+-- not here but in a 0600 file under <data_dir>/device-keys/.
+CREATE TABLE IF NOT EXISTS wifi_devices (
+    device_id       TEXT PRIMARY KEY,
+    approved        INTEGER NOT NULL DEFAULT 0,
+    protocol        INTEGER NOT NULL DEFAULT 1,
+    public_key      TEXT,
+    server_key      TEXT,
+    last_counter    INTEGER NOT NULL DEFAULT 0,
+    first_seen      REAL NOT NULL,
+    approved_at     REAL
+);

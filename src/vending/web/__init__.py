@@ -7,13 +7,14 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register error handlers, the operator guard and every blueprint."""
-    from . import api, auth, devices, errors, metrics, openapi, operations, pages
+    from . import api, auth, boards, devices, errors, metrics, openapi, operations, pages
 
     errors.init_app(app)
     auth.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(devices.bp)
+    app.register_blueprint(boards.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(operations.bp)

@@ -62,6 +62,7 @@ def auto_select():
 
 
 @bp.post("/devices/<device_id>/simulate")
+@audited(audit.SIMULATE_FAULT)
 def simulate(device_id: str):
     """Tell a simulated board to fail its next vends, or to go offline and back."""
     rt = runtime()
@@ -94,6 +95,34 @@ def simulate(device_id: str):
     if "motor_time" in body:
         device.motor_time = float(motor_time)
     return jsonify({"status": "ok", "device": device.info()})
+
+
+@bp.post("/devices/<device_id>/approve")
+@audited(audit.APPROVE_DEVICE)
+def approve_device(device_id: str):
+    """Let a WiFi board vend; {"secret": "<64 hex>"} for a key provisioned over USB."""
+    body = json_body(required=False)
+    secret = body.get("secret")
+    if secret is not None and not isinstance(secret, str):
+        raise BadRequest("secret must be 64 hex digits")
+    device = runtime().wifi.approve(device_id, secret)
+    return jsonify({"status": "ok", "device": device.info()})
+
+
+@bp.post("/devices/<device_id>/revoke")
+@audited(audit.REVOKE_DEVICE)
+def revoke_device(device_id: str):
+    """Withdraw a WiFi board's approval and key; queued vends fail over."""
+    device = runtime().wifi.revoke(device_id)
+    return jsonify({"status": "ok", "device": device.info()})
+
+
+@bp.post("/devices/<device_id>/reject")
+@audited(audit.REJECT_DEVICE)
+def reject_device(device_id: str):
+    """Forget a WiFi board that is waiting for approval."""
+    runtime().wifi.reject(device_id)
+    return jsonify({"status": "ok", "device_id": device_id})
 
 
 @bp.get("/communication/mode")

@@ -96,6 +96,10 @@ SCHEMAS: dict[str, Any] = {
             "firmware_version": _STRING_OR_NULL,
             "protocol": {"type": ["integer", "null"]},
             "slots": {"type": ["integer", "null"]},
+            "approved": {"type": "boolean"},
+            "authenticated": {"type": "boolean"},
+            "ip_address": _STRING_OR_NULL,
+            "fingerprint": _STRING_OR_NULL,
         },
     },
     "Mode": {
@@ -159,6 +163,7 @@ _VEND_ID_PARAM = _path("id", {"type": "string"}, "GET: a transaction id")
 _OK = {"type": "object", "properties": {"status": {"type": "string"}}}
 _HTML = {"text/html": {}}
 _PAGE = {"200": {"description": "the page", "content": _HTML}}
+_DEVICE_PARAM = _path("device_id", {"type": "string"}, "a WiFi board's id")
 
 
 def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
@@ -306,6 +311,75 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                 "motor_time": {"type": "number", "minimum": 0, "maximum": 30}}}),
             "responses": {"200": _json(_OK, "done"), "400": _error("bad request"),
                           "404": _error("unknown device")},
+        }},
+        "/esp32/devices/{device_id}/approve": {"post": {
+            "summary": "Approve a WiFi board (completes pairing; optional USB-provisioned secret)",
+            "parameters": [_DEVICE_PARAM],
+            "requestBody": _body({"type": "object", "properties": {
+                "secret": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}}, required=False),
+            "responses": {"200": _json(_OK, "approved"), "400": _error("bad secret"),
+                          "404": _error("unknown board"), "409": _error("board has not paired")},
+        }},
+        "/esp32/devices/{device_id}/revoke": {"post": {
+            "summary": "Withdraw a WiFi board's approval and key",
+            "parameters": [_DEVICE_PARAM],
+            "responses": {"200": _json(_OK, "revoked"), "404": _error("unknown board")},
+        }},
+        "/esp32/devices/{device_id}/reject": {"post": {
+            "summary": "Forget a WiFi board waiting for approval",
+            "parameters": [_DEVICE_PARAM],
+            "responses": {"200": _json(_OK, "forgotten"), "404": _error("unknown board"),
+                          "409": _error("board is approved; revoke first")},
+        }},
+        "/esp32/register": {"post": {
+            "summary": "Board (protocol 1) registers",
+            "requestBody": _body({"type": "object", "required": ["device_id"], "properties": {
+                "device_id": {"type": "string"}, "ip_address": {"type": "string"},
+                "status": {"type": "string"}, "slots_available": {"type": "integer"}}}),
+            "responses": {"200": _json(_OK, "registered"), "400": _error("bad body")},
+        }},
+        "/esp32/commands/{device_id}": {"get": {
+            "summary": "Board (protocol 1) polls for its next command (null or VEND)",
+            "parameters": [_DEVICE_PARAM],
+            "responses": {"200": _json({"type": ["object", "null"]}, "command or null"),
+                          "400": _error("bad device id")},
+        }},
+        "/esp32/confirm": {"post": {
+            "summary": "Board (protocol 1) confirms its vend",
+            "requestBody": _body({"type": "object", "required": ["device_id"], "properties": {
+                "device_id": {"type": "string"}, "slot": {"type": "integer"},
+                "success": {"type": "boolean"}, "message": {"type": "string"}}}),
+            "responses": {"200": _json(_OK, "recorded"), "404": _error("unknown board")},
+        }},
+        "/esp32/data": {"post": {
+            "summary": "Board reports data (logged)",
+            "requestBody": _body({"type": "object"}),
+            "responses": {"200": _json(_OK, "logged")},
+        }},
+        "/esp32/v2/pair": {"post": {
+            "summary": "Board (protocol 2) asks to pair with its X25519 public key",
+            "requestBody": _body({"type": "object", "required": ["device_id", "public_key"]}),
+            "responses": {"200": _json(_OK, "paired"), "202": _json(_OK, "waiting for approval"),
+                          "400": _error("bad body"), "409": _error("paired with another key")},
+        }},
+        "/esp32/v2/register": {"post": {
+            "summary": "Board (protocol 2) registers; signed",
+            "requestBody": _body({"type": "object"}),
+            "responses": {"200": _json(_OK, "registered"), "401": _error("bad signature")},
+        }},
+        "/esp32/v2/commands": {"get": {
+            "summary": "Board (protocol 2) long-polls for its next command; signed",
+            "parameters": [_query("wait", {"type": "number", "minimum": 0, "maximum": 60},
+                                  "seconds to hold the poll")],
+            "responses": {"200": _json({"type": "object"}, "command or null"),
+                          "401": _error("bad signature")},
+        }},
+        "/esp32/v2/confirm": {"post": {
+            "summary": "Board (protocol 2) confirms a command by request id; signed, idempotent",
+            "requestBody": _body({"type": "object", "required": ["id", "result"]}),
+            "responses": {"200": _json(_OK, "recorded"), "401": _error("bad signature"),
+                          "403": _error("another board's vend"), "404": _error("unknown id"),
+                          "409": _error("conflicting result")},
         }},
         "/esp32/communication/mode": {"get": {"summary": "Current communication mode",
                                               "responses": {"200": _json(_ref("Mode"), "mode")}}},

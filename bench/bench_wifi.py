@@ -1,0 +1,207 @@
+"""WiFi at scale: N simulated boards against one server, long-poll vs 2-second polling.
+
+Runs the real server (`python src/app.py`) in a subprocess on 127.0.0.1 twice:
+
+  baseline   N boards with the earlier firmware, polling every 2 s, answered at once
+             (VENDING_WIFI_LEGACY_HOLD=0, as the original server did);
+  long-poll  N boards with our firmware holding a long-poll each.
+
+In both, two UI clients poll /status and the communication log every second while vends
+go to a random board each. Prints vend dispatch latency (queued -> taken by the board,
+from the transaction's created_at/sent_at), end-to-end vend time, UI request time, the
+server's thread count and RSS (Linux /proc), and the ratios long-poll / baseline.
+
+    PYTHONPATH=src python bench/bench_wifi.py [--boards 100] [--vends 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from vending.sim.wifi import WifiBoard  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def proc_figures(pid: int) -> tuple[int | None, float | None]:
+    """(threads, RSS MiB) of a process, from /proc where there is one."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None, None
+    values = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    threads = int(values["Threads"].strip())
+    rss_kib = int(values["VmRSS"].strip().split()[0])
+    return threads, rss_kib / 1024.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class UiPoller(threading.Thread):
+    """An operator's page: /status and the log every second."""
+
+    def __init__(self, url: str, stop: threading.Event) -> None:
+        super().__init__(name="bench-ui", daemon=True)
+        self.url = url
+        self.stop_event = stop
+        self.times: list[float] = []
+        self.errors = 0
+
+    def run(self) -> None:
+        session = requests.Session()
+        since = 0
+        while not self.stop_event.is_set():
+            for path in ("/status", f"/esp32/communication/log?since={since}"):
+                started = time.perf_counter()
+                try:
+                    response = session.get(self.url + path, timeout=10)
+                    response.raise_for_status()
+                    if "last_id" in response.json():
+                        since = response.json()["last_id"]
+                    self.times.append(time.perf_counter() - started)
+                except requests.RequestException:
+                    self.errors += 1
+            self.stop_event.wait(1.0)
+
+
+def run_scenario(name: str, legacy: bool, boards: int, vends: int, motor: float) -> dict[str, Any]:
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix=f"bench-wifi-{name}-")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "VENDING_DATA_DIR": data_dir,
+           "VENDING_AUTO_APPROVE_DEVICES": "1", "VENDING_VEND_TIMEOUT": "10"}
+    if legacy:
+        env["VENDING_WIFI_LEGACY_HOLD"] = "0"
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "src" / "app.py"), "--host", "127.0.0.1", "--port", str(port),
+         "--no-simulator", "--no-serial-scan", "--no-discovery"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    sims: list[WifiBoard] = []
+    stop = threading.Event()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if requests.get(url + "/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.1)
+        for index in range(boards):
+            board = WifiBoard(f"ESP32_BE{index:010X}", server=("127.0.0.1", port), legacy=legacy,
+                              motor_time=motor, legacy_interval=2.0, poll_wait=None)
+            sims.append(board.start())
+            time.sleep(2.0 / boards)  # real boards do not poll in step
+        deadline = time.monotonic() + 60
+        while True:
+            listed = requests.get(url + "/esp32/devices/list", timeout=10).json()["devices"]
+            online = [d for d in listed if d["status"] in ("online", "busy")]
+            if len(online) >= boards:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(online)} of {boards} boards came online")
+            time.sleep(0.2)
+        time.sleep(3.0)  # let every board settle into its polling rhythm
+        pollers = [UiPoller(url, stop) for _ in range(2)]
+        for poller in pollers:
+            poller.start()
+        threads, rss = proc_figures(server.pid)
+        dispatch, total, failed = [], [], 0
+        rng = random.Random(4)
+        session = requests.Session()
+        for _ in range(vends):
+            time.sleep(rng.uniform(0.0, 0.5))
+            board = rng.choice(sims)
+            session.post(url + "/esp32/devices/select", json={"device_id": board.device_id},
+                         timeout=10).raise_for_status()
+            txn = session.post(url + f"/vend/{rng.randint(1, 5)}?wait=15", timeout=30).json()
+            if txn.get("status") != "success":
+                print(f"  {name}: vend on {board.device_id} ended {txn.get('status')}:"
+                      f" {txn.get('message') or txn.get('detail')}", file=sys.stderr)
+                failed += 1
+                continue
+            dispatch.append(txn["sent_at"] - txn["created_at"])
+            total.append(txn["finished_at"] - txn["created_at"])
+        stop.set()
+        for poller in pollers:
+            poller.join(5)
+        threads_after, rss_after = proc_figures(server.pid)
+        ui = [t for poller in pollers for t in poller.times]
+        return {
+            "name": name, "boards": boards, "vends": vends, "failed": failed,
+            "dispatch_median": statistics.median(dispatch), "dispatch_p99": percentile(dispatch, 0.99),
+            "total_median": statistics.median(total), "total_p99": percentile(total, 0.99),
+            "ui_median": statistics.median(ui) if ui else float("nan"),
+            "ui_p99": percentile(ui, 0.99) if ui else float("nan"),
+            "ui_errors": sum(p.errors for p in pollers),
+            "threads": threads_after or threads, "rss": rss_after or rss,
+        }
+    finally:
+        stop.set()
+        for board in sims:
+            board.request_stop()
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        for board in sims:
+            board.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", type=int, default=100)
+    parser.add_argument("--vends", type=int, default=30)
+    parser.add_argument("--motor-time", type=float, default=0.05)
+    args = parser.parse_args()
+    results = [
+        run_scenario("baseline (2 s polling)", True, args.boards, args.vends, args.motor_time),
+        run_scenario("long-poll", False, args.boards, args.vends, args.motor_time),
+    ]
+    print(f"{args.boards} boards, {args.vends} vends each run, 2 UI clients polling every 1 s;"
+          f" motor {args.motor_time * 1000:.0f} ms; p99 of {args.vends} samples is near the max")
+    header = (f"{'scenario':24} {'dispatch med':>12} {'dispatch p99':>12} {'vend med':>9}"
+              f" {'vend p99':>9} {'UI med':>8} {'UI p99':>8} {'threads':>7} {'RSS MiB':>8} {'failed':>6}")
+    print(header)
+    for r in results:
+        print(f"{r['name']:24} {r['dispatch_median'] * 1000:10.1f}ms {r['dispatch_p99'] * 1000:10.1f}ms"
+              f" {r['total_median'] * 1000:7.0f}ms {r['total_p99'] * 1000:7.0f}ms"
+              f" {r['ui_median'] * 1000:6.1f}ms {r['ui_p99'] * 1000:6.1f}ms {r['threads']!s:>7}"
+              f" {r['rss']:8.1f} {r['failed'] + r['ui_errors']:>6}")
+    base, long_poll = results
+    ratio = long_poll["dispatch_median"] / base["dispatch_median"]
+    print(f"ratio long-poll/baseline: dispatch median {ratio:.4f},"
+          f" vend median {long_poll['total_median'] / base['total_median']:.3f},"
+          f" UI median {long_poll['ui_median'] / base['ui_median']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

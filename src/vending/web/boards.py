@@ -1,0 +1,107 @@
+"""Board-facing HTTP endpoints: the earlier firmware's /esp32/... and our signed /esp32/v2/...
+
+Boards do not log in as operators; protocol 2 boards sign every request instead
+(docs/protocol-wifi.md), and the answer to a signed request is signed back.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from ..devices.wifi import AuthContext, WifiHub
+from ..errors import BadRequest
+from ..protocol import wifi as proto
+from .common import json_body, runtime
+
+bp = Blueprint("boards", __name__, url_prefix="/esp32")
+
+
+def _hub() -> WifiHub:
+    return runtime().wifi
+
+
+def _authenticated() -> AuthContext:
+    """Verify the signature over method, path and query, counter and body."""
+    body = request.get_data(cache=True)
+    target = request.path
+    if request.query_string:
+        target += "?" + request.query_string.decode("latin-1")
+    ctx = _hub().authenticate(request.method, target, request.headers, body)
+    g.board = ctx
+    return ctx
+
+
+@bp.after_request
+def _sign_response(response: Response) -> Response:
+    ctx = g.get("board")
+    if ctx is not None:
+        response.headers[proto.HEADER_SIGNATURE] = WifiHub.sign_response(
+            ctx, response.status_code, response.get_data())
+    return response
+
+
+# Protocol 1: exactly what the earlier firmware sends
+
+
+@bp.post("/register")
+def legacy_register():
+    """A board with the earlier firmware announces itself."""
+    return jsonify(_hub().legacy_register(json_body(), request.remote_addr))
+
+
+@bp.get("/commands/<device_id>")
+def legacy_commands(device_id: str):
+    """The earlier firmware's poll: JSON null or one VEND command, answered within ~1 s."""
+    return jsonify(_hub().legacy_poll(device_id, request.remote_addr))
+
+
+@bp.post("/confirm")
+def legacy_confirm():
+    """The earlier firmware's confirmation (device_id is its MAC with colons)."""
+    return jsonify(_hub().legacy_confirm(json_body(), request.remote_addr))
+
+
+@bp.post("/data")
+def legacy_data():
+    """Free-form data a board reports; logged."""
+    return jsonify(_hub().legacy_data(json_body(), request.remote_addr))
+
+
+# Protocol 2: our firmware
+
+
+@bp.post("/v2/pair")
+def pair():
+    """A board asks to pair with its X25519 public key (202 until an operator approves)."""
+    status, body = _hub().pair(json_body(), request.remote_addr)
+    return jsonify(body), status
+
+
+@bp.post("/v2/register")
+def register():
+    """A paired board announces itself (signed); the answer lists vends to reconcile."""
+    ctx = _authenticated()
+    return jsonify(_hub().register(ctx, json_body(), request.remote_addr))
+
+
+@bp.get("/v2/commands")
+def commands():
+    """Long-poll: held until a command is queued for the board or ?wait= seconds pass."""
+    ctx = _authenticated()
+    raw = request.args.get("wait")
+    wait = None
+    if raw is not None:
+        try:
+            wait = float(raw)
+        except ValueError:
+            raise BadRequest(f"wait must be a number of seconds, got {raw!r}") from None
+        if not 0 <= wait <= 60:
+            raise BadRequest("wait must be between 0 and 60 seconds")
+    return jsonify(_hub().poll(ctx, wait, request.remote_addr))
+
+
+@bp.post("/v2/confirm")
+def confirm():
+    """The outcome of one command by its request id; idempotent."""
+    ctx = _authenticated()
+    return jsonify(_hub().confirm(ctx, json_body(), request.remote_addr))

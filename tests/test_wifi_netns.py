@@ -1,0 +1,129 @@
+"""Discovery by a real broadcast between two network namespaces joined by a veth pair."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+SERVER_IP = "10.231.77.1"
+BOARD_IP = "10.231.77.2"
+BROADCAST = "10.231.77.255"
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+
+
+def _netns_unavailable() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return "network namespaces exist only on Linux"
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if shutil.which("ip") is None:
+        return "the ip command (iproute2) is not installed"
+    return None
+
+
+@pytest.fixture
+def two_namespaces() -> Iterator[tuple[str, str]]:
+    reason = _netns_unavailable()
+    if reason:
+        pytest.skip(reason)
+    tag = f"{os.getpid() % 100000}"
+    server_ns, board_ns = f"vsrv{tag}", f"vbrd{tag}"
+    created: list[str] = []
+    try:
+        for ns in (server_ns, board_ns):
+            result = _ip("netns", "add", ns)
+            if result.returncode != 0:
+                pytest.skip(f"ip netns add failed: {result.stderr.strip()}")
+            created.append(ns)
+        steps = [
+            ("link", "add", f"vs{tag}", "type", "veth", "peer", "name", f"vb{tag}"),
+            ("link", "set", f"vs{tag}", "netns", server_ns),
+            ("link", "set", f"vb{tag}", "netns", board_ns),
+            ("-n", server_ns, "addr", "add", f"{SERVER_IP}/24", "broadcast", BROADCAST, "dev", f"vs{tag}"),
+            ("-n", board_ns, "addr", "add", f"{BOARD_IP}/24", "broadcast", BROADCAST, "dev", f"vb{tag}"),
+            ("-n", server_ns, "link", "set", f"vs{tag}", "up"),
+            ("-n", board_ns, "link", "set", f"vb{tag}", "up"),
+            ("-n", server_ns, "link", "set", "lo", "up"),
+            ("-n", board_ns, "link", "set", "lo", "up"),
+        ]
+        for step in steps:
+            result = _ip(*step)
+            if result.returncode != 0:
+                pytest.skip(f"could not build the veth pair ({' '.join(step)}): {result.stderr.strip()}")
+        yield server_ns, board_ns
+    finally:
+        for ns in created:
+            _ip("netns", "del", ns)
+
+
+SERVER_SCRIPT = textwrap.dedent("""
+    import json, sys, tempfile, time
+    from pathlib import Path
+    import requests
+    from vending import Config, create_app
+    from vending.serving import BackgroundServer
+    config = Config(data_dir=Path(tempfile.mkdtemp()), host="0.0.0.0", port=5077,
+                    simulator=False, serial_scan=False, discovery=True, discovery_port=12346,
+                    auto_approve_devices=True, vend_timeout=5.0, shutdown_grace=1.0)
+    app = create_app(config)
+    rt = app.extensions["vending"]
+    server = BackgroundServer(app, host="0.0.0.0", port=5077).start()
+    print("READY", flush=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+            d.transport == "wifi" and d.status == "online" for d in rt.registry.devices()):
+        time.sleep(0.05)
+    result = requests.post("http://127.0.0.1:5077/vend/2?wait=10", timeout=15).json()
+    print("RESULT " + json.dumps(result), flush=True)
+    rt.stop()
+    server.stop()
+""")
+
+BOARD_SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    from vending.sim.wifi import WifiBoard
+    board = WifiBoard(discovery_target=(sys.argv[1], 12346), motor_time=0.02, poll_wait=2.0)
+    board.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not board.motor_runs:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    board.stop()
+    print("EVENTS " + json.dumps(board.events), flush=True)
+""")
+
+
+def test_a_board_in_another_namespace_finds_the_server_by_broadcast_and_vends(two_namespaces):
+    server_ns, board_ns = two_namespaces
+    env = {**os.environ, "PYTHONPATH": SRC}
+    server = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVER_SCRIPT],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "READY", server.stderr.read() if server.stderr else ""
+        board = subprocess.run(
+            ["ip", "netns", "exec", board_ns, sys.executable, "-c", BOARD_SCRIPT, BROADCAST],
+            capture_output=True, text=True, env=env, timeout=60)
+        out, err = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    events = json.loads(next(line for line in board.stdout.splitlines()
+                             if line.startswith("EVENTS "))[7:])
+    assert f"discovered server {SERVER_IP}:5077 (not paired yet: unsigned)" in events, events
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+    assert result["status"] == "success", (result, err[-2000:])
+    assert result["communication"] == "wifi"
