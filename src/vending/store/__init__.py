@@ -228,17 +228,7 @@ class Store:
             txn = self._get(db, txn_id)
             if txn.is_final:
                 return txn
-            db.execute(
-                "UPDATE transactions SET state = ?, message = ?, reason = ?, finished_at = ?"
-                " WHERE id = ?",
-                (state, message, reason, time.time(), txn_id),
-            )
-            if state == SUCCESS:
-                db.execute(
-                    "UPDATE slots SET stock = stock - 1, updated_at = ? WHERE number = ? AND stock > 0",
-                    (time.time(), txn.slot),
-                )
-            return self._get(db, txn_id)
+            return self._close(db, txn, state, message, reason)
 
     def settle_unknown(self, txn_id: str, state: str, message: str,
                        reason: str | None = None) -> Transaction:
@@ -247,16 +237,22 @@ class Store:
             txn = self._get(db, txn_id)
             if txn.state != UNKNOWN or state not in (SUCCESS, FAILED):
                 return txn
+            return self._close(db, txn, state, message, reason)
+
+    def _close(self, db: sqlite3.Connection, txn: Transaction, state: str, message: str,
+               reason: str | None) -> Transaction:
+        """Write a final state; a success takes one item off the slot's stock."""
+        now = time.time()
+        db.execute(
+            "UPDATE transactions SET state = ?, message = ?, reason = ?, finished_at = ? WHERE id = ?",
+            (state, message, reason, now, txn.id),
+        )
+        if state == SUCCESS:
             db.execute(
-                "UPDATE transactions SET state = ?, message = ?, reason = ?, finished_at = ?"
-                " WHERE id = ?",
-                (state, message, reason, time.time(), txn_id),
+                "UPDATE slots SET stock = stock - 1, updated_at = ? WHERE number = ? AND stock > 0",
+                (now, txn.slot),
             )
-            if state == SUCCESS:
-                db.execute(
-                    "UPDATE slots SET stock = stock - 1 WHERE number = ? AND stock > 0", (txn.slot,)
-                )
-            return self._get(db, txn_id)
+        return self._get(db, txn.id)
 
     def recover_interrupted(self) -> list[Transaction]:
         """At start-up: vends a crash left open become `unknown` (go and look)."""
