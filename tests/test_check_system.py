@@ -195,10 +195,73 @@ def test_a_port_given_explicitly_is_opened_and_a_missing_one_fails(healthy_args:
     assert code == 1
 
 
-def test_e2e_says_it_is_not_available_yet_with_exit_code_two() -> None:
+E2E_TRANSPORTS = ["serial", "wifi"] if hasattr(os, "openpty") else ["wifi"]
+
+
+def test_e2e_vends_through_a_serial_and_a_wifi_board_and_exits_zero() -> None:
+    # run_check's subprocess timeout bounds the run; it takes about a second.
+    code, report = run_check("--e2e")
+    assert checks(report, "fail") == [] and checks(report, "warn") == [], checks(report)
+    assert code == 0 and report["exit_code"] == 0
+    vends = report["e2e"]["vends"]
+    assert [v["transport"] for v in vends] == E2E_TRANSPORTS
+    for vend in vends:
+        assert vend["status"] == "success" and vend["ok"] is True, vend
+        assert vend["communication"] == vend["transport"]
+        assert vend["motor_runs"] == 1
+    names = [c["name"] for c in checks(report)]
+    assert "WiFi board found the server by discovery" in names
+    assert names[-1] == "Clean-up"
+    data_dir = checks(report)[0]["detail"]
+    assert names[0] == "Temporary data directory" and not Path(data_dir).exists()
+
+
+def test_e2e_prints_each_step_with_a_mark_and_a_passing_summary() -> None:
     code, text = run_check("--e2e", json_output=False)
-    assert code == 2
-    assert "not available yet" in text
+    assert code == 0, text
+    assert "\u2705 Server started: http://127.0.0.1:" in text
+    for transport in E2E_TRANSPORTS:
+        assert f"\u2705 Vend over {transport}: slot " in text
+    assert "End-to-end self-test passed" in text
+    assert "\u274c" not in text
+
+
+def test_e2e_marks_are_plain_ascii_when_the_terminal_cannot_show_emoji() -> None:
+    code, text = run_check("--e2e", json_output=False, env={"PYTHONIOENCODING": "ascii"})
+    assert code == 0, text
+    assert "[OK]   Vend over wifi" in text
+
+
+def test_e2e_without_pseudo_terminals_skips_the_serial_board_saying_why_and_vends_over_wifi() -> None:
+    # As on Windows: no os.openpty.
+    program = ("import os, runpy; del os.openpty;"
+               f" runpy.run_path({str(SCRIPT)!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", program, "--e2e", "--json"], cwd=ROOT,
+                          capture_output=True, text=True, encoding="utf-8", timeout=60,
+                          env=dict(os.environ, PYTHONIOENCODING="utf-8"))
+    report = json.loads(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert report["e2e"]["serial"] == "skipped"
+    assert "pseudo-terminals" in report["e2e"]["serial_skip_reason"]
+    skipped = checks(report, "skip")
+    assert [c["name"] for c in skipped] == ["Serial board on a pty"]
+    assert [(v["transport"], v["status"]) for v in report["e2e"]["vends"]] == [("wifi", "success")]
+    assert report["summary"]["skip"] == 1
+
+
+def test_e2e_fails_with_exit_code_one_when_the_wifi_board_finds_no_server(monkeypatch, capsys) -> None:
+    from vending.sim.wifi import WifiBoard
+
+    monkeypatch.setattr(check_system, "E2E_STEP_TIMEOUT", 1.0)
+    monkeypatch.setattr(WifiBoard, "discover", lambda self, timeout=0.5, attempts=1: None)
+    code = check_system.main(["--e2e", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["exit_code"] == 1
+    assert failed_names(report) == {"WiFi board found the server by discovery"}
+    failure = checks(report, "fail")[0]
+    assert "got no answer" in failure["detail"] and "firewall" in failure["recommendation"]
+    assert [v["transport"] for v in report["e2e"]["vends"]] == E2E_TRANSPORTS[:-1]
+    assert checks(report)[-1]["name"] == "Clean-up" and checks(report)[-1]["status"] == "ok"
 
 
 @pytest.mark.parametrize(("vid", "pid", "name"), [
