@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from flask import Flask
@@ -35,10 +34,16 @@ class BackgroundServer:
     def stop(self) -> None:
         """Close every connection and the listening socket, then end the thread."""
         server = self._server
-        logging.getLogger("waitress").setLevel(logging.CRITICAL)
-        # Closing every channel empties asyncore's map, which ends the loop in run().
-        while server._map:
+
+        def close_every_channel() -> None:
+            # An empty channel map ends the loop in run(). Closing runs on the loop's own
+            # thread (through its trigger), so no socket is closed under a select() waiting on it.
             for channel in list(server._map.values()):
                 channel.handle_close()
+
+        if self._thread.is_alive():
+            server.trigger.pull_trigger(close_every_channel)
+            self._thread.join(5)
+        if self._thread.is_alive() or not self._thread.ident:
+            close_every_channel()
         server.task_dispatcher.shutdown()
-        self._thread.join(5)
