@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ESP_CODE = ROOT / "esp_code"
 BUILD = ESP_CODE / "build" / "host"
 VECTORS = ROOT / "tests" / "vectors" / "protocol_v2.tsv"
+WIFI_VECTORS = ROOT / "tests" / "vectors" / "wifi_v2.tsv"
 
 
 @dataclass(frozen=True)
