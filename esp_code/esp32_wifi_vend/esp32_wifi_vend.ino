@@ -265,7 +265,7 @@ static void humanCommands() {
   cmd.trim();
   cmd.toUpperCase();
   if (cmd == "HELP") {
-    Serial.println("Commands: HELP, IDENTIFY, STATUS, VEND:<slot>");
+    Serial.println("Commands: HELP, IDENTIFY, STATUS, VEND:<slot>, UNPAIR (forget the server's key)");
   } else if (cmd == "IDENTIFY" || cmd == "DISCOVER") {
     Serial.printf("DEVICE_ID:%s\nFIRMWARE_VERSION:%s\nSLOTS_AVAILABLE:%u\nPROTOCOL:2\nSTATE:%s\nPAIRED:%s\n", g_dev,
                   FIRMWARE_VERSION, kSlots, phaseName(), g_board->paired() ? "yes" : "no");
@@ -273,6 +273,8 @@ static void humanCommands() {
     if (g_board->fingerprint()[0]) Serial.printf("KEY_FINGERPRINT:%s\n", g_board->fingerprint());
   } else if (cmd == "STATUS" || cmd == "PING") {
     Serial.println(g_engine->busy() ? "STATUS:BUSY" : "STATUS:READY");
+  } else if (cmd == "UNPAIR") {
+    g_board->unpair();
   } else if (cmd.startsWith("VEND:")) {
     long slot = cmd.substring(5).toInt();
     vending::Refusal r = g_engine->startHumanVend(slot > 0 && slot <= kSlots ? (uint16_t)slot : 0, millis());

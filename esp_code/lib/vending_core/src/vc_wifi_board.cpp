@@ -257,6 +257,15 @@ WifiBoard::Answer WifiBoard::signedCall(const char* method, const char* target, 
   return Answer::Ok;
 }
 
+void WifiBoard::unpair() {
+  haveSecret_ = false;
+  memset(secret_, 0, sizeof(secret_));
+  nvs_.eraseSecret();
+  refusals_ = 0;
+  phase_ = Phase::Discover;
+  console_.say("Secret forgotten: the board will pair again (an operator must approve it)");
+}
+
 void WifiBoard::lost(uint32_t now) {
   if (++failures_ >= config_.failuresBeforeRediscovery) {
     console_.say("Server unreachable: discovering it again");

@@ -88,6 +88,8 @@ class WifiBoard : public EngineListener {
   // to pollWaitS); call it only while no motor turns (engine.busy() false).
   void step(uint32_t now);
   void vendFinished(const char* id, uint16_t slot, bool success, const char* reason) override;
+  // Forget the secret and pair again (typed at the serial console: someone at the board).
+  void unpair();
 
   Phase phase() const { return phase_; }
   bool paired() const { return haveSecret_; }
