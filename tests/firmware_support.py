@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ESP_CODE = ROOT / "esp_code"
 BUILD = ESP_CODE / "build" / "host"
 VECTORS = ROOT / "tests" / "vectors" / "protocol_v2.tsv"
+WIFI_VECTORS = ROOT / "tests" / "vectors" / "wifi_v2.tsv"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class FirmwareBuild:
 
     core_tests: Path
     host_board: Path
+    host_wifi_board: Path
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,7 +60,7 @@ def _build() -> FirmwareBuild | str:
     )
     if result.returncode != 0:
         raise AssertionError(f"firmware host build failed:\n{result.stdout}\n{result.stderr}")
-    return FirmwareBuild(BUILD / "core_tests", BUILD / "host_board")
+    return FirmwareBuild(BUILD / "core_tests", BUILD / "host_board", BUILD / "host_wifi_board")
 
 
 def firmware_build() -> FirmwareBuild:
@@ -318,3 +321,93 @@ class PtyClient:
 def is_human(parsed: object) -> bool:
     """True for a human line."""
     return isinstance(parsed, HumanLine)
+
+
+# ----- the host WiFi board: the core's WifiBoard over UDP and HTTP on 127.0.0.1 ---------
+
+
+class HostWifiBoardProcess:
+    """One host_wifi_board process; its NVS files and motor log in `state_dir` outlive it."""
+
+    def __init__(self, build: FirmwareBuild, state_dir: Path, discover: tuple[str, int],
+                 dev: str = "ESP32_246F28A1B2C3", motor_ms: int = 50, max_run_ms: int = 15000,
+                 poll_wait: int = 2) -> None:
+        self.build, self.state_dir, self.discover, self.dev = build, state_dir, discover, dev
+        self.motor_ms, self.max_run_ms, self.poll_wait = motor_ms, max_run_ms, poll_wait
+        self.proc: subprocess.Popen | None = None
+        self.lines: list[str] = []  # console output of the current run
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> HostWifiBoardProcess:
+        """Power on: start the process and collect its console lines on a named thread."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        args = [str(self.build.host_wifi_board), "--state-dir", str(self.state_dir),
+                "--discover", f"{self.discover[0]}:{self.discover[1]}", "--dev", self.dev,
+                "--motor-ms", str(self.motor_ms), "--max-run-ms", str(self.max_run_ms),
+                "--poll-wait", str(self.poll_wait), "--retry-ms", "100"]
+        self.lines = []
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        lines, out = self.lines, self.proc.stdout
+        assert out is not None
+
+        def read() -> None:
+            for line in out:
+                lines.append(line.rstrip("\n"))
+
+        self._reader = threading.Thread(target=read, name=f"host-wifi-board-{self.dev}",
+                                        daemon=True)
+        self._reader.start()
+        return self
+
+    def saw(self, text: str) -> str | None:
+        """The first console line of this run containing `text`, or None."""
+        return next((line for line in list(self.lines) if text in line), None)
+
+    def kill(self) -> None:
+        """SIGKILL: a power cut, nothing gets to clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._join()
+
+    def stop(self) -> None:
+        """Stop politely (SIGTERM ends a held poll at once), or kill when it does not go."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._join()
+
+    def _join(self) -> None:
+        if self._reader is not None:
+            self._reader.join(5)
+            self._reader = None
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def motor_starts(self) -> list[str]:
+        """The `start slot=N` lines of the motor log, across every run."""
+        log = self.state_dir / "motor.log"
+        if not log.exists():
+            return []
+        return [line for line in log.read_text().splitlines() if line.startswith("start")]
+
+    def stored_secret(self) -> str | None:
+        """The secret the board keeps in its NVS file (hex), or None."""
+        nvs = self.state_dir / "nvs"
+        if not nvs.exists():
+            return None
+        for line in nvs.read_text().splitlines():
+            if line.startswith("secret "):
+                return line[7:]
+        return None
+
+    def boot_count(self) -> int:
+        nvs = self.state_dir / "nvs"
+        for line in nvs.read_text().splitlines() if nvs.exists() else []:
+            if line.startswith("boot "):
+                return int(line[5:])
+        return 0

@@ -7,16 +7,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from firmware_support import ESP_CODE, VECTORS, firmware_build
+from firmware_support import ESP_CODE, VECTORS, WIFI_VECTORS, firmware_build
 
 
 def test_the_core_compiles_warning_free_and_passes_its_unit_tests_on_the_shared_vectors() -> None:
     build = firmware_build()
-    result = subprocess.run([str(build.core_tests), str(VECTORS)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run([str(build.core_tests), str(VECTORS), str(WIFI_VECTORS)],
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0 failed" in result.stdout
-    assert "valid" in result.stdout  # it really read the vectors file
+    assert "valid" in result.stdout  # it really read the vectors files
+    assert "discovery_check" in result.stdout
 
 
 def test_the_core_never_includes_arduino_headers() -> None:
@@ -39,6 +40,17 @@ MUTATIONS = {
         "vc_engine.cpp", "Entry& running = memory_.remember(id, slot, EntryState::Running, \"\");\n"
         "  if (!persist()) {", "Entry& running = memory_.remember(id, slot, EntryState::Running, \"\");\n"
         "  if (false) {", "a vend persists running before ACK"),
+    "a WiFi board that takes any answer as the server's": (
+        "vc_wifi.cpp", "return constantTimeEqual(want, given, 32);\n}\n\nuint32_t RequestCounter",
+        "return true;\n}\n\nuint32_t RequestCounter",
+        "an answer with a forged signature is dropped: no motor run"),
+    "a paired WiFi board that follows an unsigned discovery reply": (
+        "vc_wifi.cpp", 'if (strcmp(out.mac, "-") == 0) return ReplyVerdict::Unsigned;',
+        'if (strcmp(out.mac, "-") == 0) return ReplyVerdict::Accept;',
+        "wifi vector: a board takes only the discovery replies the server's code accepts"),
+    "a canonical request string without the body hash": (
+        "vc_wifi.cpp", 'deviceId, "\\n", count, "\\n", hash};', 'deviceId, "\\n", count, "\\n", ""};',
+        "wifi vector: canonical request string and signature"),
 }
 
 
@@ -55,7 +67,7 @@ def test_a_broken_core_makes_its_unit_tests_fail(mutation: str, tmp_path: Path) 
     built = subprocess.run(["make", "-C", str(copy), f"BUILD={tmp_path / 'b'}",
                             str(tmp_path / "b" / "core_tests")], capture_output=True, timeout=300)
     assert built.returncode == 0, built.stderr
-    result = subprocess.run([str(tmp_path / "b" / "core_tests"), str(VECTORS)],
+    result = subprocess.run([str(tmp_path / "b" / "core_tests"), str(VECTORS), str(WIFI_VECTORS)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"FAIL {failing}" in result.stdout

@@ -23,11 +23,14 @@
 #define JAM_MS 4000
 
 #define STATUS_LED_PIN 2      // -1 when the board has no LED
-// Longer than the long-poll below: an HTTP request blocks loop() (never while a motor turns).
+// Longer than the long-poll below plus 10 s: an HTTP request blocks loop() (never while a
+// motor turns).
 #define WATCHDOG_SECONDS 40   // the chip restarts if loop() stalls this long
 
-#define DISCOVERY_PORT 12346  // UDP port the server answers DISCOVER_FLASK_SERVER on
-#define SERVER_PORT 5000      // the server's HTTP port
-#define LONG_POLL_SECONDS 20  // how long one "any command for me?" request may wait
+#define DISCOVERY_PORT 12346        // UDP port the server answers VENDING_DISCOVER_V2 on
+#define DISCOVERY_REPLY_PORT 12347  // local UDP port the board listens on for the reply
+// How long one "any command for me?" request may wait (the server holds it at most 25 s);
+// the HTTP timeout is this plus 10 s, which must stay below WATCHDOG_SECONDS.
+#define LONG_POLL_SECONDS 25
 
 #endif

@@ -6,8 +6,7 @@
 #define WIFI_SSID "your-shop-wifi"
 #define WIFI_PASSWORD "your-wifi-password"
 
-// The one-time code the server shows when you pair a new board (web page, Devices).
-// After pairing, the board keeps its own secret in flash (NVS) and ignores this value.
-#define PAIRING_CODE "000000"
+// Nothing else: the board pairs by itself (X25519) once an operator approves it on the
+// server's Devices page, and keeps the resulting secret in flash (NVS), not in any file.
 
 #endif

@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ctype.h>
+
+#include <deque>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -47,6 +51,8 @@ static std::string unescape(const std::string& text) {
       out += '\t';
     } else if (c == 'r') {
       out += '\r';
+    } else if (c == 'n') {
+      out += '\n';
     } else if (c == 'x' && i + 2 < text.size() + 1) {
       out += static_cast<char>(strtol(text.substr(i + 1, 2).c_str(), nullptr, 16));
       i += 2;
@@ -525,7 +531,7 @@ static void testMemoryBlob() {
 
 // ---------------------------------------------------------------- crypto and WiFi
 
-static std::vector<uint8_t> fromHex(const std::string& hex) {
+static std::vector<uint8_t> bytesOf(const std::string& hex) {
   std::vector<uint8_t> out;
   for (size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<uint8_t>(strtol(hex.substr(i, 2).c_str(), nullptr, 16)));
   return out;
@@ -558,7 +564,7 @@ static void testHmac() {
        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
   };
   for (const Case& c : cases) {
-    std::vector<uint8_t> key = fromHex(c.key), data = fromHex(c.data);
+    std::vector<uint8_t> key = bytesOf(c.key), data = bytesOf(c.data);
     uint8_t mac[32];
     hmacSha256(key.data(), key.size(), data.data(), data.size(), mac);
     toHex(mac, 32, hex);
@@ -594,28 +600,6 @@ static void testHmac() {
     CHECK(std::string(hex) == "a3b6167473100ee06e0c796c2955552b", "%s", hex);
   }
 
-  g_test = "a signature verifies and a changed byte does not";
-  const uint8_t secret[] = "device-secret";
-  char canon[256];
-  const uint8_t body[] = "{\"id\":\"3F2A9C01B7E4\",\"result\":\"success\"}";
-  size_t cn = canonicalRequest("POST", "/device/result", "1700000000", "n0nce", body, sizeof(body) - 1,
-                               canon, sizeof(canon));
-  CHECK(cn > 0 && std::string(canon).find("POST\n/device/result\n1700000000\nn0nce\n") == 0, "%s", canon);
-  char sig[65];
-  signHex(secret, sizeof(secret) - 1, canon, cn, sig);
-  CHECK(verifyHex(secret, sizeof(secret) - 1, canon, cn, sig), "good");
-  canon[0] = 'G';
-  CHECK(!verifyHex(secret, sizeof(secret) - 1, canon, cn, sig), "changed message");
-  CHECK(!verifyHex(secret, sizeof(secret) - 1, canon, cn, "00"), "short mac");
-
-  g_test = "discovery replies: the plain FLASK_SERVER_IP form only";
-  char ip[16];
-  CHECK(parseDiscoveryReply("FLASK_SERVER_IP:192.168.1.20\r\n", 30, ip) && std::string(ip) == "192.168.1.20", "%s", ip);
-  const char* bad[] = {"FLASK_SERVER_IP:", "FLASK_SERVER_IP:1.2.3", "FLASK_SERVER_IP:1.2.3.4.5",
-                       "FLASK_SERVER_IP:256.1.1.1", "FLASK_SERVER_IP:01.2.3.4", "FLASK_SERVER_IP:1..3.4",
-                       "flask_server_ip:1.2.3.4", "FLASK_SERVER_IP:1.2.3.4;rm", "HELLO"};
-  for (const char* b : bad) CHECK(!parseDiscoveryReply(b, strlen(b), ip), "%s", b);
-
   g_test = "back-off doubles up to its cap";
   Backoff backoff(1000, 30000);
   uint32_t delays[7];
@@ -625,16 +609,23 @@ static void testHmac() {
   CHECK(backoff.nextDelay(0xFFFFFFFFu) <= 37500, "jitter bounded");
 }
 
+#include "core_tests_wifi.inc"
+
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: core_tests VECTORS_TSV\n");
+  if (argc != 3) {
+    fprintf(stderr, "usage: core_tests PROTOCOL_V2_TSV WIFI_V2_TSV\n");
     return 2;
   }
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // the failures so far survive a crash
   testVectors(argv[1]);
   testCodec();
   testMemoryBlob();
   testBoard();
   testHmac();
+  testWifiVectors(argv[2]);
+  testWifiExtras();
+  testJson();
+  testWifiBoard();
   printf("%d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

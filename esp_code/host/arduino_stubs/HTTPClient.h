@@ -4,11 +4,13 @@
 #include "Arduino.h"
 class HTTPClient {
  public:
-  bool begin(const char* url);
+  bool begin(String url);
+  void setConnectTimeout(int32_t ms);
   void setTimeout(uint16_t ms);
-  void addHeader(const char* name, const char* value);
-  int GET();
-  int POST(const String& body);
+  void collectHeaders(const char* headerKeys[], const size_t headerKeysCount);
+  void addHeader(const String& name, const String& value, bool first = false, bool replace = true);
+  int sendRequest(const char* type, uint8_t* payload = nullptr, size_t size = 0);
+  String header(const char* name);
   String getString();
   void end();
 };

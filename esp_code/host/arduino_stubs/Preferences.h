@@ -10,6 +10,8 @@ class Preferences {
   size_t putBytes(const char* key, const void* value, size_t len);
   String getString(const char* key, const String& fallback);
   size_t putString(const char* key, const String& value);
+  uint32_t getUInt(const char* key, uint32_t fallback);
+  size_t putUInt(const char* key, uint32_t value);
   bool remove(const char* key);
 };
 #endif

@@ -6,8 +6,9 @@
 #define WIFI_STA 1
 class IPAddress {
  public:
-  IPAddress operator|(const IPAddress& other) const;
-  IPAddress operator~() const;
+  IPAddress();
+  IPAddress(uint32_t address);
+  operator uint32_t() const;
   String toString() const;
 };
 class WiFiClass {

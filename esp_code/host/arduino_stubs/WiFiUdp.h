@@ -6,7 +6,7 @@ class WiFiUDP {
  public:
   uint8_t begin(uint16_t port);
   int beginPacket(IPAddress ip, uint16_t port);
-  size_t print(const char* text);
+  size_t write(const uint8_t* data, size_t len);
   int endPacket();
   int parsePacket();
   int read(char* buf, size_t len);

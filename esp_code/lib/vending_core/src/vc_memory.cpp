@@ -38,7 +38,7 @@ const char* entryStateName(EntryState state) {
 }
 
 OutcomeMemory::OutcomeMemory(size_t capacity)
-    : capacity_(capacity == 0 || capacity > kMemorySize ? kMemorySize : capacity) {}
+    : capacity_(capacity == 0 || capacity > kMaxMemorySize ? kMemorySize : capacity) {}
 
 Entry* OutcomeMemory::find(const char* id) {
   for (size_t i = 0; i < count_; ++i) {
@@ -52,7 +52,7 @@ const Entry* OutcomeMemory::find(const char* id) const {
 }
 
 Entry& OutcomeMemory::remember(const char* id, uint16_t slot, EntryState state, const char* reason) {
-  if (count_ == kMemorySize + 1) {
+  if (count_ == kMaxMemorySize + 1) {
     // Only reachable if every entry were running, which one motor at a time rules out.
     memmove(&entries_[0], &entries_[1], sizeof(Entry) * (count_ - 1));
     --count_;

@@ -20,9 +20,10 @@ struct Entry {
   char reason[24];  // set only for Failed
 };
 
-const size_t kMemorySize = 16;
+const size_t kMemorySize = 16;     // the serial board's memory (docs/protocol.md)
+const size_t kMaxMemorySize = 32;  // the WiFi board's journal (docs/protocol-wifi.md)
 // Worst case of serialize(): a header plus one full line per entry.
-const size_t kMemoryBlobSize = 16 + (kMemorySize + 1) * 64;
+const size_t kMemoryBlobSize = 16 + (kMaxMemorySize + 1) * 64;
 
 class OutcomeMemory {
  public:
@@ -47,7 +48,7 @@ class OutcomeMemory {
   size_t capacity_;
   size_t count_ = 0;
   // One spare place: the running entry is never forgotten, even when the memory is full.
-  Entry entries_[kMemorySize + 1];
+  Entry entries_[kMaxMemorySize + 1];
 };
 
 }  // namespace vending

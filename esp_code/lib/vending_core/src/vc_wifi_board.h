@@ -1,0 +1,155 @@
+// The WiFi board of docs/protocol-wifi.md (protocol 2): discovery with a signed reply,
+// pairing, register with reconciliation, long-poll, exactly-once vends, confirm until
+// acknowledged. Transport-neutral: the sketch (WiFi, HTTPClient, NVS, mbedtls) and the host
+// board (POSIX sockets, files) drive the same code through the interfaces below.
+#ifndef VC_WIFI_BOARD_H
+#define VC_WIFI_BOARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vc_engine.h"
+#include "vc_wifi.h"
+#include "vc_x25519.h"
+
+namespace vending {
+
+// One HTTP request and its answer. The board fills the request half, the shell the rest.
+struct HttpCall {
+  const char* method = "GET";
+  const char* target = "/";           // path and query exactly as signed
+  const char* body = "";              // JSON; sent with Content-Type application/json if any
+  size_t bodyLen = 0;
+  const char* headerName[3] = {nullptr, nullptr, nullptr};
+  const char* headerValue[3] = {nullptr, nullptr, nullptr};
+  size_t headerCount = 0;
+  uint32_t timeoutMs = 5000;
+  int status = 0;                     // the answer's HTTP status; <= 0: no answer at all
+  char signature[65] = {0};           // its X-Signature header, "" when absent
+  char* response = nullptr;           // its body (the board's buffer), cut at responseCap - 1
+  size_t responseCap = 0;
+  size_t responseLen = 0;
+};
+
+class WifiLink {
+ public:
+  virtual ~WifiLink() {}
+  // Joined to the WiFi (the shell joins and re-joins with back-off on its own).
+  virtual bool connected() = 0;
+  virtual void localIp(char out[16]) = 0;
+  virtual void random(uint8_t* out, size_t len) = 0;
+  // Send one discovery datagram (to the subnet broadcast, UDP 12346) and open a ~500 ms window.
+  virtual bool sendDiscovery(const char* data, size_t len) = 0;
+  // The next datagram received in that window (its length), or -1 once the window is over.
+  virtual int receiveDiscovery(char* buf, size_t cap) = 0;
+  virtual void http(const char* ip, uint16_t port, HttpCall& call) = 0;
+};
+
+// What survives a reboot besides the journal (NVS on the chip, a file on the host).
+class WifiNvs {
+ public:
+  virtual ~WifiNvs() {}
+  virtual bool loadSecret(uint8_t secret[32]) = 0;
+  virtual bool saveSecret(const uint8_t secret[32]) = 0;
+  virtual void eraseSecret() = 0;
+  virtual uint32_t loadBootCount() = 0;
+  virtual bool saveBootCount(uint32_t count) = 0;
+};
+
+// Lines for a person at the serial monitor.
+class Console {
+ public:
+  virtual ~Console() {}
+  virtual void say(const char* text) = 0;
+};
+
+struct WifiBoardConfig {
+  const char* deviceId = "";           // ESP32_ + the MAC in upper-case hex
+  const char* firmware = "";
+  uint16_t pollWaitS = 25;             // the server holds a poll at most 25 s
+  uint32_t discoveryBaseMs = 1000;     // discovery back-off: 1 s, 2 s, ... 30 s
+  uint32_t discoveryMaxMs = 30000;
+  uint32_t retryBaseMs = 1000;         // HTTP failures back off the same way
+  uint32_t retryMaxMs = 30000;
+  uint8_t failuresBeforeRediscovery = 3;
+  uint8_t refusalsBeforeRepair = 3;    // 401s in a row before the secret is forgotten
+};
+
+class WifiBoard : public EngineListener {
+ public:
+  enum class Phase : uint8_t { Link, Discover, Pair, Register, Online };
+
+  WifiBoard(const WifiBoardConfig& config, VendEngine& engine, WifiLink& link, WifiNvs& nvs,
+            KeyAgreement& keys, Console& console);
+  // At boot: the boot count goes up in NVS (the replay counter's high half) and the secret
+  // is read. Call after engine.begin().
+  void begin();
+  // Does at most one network exchange when one is due. Blocks for that exchange (a poll up
+  // to pollWaitS); call it only while no motor turns (engine.busy() false).
+  void step(uint32_t now);
+  void vendFinished(const char* id, uint16_t slot, bool success, const char* reason) override;
+  // Forget the secret and pair again (typed at the serial console: someone at the board).
+  void unpair();
+
+  Phase phase() const { return phase_; }
+  bool paired() const { return haveSecret_; }
+  const char* serverIp() const { return serverIp_; }
+  uint16_t serverPort() const { return serverPort_; }
+  const char* fingerprint() const { return fingerprint_; }
+  size_t outboxSize() const { return outboxCount_; }
+
+ private:
+  enum class Answer : uint8_t { Ok, Refused, Lost };
+  struct Confirm {
+    char id[65];
+    char result[16];
+    char reason[24];
+    char message[40];
+  };
+
+  void discover(uint32_t now);
+  void pair(uint32_t now);
+  void registerBoard(uint32_t now);
+  void flushOne(uint32_t now);
+  void poll(uint32_t now);
+  void handleVend(const char* id, int32_t slot, uint32_t now);
+  Answer signedCall(const char* method, const char* target, const char* body, HttpCall& call);
+  void lost(uint32_t now);
+  void refused(uint32_t now);
+  void pushConfirm(const char* id, const char* result, const char* reason, const char* message);
+  void confirmFromJournal(const char* id, bool reconcile);
+  void later(uint32_t now, uint32_t ms) { nextTry_ = now + ms; }
+  uint32_t jitter();
+  void sayf(const char* format, const char* a = "", const char* b = "", const char* c = "");
+
+  WifiBoardConfig config_;
+  VendEngine& engine_;
+  WifiLink& link_;
+  WifiNvs& nvs_;
+  KeyAgreement& keys_;
+  Console& console_;
+  RequestCounter counter_;
+  Backoff discoveryBackoff_;
+  Backoff retryBackoff_;
+  Phase phase_ = Phase::Link;
+  bool bootSaved_ = false;
+  bool haveSecret_ = false;
+  bool keyReady_ = false;
+  uint8_t secret_[32] = {0};
+  char publicHex_[65] = {0};
+  char fingerprint_[10] = {0};
+  char serverIp_[16] = {0};
+  uint16_t serverPort_ = 0;
+  uint32_t nextTry_ = 0;
+  uint8_t failures_ = 0;
+  uint8_t refusals_ = 0;
+  static const size_t kOutbox = 8;
+  Confirm outbox_[kOutbox];
+  size_t outboxHead_ = 0;
+  size_t outboxCount_ = 0;
+  char response_[1536] = {0};
+};
+
+}  // namespace vending
+
+#endif
