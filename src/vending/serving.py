@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from flask import Flask
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
 
 
@@ -39,7 +40,10 @@ class BackgroundServer:
             # An empty channel map ends the loop in run(). Closing runs on the loop's own
             # thread (through its trigger), so no socket is closed under a select() waiting on it.
             for channel in list(server._map.values()):
-                channel.handle_close()
+                if isinstance(channel, HTTPChannel):
+                    channel.handle_close()
+                else:  # the listener and the trigger: plain close, without a warning
+                    channel.close()
 
         if self._thread.is_alive():
             server.trigger.pull_trigger(close_every_channel)
