@@ -193,14 +193,14 @@ class Interceptor:
             length = int(headers.get("content-length", "0"))
             if len(rest) < length:
                 continue
-            buffer = rest[length:]
             self._answer(client, mode, headers)
+            return  # and close, as the answer says
 
     def _answer(self, client: socket.socket, mode: str, request: dict[str, str]) -> None:
         """The attacker's 401: the `revoked` body our server sends, but not signed with the key."""
         body = b'{"detail":"revoked, says someone else","error":"revoked"}\n'
         lines = [b"HTTP/1.1 401 UNAUTHORIZED", b"Content-Type: application/json",
-                 b"Content-Length: " + str(len(body)).encode()]
+                 b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
         if mode == "forged":
             device = request.get(proto.HEADER_DEVICE.lower(), "")
             counter = int(request.get(proto.HEADER_COUNTER.lower(), "0") or 0)
