@@ -258,6 +258,31 @@ def test_a_401_not_signed_with_the_board_key_never_makes_it_forget_the_key(wifi,
         interceptor.close()
 
 
+def test_a_board_revoked_while_off_is_told_after_a_server_restart_and_its_own_reboot(make_app):
+    first = start_env(make_app)
+    board = first.online(first.board())
+    board.request_stop()
+    requests.post(f"{first.url}/esp32/devices/{board.device_id}/revoke", timeout=5)
+    board.stop()  # the revoke ended its held poll; it makes no further request
+    assert first.rt.wifi.keys.secret(board.device_id) == board.secret
+    first.rt.stop()
+    first.server.stop()
+
+    second = start_env(make_app)
+    try:
+        board.discovery_target = ("127.0.0.1", second.discovery_port)
+        board.reboot()  # forgets the server: it must find it by the signed discovery reply
+        second.boards.append(board.start())
+        wait_until(lambda: any("revoked by the server (signed answer)" in e for e in board.events),
+                   timeout=10, message="the board told it is revoked")
+        assert any("signed reply verified" in e for e in board.events)
+        wait_until(lambda: second.status(board.device_id) == "pending_approval"
+                   and second.device(board.device_id).fingerprint == board.fingerprint,
+                   message="the board asking to pair again")
+    finally:
+        second.close()
+
+
 def test_unpair_forgets_the_key_and_the_board_pairs_again(wifi):
     env = wifi()
     board = env.online(env.board())

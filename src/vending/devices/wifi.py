@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..protocol import wifi as proto
 from ..store import FAILED, SUCCESS, UNKNOWN, Store
-from ..store.wifi import WifiDeviceStore
+from ..store.wifi import WifiDeviceRecord, WifiDeviceStore
 from .base import (
     CONNECTING,
     OFFLINE,
@@ -404,10 +404,13 @@ class WifiHub:
         A revoked board that restarted must still find us, so it can hear the signed answer
         that tells it to pair again.
         """
-        record = self.keys.get(device_id)
+        return self._usable_secret(self.keys.get(device_id))
+
+    def _usable_secret(self, record: WifiDeviceRecord | None) -> bytes | None:
+        """The key a request or discovery reply may be signed with, or None."""
         if record is None or not (record.approved or self.keys.revoke_pending(record)):
             return None
-        return self._secret(device_id)
+        return self._secret(record.device_id)
 
     # Protocol 1: the earlier firmware
 
@@ -542,7 +545,7 @@ class WifiHub:
                                f" and {proto.HEADER_SIGNATURE} headers; see docs/protocol-wifi.md")
         assert device_id is not None
         record = self.keys.get(device_id)
-        secret = self.secret_for(device_id) if record is not None else None
+        secret = self._usable_secret(record)
         if record is None or secret is None:
             raise Unauthorized(f"{device_id} is not paired or not approved; pair it first")
         expected = proto.sign_request(secret, method, target, device_id, counter, body)
