@@ -200,11 +200,11 @@ def test_the_revoked_answer_is_signed_with_the_old_key_and_only_the_first_one_ge
     env = wifi()
     board = env.online(env.board())
     board.request_stop()  # this test speaks for the board
-    board.stop()
+    requests.post(f"{env.url}/esp32/devices/{board.device_id}/revoke", timeout=5)
+    board.stop()  # the revoke ended its held poll; it makes no further request
     secret = board.secret
     assert secret is not None
     key_file = tmp_path / "data" / "device-keys" / f"{board.device_id}.key"
-    requests.post(f"{env.url}/esp32/devices/{board.device_id}/revoke", timeout=5)
     assert key_file.exists()  # kept until the board has been told
     assert env.rt.wifi.secret_for(board.device_id) == secret  # so a restarted board finds us
 
