@@ -48,6 +48,14 @@ MUTATIONS = {
         "vc_wifi.cpp", 'if (strcmp(out.mac, "-") == 0) return ReplyVerdict::Unsigned;',
         'if (strcmp(out.mac, "-") == 0) return ReplyVerdict::Accept;',
         "wifi vector: a board takes only the discovery replies the server's code accepts"),
+    "a paired WiFi board that forgets its key on any 401": (
+        "vc_wifi_board.cpp", "return Answer::Revoked;\n    }\n    return Answer::Refused;",
+        "return Answer::Revoked;\n    }\n    return Answer::Revoked;",
+        "a 401 not signed with the board's key never makes it forget the key"),
+    "a revoked answer believed without its signature": (
+        "vc_wifi.cpp", "if (status != 401) return false;\n  if (!verifyResponse(",
+        "if (status != 401) return false;\n  if (false && !verifyResponse(",
+        "wifi vector: only the server's signed revoked answer makes a board forget its key"),
     "a canonical request string without the body hash": (
         "vc_wifi.cpp", 'deviceId, "\\n", count, "\\n", hash};', 'deviceId, "\\n", count, "\\n", ""};',
         "wifi vector: canonical request string and signature"),

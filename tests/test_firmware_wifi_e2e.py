@@ -11,7 +11,7 @@ import pytest
 import requests
 from firmware_support import HostWifiBoardProcess, firmware_build
 from helpers import wait_until
-from wifi_fixtures import WifiEnv, start_env
+from wifi_fixtures import Interceptor, WifiEnv, start_env
 
 pytest.importorskip("cryptography", reason="the server pairs WiFi boards with X25519")
 
@@ -23,21 +23,32 @@ def rig(make_app: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..., 
     """Serve an app with discovery on 127.0.0.1 and start host WiFi boards against it."""
     envs: list[WifiEnv] = []
     boards: list[HostWifiBoardProcess] = []
+    interceptors: list[Interceptor] = []
 
-    def build(**overrides: Any) -> tuple[WifiEnv, HostWifiBoardProcess]:
+    def build(intercept: bool = False, **overrides: Any) -> tuple[WifiEnv, HostWifiBoardProcess]:
         options = {k: overrides.pop(k) for k in ("motor_ms", "max_run_ms") if k in overrides}
         env = start_env(make_app, **overrides)
         envs.append(env)
+        if intercept:
+            # Someone on the WiFi between board and server: the signed discovery reply names
+            # the interceptor's port, so every HTTP request goes through it.
+            interceptor = Interceptor(("127.0.0.1", int(env.server.port)))
+            interceptors.append(interceptor)
+            assert env.rt.discovery is not None
+            env.rt.discovery.http_port = interceptor.port
         board = HostWifiBoardProcess(firmware_build(), tmp_path / "board",
                                      ("127.0.0.1", env.discovery_port), dev=DEV, **options)
         boards.append(board)
         return env, board.start()
 
+    build.interceptors = interceptors  # type: ignore[attr-defined]
     yield build
     for board in boards:
         board.stop()
     for env in envs:
         env.close()
+    for interceptor in interceptors:
+        interceptor.close()
 
 
 def pair_and_approve(env: WifiEnv, board: HostWifiBoardProcess) -> None:
@@ -101,3 +112,46 @@ def test_killing_the_firmware_board_mid_vend_gives_unknown_and_never_a_second_mo
     wait_until(lambda: env.device(DEV).polls_held > 0, timeout=10, message="polling again")
     follow = requests.get(f"{env.url}/vend/{txn_id}", timeout=5).json()
     assert follow["state"] == "unknown", follow
+
+
+def test_an_operator_revoke_makes_the_firmware_board_forget_its_key_and_pair_again(rig) -> None:
+    env, board = rig()
+    pair_and_approve(env, board)
+    old = board.stored_secret()
+    response = requests.post(f"{env.url}/esp32/devices/{DEV}/revoke", timeout=5)
+    assert response.status_code == 200, response.text
+    wait_until(lambda: board.saw("Revoked by the server (signed answer)"), timeout=10,
+               message="the board told, by an answer signed with its key")
+    assert board.saw("without proving it holds our secret") is None  # the first 401 was believed
+    wait_until(lambda: board.stored_secret() is None and env.rt.wifi.keys.secret(DEV) is None,
+               timeout=10, message="both sides forgot the key")
+    board.lines.clear()
+    pair_and_approve(env, board)
+    assert board.stored_secret() not in (None, old)
+    assert env.vend(2, wait=10).json()["status"] == "success"
+    assert board.motor_starts() == ["start slot=2"]
+
+
+@pytest.mark.parametrize("attack", ["unsigned", "forged"])
+def test_a_401_not_signed_with_its_key_never_makes_the_firmware_board_forget_it(rig, attack) -> None:
+    env, board = rig(intercept=True)
+    interceptor = rig.interceptors[-1]
+    pair_and_approve(env, board)
+    secret = board.stored_secret()
+    assert secret is not None
+    assert env.vend(1, wait=10).json()["status"] == "success"
+    pairings = len([line for line in board.lines if "PAIRING" in line])
+
+    interceptor.set_mode(attack)  # someone on the WiFi answers 401 "revoked" for the server
+    wait_until(lambda: interceptor.answered >= 6, timeout=15, message="several 401s")
+    assert board.stored_secret() == secret and env.rt.wifi.keys.secret(DEV).hex() == secret
+    assert board.saw("keeping it. If the server really lost its key file, type UNPAIR")
+    assert board.saw("Revoked by the server") is None
+    assert len([line for line in board.lines if "PAIRING" in line]) == pairings
+
+    interceptor.set_mode("forward")
+    wait_until(lambda: env.status(DEV) == "online" and env.device(DEV).polls_held > 0,
+               timeout=15, message="the board back with the real server")
+    assert env.vend(3, wait=10).json()["status"] == "success"
+    assert board.motor_starts() == ["start slot=1", "start slot=3"]
+    assert board.stored_secret() == secret

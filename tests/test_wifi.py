@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 import requests
 from helpers import wait_until
-from wifi_fixtures import WifiEnv, start_env
+from wifi_fixtures import Interceptor, WifiEnv, start_env
 
 from vending.protocol import wifi as proto
 from vending.serving import BackgroundServer
@@ -176,14 +176,124 @@ def test_approval_survives_a_restart_and_the_secret_file_is_private(wifi, tmp_pa
     assert record is not None and record.approved
 
 
-def test_revoking_a_board_stops_its_vends_and_makes_it_pair_again(wifi):
+def test_revoking_a_board_stops_its_vends_and_makes_it_pair_again(wifi, tmp_path):
     env = wifi()
     board = env.online(env.board())
+    key_file = tmp_path / "data" / "device-keys" / f"{board.device_id}.key"
     response = requests.post(f"{env.url}/esp32/devices/{board.device_id}/revoke", timeout=5)
     assert response.json()["device"]["status"] == "pending_approval"
     assert env.vend(1).status_code == 503
     assert board.motor_runs == []
+    wait_until(lambda: any("revoked by the server (signed answer)" in e for e in board.events),
+               message="the board told it is revoked")
     wait_until(lambda: any("pairing again" in e for e in board.events), message="re-pairing")
+    wait_until(lambda: not key_file.exists(), message="the server's copy of the key deleted")
+    assert not any("keeping the key" in e for e in board.events)  # the first 401 was believed
+    wait_until(lambda: env.device(board.device_id).fingerprint == board.fingerprint,
+               message="the board asking to pair with a new key")
+    env.online(board)
+    assert env.vend(2).json()["status"] == "success"
+    assert [run.slot for run in board.motor_runs] == [2]
+
+
+def test_the_revoked_answer_is_signed_with_the_old_key_and_only_the_first_one_gets_it(wifi, tmp_path):
+    env = wifi()
+    board = env.online(env.board())
+    board.request_stop()  # this test speaks for the board
+    requests.post(f"{env.url}/esp32/devices/{board.device_id}/revoke", timeout=5)
+    board.stop()  # the revoke ended its held poll; it makes no further request
+    secret = board.secret
+    assert secret is not None
+    key_file = tmp_path / "data" / "device-keys" / f"{board.device_id}.key"
+    assert key_file.exists()  # kept until the board has been told
+    assert env.rt.wifi.secret_for(board.device_id) == secret  # so a restarted board finds us
+
+    forged = _signed(env, board, "GET", "/esp32/v2/commands?wait=0", secret=b"\x02" * 32)
+    assert forged.status_code == 401 and forged.json()["error"] == "unauthorized"
+    assert proto.HEADER_SIGNATURE not in forged.headers and key_file.exists()
+
+    board.seq += 1
+    counter = (board.boot << 32) | board.seq
+    told = _signed(env, board, "GET", "/esp32/v2/commands?wait=0", counter=counter)
+    assert told.status_code == 401 and told.json()["error"] == "revoked", told.text
+    signature = told.headers[proto.HEADER_SIGNATURE]
+    assert signature == proto.sign_response(secret, board.device_id, counter, 401, told.content)
+    assert proto.is_revoked_answer(secret, board.device_id, counter, 401, told.content, signature)
+    assert not key_file.exists()
+    record = env.rt.wifi.keys.get(board.device_id)
+    assert record is not None and not record.approved and record.last_counter == 0
+
+    again = _signed(env, board, "GET", "/esp32/v2/commands?wait=0")
+    assert again.status_code == 401 and again.json()["error"] == "unauthorized"
+    assert proto.HEADER_SIGNATURE not in again.headers
+    assert env.rt.wifi.secret_for(board.device_id) is None
+
+
+@pytest.mark.parametrize("attack", ["unsigned", "forged"])
+def test_a_401_not_signed_with_the_board_key_never_makes_it_forget_the_key(wifi, attack):
+    env = wifi()
+    interceptor = Interceptor(("127.0.0.1", int(env.server.port)))
+    try:
+        assert env.rt.discovery is not None
+        env.rt.discovery.http_port = interceptor.port  # the board reaches us through it
+        board = env.online(env.board(retry_max=0.5))
+        secret = board.secret
+        assert env.vend(1).json()["status"] == "success"
+
+        interceptor.set_mode(attack)  # someone on the WiFi answers 401 "revoked" for us
+        wait_until(lambda: interceptor.answered >= 6, timeout=15, message="several 401s")
+        assert board.secret == secret and env.rt.wifi.keys.secret(board.device_id) == secret
+        assert any("keeping the key" in e and "UNPAIR" in e for e in board.events)
+        assert not any("pairing again" in e or "forgetting" in e for e in board.events)
+
+        interceptor.set_mode("forward")
+        wait_until(lambda: env.status(board.device_id) == "online"
+                   and env.device(board.device_id).polls_held > 0, timeout=15,
+                   message="the board back with the real server")
+        assert env.vend(2).json()["status"] == "success"
+        assert [run.slot for run in board.motor_runs] == [1, 2]
+        assert board.secret == secret
+    finally:
+        env.close()
+        interceptor.close()
+
+
+def test_a_board_revoked_while_off_is_told_after_a_server_restart_and_its_own_reboot(make_app):
+    first = start_env(make_app)
+    board = first.online(first.board())
+    board.request_stop()
+    requests.post(f"{first.url}/esp32/devices/{board.device_id}/revoke", timeout=5)
+    board.stop()  # the revoke ended its held poll; it makes no further request
+    assert first.rt.wifi.keys.secret(board.device_id) == board.secret
+    first.rt.stop()
+    first.server.stop()
+
+    second = start_env(make_app)
+    try:
+        board.discovery_target = ("127.0.0.1", second.discovery_port)
+        board.reboot()  # forgets the server: it must find it by the signed discovery reply
+        second.boards.append(board.start())
+        wait_until(lambda: any("revoked by the server (signed answer)" in e for e in board.events),
+                   timeout=10, message="the board told it is revoked")
+        assert any("signed reply verified" in e for e in board.events)
+        wait_until(lambda: second.status(board.device_id) == "pending_approval"
+                   and second.device(board.device_id).fingerprint == board.fingerprint,
+                   message="the board asking to pair again")
+    finally:
+        second.close()
+
+
+def test_unpair_forgets_the_key_and_the_board_pairs_again(wifi):
+    env = wifi()
+    board = env.online(env.board())
+    old = board.secret
+    requests.post(f"{env.url}/esp32/devices/{board.device_id}/revoke", timeout=5)
+    board.unpair()  # the person at the console, e.g. the server was told to revoke it meanwhile
+    wait_until(lambda: env.device(board.device_id).fingerprint == board.fingerprint
+               and board.fingerprint is not None, message="asking to pair with a new key")
+    env.online(board)
+    assert board.secret != old
+    assert env.vend(3).json()["status"] == "success"
 
 
 def test_rejecting_a_pending_board_forgets_it(wifi):

@@ -38,6 +38,10 @@ HEADER = """\
 #                     or unpaired) takes DATAGRAM as the server's answer
 #   request           SECRET METHOD TARGET DEVICE_ID COUNTER BODY CANONICAL SIGNATURE
 #   response          SECRET DEVICE_ID COUNTER STATUS BODY CANONICAL SIGNATURE
+#   revoked_check     SECRET DEVICE_ID COUNTER STATUS BODY SIGNATURE VERDICT
+#                     VERDICT forget|keep: whether a board holding SECRET that sent request
+#                     COUNTER forgets its secret on this answer ("-": no X-Signature). Only
+#                     the server's 401 {"error": "revoked"} signed with SECRET does.
 #   counter           BOOT_COUNT SEQ COUNTER         (boot_count * 2^32 + seq)
 #   pairing_secret    SHARED DEVICE_ID SECRET
 #   fingerprint       PUBLIC_KEY FINGERPRINT
@@ -80,6 +84,44 @@ def _board_takes(secret: bytes | None, device_id: str, nonce: str, data: bytes) 
     if secret is None:
         return reply.nonce == nonce
     return proto.verify_auth_reply(reply, secret, device_id, nonce)
+
+
+REVOKED_BODY = ('{"detail":"ESP32_246F28A1B2C3 was revoked by an operator: forget the key and pair'
+                ' again (an operator must approve the board again)","error":"revoked"}\n')
+
+
+def _revoked_checks() -> list[str]:
+    """Answers to request COUNTER of a board holding SECRET, and whether it forgets its key."""
+    counter = 3 << 32 | 9
+
+    def sig(status: int, body: str, key: bytes = SECRET, at: int = counter,
+            device: str = DEV) -> str:
+        return proto.sign_response(key, device, at, status, body.encode())
+
+    unauthorized = '{"detail":"bad signature","error":"unauthorized"}\n'
+    cases = [
+        (401, REVOKED_BODY, sig(401, REVOKED_BODY)),  # the server's own answer
+        (401, REVOKED_BODY, sig(401, REVOKED_BODY).upper()),
+        (401, REVOKED_BODY, "-"),  # anyone on the LAN
+        (401, REVOKED_BODY, sig(401, REVOKED_BODY, key=WRONG)),
+        (401, REVOKED_BODY, sig(401, REVOKED_BODY, at=counter - 1)),  # replayed from before
+        (401, REVOKED_BODY, sig(401, REVOKED_BODY, device=OTHER)),  # another board's answer
+        (401, REVOKED_BODY, sig(401, REVOKED_BODY)[:63]),
+        (403, REVOKED_BODY, sig(403, REVOKED_BODY)),
+        (401, unauthorized, sig(401, unauthorized)),
+        (401, unauthorized, "-"),  # what the server answers a request it cannot verify
+        (401, '{"error":"revoked "}', sig(401, '{"error":"revoked "}')),
+        (401, '{"error":["revoked"]}', sig(401, '{"error":["revoked"]}')),
+        (401, "revoked", sig(401, "revoked")),
+        (401, "", sig(401, "")),
+    ]
+    rows = []
+    for status, body, signature in cases:
+        given = "" if signature == "-" else signature
+        forget = proto.is_revoked_answer(SECRET, DEV, counter, status, body.encode(), given)
+        rows.append(row("revoked_check", SECRET.hex(), DEV, counter, status, body, signature,
+                        "forget" if forget else "keep"))
+    return rows
 
 
 def build() -> str:
@@ -158,12 +200,14 @@ def build() -> str:
         (2 << 32 | 5, 409, '{"detail":"vend 3f9c0a1b2c4d was already confirmed with another result",'
                            '"error":"conflict"}\n'),
         (proto.MAX_COUNTER, 503, ""),
+        (3 << 32 | 9, 401, REVOKED_BODY),
     ]
     for counter, status, body in answers:
         raw = body.encode()
         out.append(row("response", SECRET.hex(), DEV, counter, status, body,
                        proto.response_string(DEV, counter, status, raw).decode(),
                        proto.sign_response(SECRET, DEV, counter, status, raw)))
+    out.extend(_revoked_checks())
     for boot, seq in ((1, 1), (1, 2), (2, 1), (300, 4294967295), (2147483647, 1)):
         counter = boot << 32 | seq
         assert proto.parse_counter(str(counter)) == counter  # the server takes every one
@@ -220,6 +264,13 @@ def test_the_discovery_checks_cover_both_verdicts_paired_and_unpaired() -> None:
             if line.startswith("discovery_check\t")]
     seen = {(cols[1] == "-", cols[5]) for cols in rows}
     assert seen == {(False, "accept"), (False, "reject"), (True, "accept"), (True, "reject")}
+
+
+def test_only_the_signed_revoked_answer_makes_a_board_forget_its_key() -> None:
+    rows = [line.split("\t") for line in VECTORS.read_text(encoding="utf-8").splitlines()
+            if line.startswith("revoked_check\t")]
+    verdicts = [cols[7] for cols in rows]
+    assert verdicts[:2] == ["forget", "forget"] and verdicts[2:] == ["keep"] * (len(rows) - 2)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,13 @@ class Unauthorized(VendingError):
     code = "unauthorized"
 
 
+class Revoked(Unauthorized):
+    """A genuine request from a board an operator revoked; the answer is signed with its old key."""
+
+    code = "revoked"
+    context: Any = None  # the board's AuthContext, so the answer can be signed
+
+
 class Forbidden(VendingError):
     status = 403
     code = "forbidden"

@@ -17,10 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..commlog import ERROR, INFO, RX, TX, CommunicationLog
-from ..errors import BadRequest, Conflict, Forbidden, NotFound, ServiceBusy, Unauthorized
+from ..errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Revoked,
+    ServiceBusy,
+    Unauthorized,
+)
 from ..protocol import wifi as proto
 from ..store import FAILED, SUCCESS, UNKNOWN, Store
-from ..store.wifi import WifiDeviceStore
+from ..store.wifi import WifiDeviceRecord, WifiDeviceStore
 from .base import (
     CONNECTING,
     OFFLINE,
@@ -391,11 +399,18 @@ class WifiHub:
         return self._secrets[device_id]
 
     def secret_for(self, device_id: str) -> bytes | None:
-        """The board's key if it is approved (for signed discovery replies)."""
-        record = self.keys.get(device_id)
-        if record is None or not record.approved:
+        """The board's key if it is approved or revoked but not yet told (signed discovery replies).
+
+        A revoked board that restarted must still find us, so it can hear the signed answer
+        that tells it to pair again.
+        """
+        return self._usable_secret(self.keys.get(device_id))
+
+    def _usable_secret(self, record: WifiDeviceRecord | None) -> bytes | None:
+        """The key a request or discovery reply may be signed with, or None."""
+        if record is None or not (record.approved or self.keys.revoke_pending(record)):
             return None
-        return self._secret(device_id)
+        return self._secret(record.device_id)
 
     # Protocol 1: the earlier firmware
 
@@ -529,8 +544,9 @@ class WifiHub:
             raise Unauthorized(f"a board request needs {proto.HEADER_DEVICE}, {proto.HEADER_COUNTER}"
                                f" and {proto.HEADER_SIGNATURE} headers; see docs/protocol-wifi.md")
         assert device_id is not None
-        secret = self.secret_for(device_id)
-        if secret is None:
+        record = self.keys.get(device_id)
+        secret = self._usable_secret(record)
+        if record is None or secret is None:
             raise Unauthorized(f"{device_id} is not paired or not approved; pair it first")
         expected = proto.sign_request(secret, method, target, device_id, counter, body)
         if not proto.check_signature(expected, signature):
@@ -541,7 +557,35 @@ class WifiHub:
                 self.log.add(device_id, WIFI, ERROR, f"refused {method} {target}: replayed counter")
                 raise Unauthorized(f"replayed request: counter {counter} is not above the last one"
                                    " accepted")
-        return AuthContext(device_id, counter, secret)
+        ctx = AuthContext(device_id, counter, secret)
+        if not record.approved:
+            self._tell_revoked(ctx, method, target)
+        return ctx
+
+    def _tell_revoked(self, ctx: AuthContext, method: str, target: str) -> None:
+        """The board's first genuine request since its revoke: answer `revoked`, drop its key.
+
+        Only this answer, signed with the board's key, makes our firmware forget it; an
+        unsigned 401 could come from anyone on the LAN (docs/protocol-wifi.md section 3).
+        """
+        with self._lock:
+            # Under the lock approve() holds while it writes a new key and approves.
+            record = self.keys.get(ctx.device_id)
+            current = self.keys.secret(ctx.device_id)
+            if record is None or record.approved or current != ctx.secret:
+                if record is not None and record.approved and current == ctx.secret:
+                    return  # approved again meanwhile with this same key (USB-provisioned)
+                raise Unauthorized(f"{ctx.device_id} is not paired or not approved; pair it first")
+            self.keys.drop_key(ctx.device_id)
+            self._secrets.pop(ctx.device_id, None)
+        self.log.add(ctx.device_id, WIFI, INFO,
+                     f"told the board on {method} {target} that it is revoked; its key is deleted")
+        logger.warning("WiFi board %s was told it is revoked and deleted its key; it will ask to"
+                       " pair again", ctx.device_id)
+        error = Revoked(f"{ctx.device_id} was revoked by an operator: forget the key and pair"
+                        " again (an operator must approve the board again)")
+        error.context = ctx
+        raise error
 
     @staticmethod
     def sign_response(ctx: AuthContext, status: int, body: bytes) -> str:
@@ -551,7 +595,6 @@ class WifiHub:
         if body.get("device_id", ctx.device_id) != ctx.device_id:
             raise Forbidden("device_id in the body differs from the signed X-Device-Id")
         device = self._device(ctx.device_id, 2, ip)
-        device.approved = True
         self._apply_facts(device, body)
         reported_ip = body.get("ip_address")
         device.heard(reported_ip if isinstance(reported_ip, str) and reported_ip else ip)
@@ -561,8 +604,9 @@ class WifiHub:
         return {"status": "registered", "poll_wait": self.settings.poll_hold, "reconcile": open_ids}
 
     def poll(self, ctx: AuthContext, wait: float | None, ip: str | None) -> dict[str, Any]:
+        # Approval comes from the store only (approve/revoke): a poll that passed its check
+        # just before a revoke must not make the board approved again.
         device = self._device(ctx.device_id, 2, ip)
-        device.approved = True
         device.heard(ip)
         wanted = self.settings.poll_hold if wait is None else min(wait, self.settings.poll_hold)
         hold = self._hold(wanted)
@@ -667,7 +711,7 @@ class WifiHub:
             return device
 
     def revoke(self, device_id: str) -> WifiDevice:
-        """Stop a board from vending and forget its key; it must be approved again."""
+        """Stop a board from vending; its key goes once the board has been told (signed 401)."""
         with self._lock:
             device = self.registry.get(device_id)
             if not isinstance(device, WifiDevice) or self.keys.get(device_id) is None:
@@ -676,7 +720,8 @@ class WifiHub:
             self._secrets.pop(device_id, None)
             device.approved = False
             device.fingerprint = None
-            logger.warning("WiFi board %s: approval revoked", device_id)
+            logger.warning("WiFi board %s: approval revoked; its key is deleted once the board"
+                           " has been told on its next request", device_id)
             device.log(INFO, "approval revoked by the operator")
             device.refresh_state()
             return device

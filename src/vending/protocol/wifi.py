@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ HEADER_SIGNATURE = "X-Signature"
 REQUEST_TAG = "VEND1-REQ"
 RESPONSE_TAG = "VEND1-RESP"
 PAIR_TAG = "vending-pair-v1"
+REVOKED_ERROR = "revoked"  # the error of the signed 401 that tells a board to pair again
 
 SECRET_BYTES = 32
 NONCE_HEX_LEN = 32  # 16 random bytes
@@ -164,6 +166,24 @@ def sign_response(secret: bytes, device_id: str, counter: int, status: int, body
     """Hex HMAC-SHA256 the server puts on its answer to an authenticated request."""
     return hmac.new(secret, response_string(device_id, counter, status, body),
                     hashlib.sha256).hexdigest()
+
+
+def is_revoked_answer(secret: bytes, device_id: str, counter: int, status: int, body: bytes,
+                      signature: str) -> bool:
+    """True only for a 401 signed with the board's key whose error is `revoked`.
+
+    That is the one answer that makes a board forget its key: an unsigned 401 can come from
+    anyone on the LAN, and forgetting on it would let them pair the board to a rogue server.
+    """
+    if status != 401 or not is_hex(signature, 64):
+        return False
+    if not check_signature(sign_response(secret, device_id, counter, status, body), signature):
+        return False
+    try:
+        answer = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(answer, dict) and answer.get("error") == REVOKED_ERROR
 
 
 def check_signature(expected: str, given: str) -> bool:

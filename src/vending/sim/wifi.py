@@ -35,7 +35,15 @@ class NetworkDown(Exception):
 
 
 class AuthRefused(Exception):
-    """The server answered 401."""
+    """A 401 that does not prove it comes from our server: the key is kept."""
+
+
+class NotPaired(Exception):
+    """A signed request was due but the key is gone (UNPAIR): pair first."""
+
+
+class BoardRevoked(AuthRefused):
+    """A 401 `revoked` signed with our key: an operator revoked the board."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ class WifiBoard:
                  state_file: Path | None = None, poll_wait: float | None = None,
                  legacy_interval: float = 2.0, source_port: int | None = None,
                  firmware: str | None = None, verbose: bool = False,
-                 pair_retry: float = 0.2) -> None:
+                 pair_retry: float = 0.2, retry_max: float = 30.0) -> None:
         self.mac = _random_mac()
         if device_id is None:
             device_id = "ESP32_" + self.mac.replace(":", "")
@@ -83,6 +91,7 @@ class WifiBoard:
         self.firmware = firmware or ("esp32_wifi_vend 1.0" if legacy else "vending-sim 2.0")
         self.verbose = verbose
         self.pair_retry = pair_retry
+        self.retry_max = retry_max
 
         self.boot = 1
         self.seq = 0
@@ -124,6 +133,15 @@ class WifiBoard:
             self._thread.join(10)
             self._thread = None
         self._session.close()
+
+    def unpair(self) -> None:
+        """Forget the key and pair again: the firmware's UNPAIR, typed at its serial console."""
+        with self._lock:
+            self.secret = None
+            self._private = None
+            self.registered = False
+        self._save_state()
+        self._event("secret forgotten (UNPAIR): pairing again")
 
     def reboot(self) -> None:
         """Power-cycle: forget the server and registration; the journal and key survive (NVS)."""
@@ -255,22 +273,28 @@ class WifiBoard:
             raw = json.dumps(body, separators=separators).encode()
         headers = {"Content-Type": "application/json"} if body is not None else {}
         counter = 0
+        key = self.secret  # UNPAIR may clear it from another thread meanwhile
         if signed:
-            assert self.secret is not None
+            if key is None:
+                raise NotPaired()
             with self._lock:
                 self.seq += 1
                 counter = (self.boot << 32) | self.seq
             headers[proto.HEADER_DEVICE] = self.device_id
             headers[proto.HEADER_COUNTER] = str(counter)
             headers[proto.HEADER_SIGNATURE] = proto.sign_request(
-                self.secret, method, target, self.device_id, counter, raw)
+                key, method, target, self.device_id, counter, raw)
         response = self._session.request(method, self._url(target), data=raw or None,
                                          headers=headers, timeout=timeout)
-        if signed:
+        if key is not None and signed:
             if response.status_code == 401:
+                given = response.headers.get(proto.HEADER_SIGNATURE, "")
+                if proto.is_revoked_answer(key, self.device_id, counter, 401, response.content,
+                                           given):
+                    raise BoardRevoked(response.text)
                 raise AuthRefused(response.text)
-            expected = proto.sign_response(self.secret, self.device_id, counter,  # type: ignore[arg-type]
-                                           response.status_code, response.content)
+            expected = proto.sign_response(key, self.device_id, counter, response.status_code,
+                                           response.content)
             given = response.headers.get(proto.HEADER_SIGNATURE, "")
             if not proto.check_signature(expected, given):
                 self._event(f"rejected an unsigned or forged answer to {method} {target}")
@@ -389,6 +413,7 @@ class WifiBoard:
             self._run_legacy()
             return
         failures = 0
+        refusals = 0
         while not self._stop.is_set():
             try:
                 if not self.network.is_set():
@@ -411,16 +436,28 @@ class WifiBoard:
                     self.run_command(command)
                     self.flush_outbox()
                 failures = 0
-            except AuthRefused as exc:
-                self._event(f"refused by the server: {exc}")
-                failures += 1
+                refusals = 0
+            except NotPaired:
                 self.registered = False
-                if failures >= 3:
-                    self._event("key no longer accepted; pairing again")
+            except BoardRevoked:
+                self._event("revoked by the server (signed answer): forgetting the key and"
+                            " pairing again")
+                with self._lock:
                     self.secret = None
                     self._private = None
-                    failures = 0
-                self._stop.wait(0.2)
+                    self.registered = False
+                self._save_state()
+                failures = refusals = 0
+            except AuthRefused as exc:
+                # Anyone on the LAN can answer 401: keep the key, back off, keep trying.
+                refusals += 1
+                self.registered = False
+                self._event(f"refused by the server (401, not signed with our key): keeping the"
+                            f" key. If the server really lost it, type UNPAIR at the board's"
+                            f" console and approve the board again. {exc.args[0][:80]!r}")
+                if refusals % 3 == 0 and self._discovers:
+                    self.server = None  # the signed discovery reply finds the real server
+                self._stop.wait(min(self.retry_max, 0.2 * 2 ** min(refusals - 1, 10)))
             except (requests.RequestException, NetworkDown, OSError) as exc:
                 failures += 1
                 if not isinstance(exc, NetworkDown):

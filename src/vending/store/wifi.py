@@ -78,13 +78,28 @@ class WifiDeviceStore:
             )
 
     def revoke(self, device_id: str) -> None:
-        """Withdraw approval and forget the pairing; the board must pair again."""
+        """Withdraw approval and forget the pairing; the board must pair again.
+
+        The key file stays until the board's next genuine request, so the server can sign
+        the `revoked` answer that tells the board to forget it (see `drop_key`); the last
+        counter stays too, so old requests cannot be replayed meanwhile.
+        """
         with self.store._write() as db:
             db.execute(
                 "UPDATE wifi_devices SET approved = 0, approved_at = NULL, public_key = NULL,"
-                " server_key = NULL, last_counter = 0 WHERE device_id = ?", (device_id,),
+                " server_key = NULL WHERE device_id = ?", (device_id,),
             )
+
+    def revoke_pending(self, record: WifiDeviceRecord) -> bool:
+        """Revoked, but the board has not been told yet: not approved, and its key file kept."""
+        return not record.approved and self._key_path(record.device_id).exists()
+
+    def drop_key(self, device_id: str) -> None:
+        """The board was told it is revoked: delete its key; a new pairing starts from zero."""
         self.delete_secret(device_id)
+        with self.store._write() as db:
+            db.execute("UPDATE wifi_devices SET last_counter = 0 WHERE device_id = ?"
+                       " AND approved = 0", (device_id,))
 
     def forget(self, device_id: str) -> None:
         with self.store._write() as db:

@@ -1,7 +1,8 @@
 """Board-facing HTTP endpoints: the earlier firmware's /esp32/... and our signed /esp32/v2/...
 
 Boards do not log in as operators; protocol 2 boards sign every request instead
-(docs/protocol-wifi.md), and the answer to a signed request is signed back.
+(docs/protocol-wifi.md), and the answer to a signed request is signed back, including the
+`revoked` 401 that tells a revoked board to pair again.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, jsonify, request
 
 from ..devices.wifi import AuthContext, WifiHub
-from ..errors import BadRequest
+from ..errors import BadRequest, Revoked
 from ..protocol import wifi as proto
 from .common import json_body, runtime
 
@@ -26,7 +27,12 @@ def _authenticated() -> AuthContext:
     target = request.path
     if request.query_string:
         target += "?" + request.query_string.decode("latin-1")
-    ctx = _hub().authenticate(request.method, target, request.headers, body)
+    try:
+        ctx = _hub().authenticate(request.method, target, request.headers, body)
+    except Revoked as exc:
+        # Signed like any answer to a genuine request: the one 401 a board may believe.
+        g.board = exc.context
+        raise
     g.board = ctx
     return ctx
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vc_json.h"
 #include "vc_sha256.h"
 
 namespace vending {
@@ -251,6 +252,20 @@ void signResponse(const uint8_t* secret, size_t secretLen, const char* deviceId,
   uint8_t mac[32];
   hmacSha256(secret, secretLen, reinterpret_cast<const uint8_t*>(text), n, mac);
   toHex(mac, 32, out);
+}
+
+bool isRevokedAnswer(const uint8_t* secret, size_t secretLen, const char* deviceId,
+                     uint64_t counter, int status, const char* body, size_t bodyLen,
+                     const char* signature) {
+  if (status != 401) return false;
+  if (!verifyResponse(secret, secretLen, deviceId, counter, status,
+                      reinterpret_cast<const uint8_t*>(body), bodyLen, signature)) {
+    return false;
+  }
+  JsonObject answer;
+  char error[16];
+  return answer.parse(body, bodyLen) && answer.getString("error", error, sizeof(error)) &&
+         strcmp(error, "revoked") == 0;
 }
 
 bool verifyResponse(const uint8_t* secret, size_t secretLen, const char* deviceId,

@@ -75,6 +75,13 @@ void signResponse(const uint8_t* secret, size_t secretLen, const char* deviceId,
 bool verifyResponse(const uint8_t* secret, size_t secretLen, const char* deviceId,
                     uint64_t counter, int status, const uint8_t* body, size_t bodyLen,
                     const char* signature);
+// True only for the server's "you are revoked" answer: status 401, signed with our secret
+// like any answer (verifyResponse) and {"error": "revoked"}. The one 401 that may make a
+// board forget its secret: an unsigned 401 can come from anyone on the LAN, and a board that
+// forgot its secret would pair with whoever answers discovery first.
+bool isRevokedAnswer(const uint8_t* secret, size_t secretLen, const char* deviceId,
+                     uint64_t counter, int status, const char* body, size_t bodyLen,
+                     const char* signature);
 
 // The replay counter: boot_count * 2^32 + seq. boot_count lives in NVS and goes up once per
 // boot; seq starts at 1 after boot and goes up by one per request, retries included.

@@ -244,11 +244,18 @@ WifiBoard::Answer WifiBoard::signedCall(const char* method, const char* target, 
   link_.http(serverIp_, serverPort_, call);
   call.headerCount = 0;  // the header values lived on this stack frame
   if (call.status <= 0) return Answer::Lost;
-  if (call.status == 401) return Answer::Refused;
-  if (call.responseLen + 1 >= call.responseCap ||
-      !verifyResponse(secret_, sizeof(secret_), config_.deviceId, counter, call.status,
-                      reinterpret_cast<const uint8_t*>(response_), call.responseLen,
-                      call.signature)) {
+  bool whole = call.responseLen + 1 < call.responseCap;
+  if (call.status == 401) {
+    // Only the server holding our secret can sign this one; anyone can send a plain 401.
+    if (whole && isRevokedAnswer(secret_, sizeof(secret_), config_.deviceId, counter, call.status,
+                                 response_, call.responseLen, call.signature)) {
+      return Answer::Revoked;
+    }
+    return Answer::Refused;
+  }
+  if (!whole || !verifyResponse(secret_, sizeof(secret_), config_.deviceId, counter, call.status,
+                                reinterpret_cast<const uint8_t*>(response_), call.responseLen,
+                                call.signature)) {
     // Nobody else on the LAN may hand us a command: an answer we cannot verify is lost.
     sayf("Rejected an unsigned or forged answer to %s %s", method, target);
     return Answer::Lost;
@@ -257,11 +264,15 @@ WifiBoard::Answer WifiBoard::signedCall(const char* method, const char* target, 
   return Answer::Ok;
 }
 
-void WifiBoard::unpair() {
+void WifiBoard::forgetSecret() {
   haveSecret_ = false;
   memset(secret_, 0, sizeof(secret_));
   nvs_.eraseSecret();
   refusals_ = 0;
+}
+
+void WifiBoard::unpair() {
+  forgetSecret();
   phase_ = Phase::Discover;
   console_.say("Secret forgotten: the board will pair again (an operator must approve it)");
 }
@@ -276,19 +287,30 @@ void WifiBoard::lost(uint32_t now) {
 }
 
 void WifiBoard::refused(uint32_t now) {
-  if (++refusals_ >= config_.refusalsBeforeRepair) {
-    // Revoked on the server: our key is worthless, so pair again (an operator approves).
-    console_.say("The server no longer accepts our key: forgetting it and pairing again");
+  // Not proven to be the server's: forgetting the secret here would let anyone on the LAN
+  // send the board to pair with a server of their own. Keep it and keep trying.
+  console_.say("The server refused our signature (401) without proving it holds our secret:"
+               " keeping it. If the server really lost its key file, type UNPAIR here and"
+               " approve the board again on the server's Devices page.");
+  if (++refusals_ >= config_.refusalsBeforeRediscovery) {
     refusals_ = 0;
-    haveSecret_ = false;
-    memset(secret_, 0, sizeof(secret_));
-    nvs_.eraseSecret();
-    phase_ = Phase::Pair;
+    console_.say("Looking for the server again (only its signed reply is taken)");
+    phase_ = Phase::Discover;
   } else {
-    console_.say("The server refused our signature (401)");
     phase_ = Phase::Register;
   }
   later(now, retryBackoff_.nextDelay(jitter()));
+}
+
+void WifiBoard::revoked(uint32_t now) {
+  // Signed with our secret: the server itself says an operator revoked us.
+  console_.say("Revoked by the server (signed answer): forgetting the secret and pairing again;"
+               " an operator must approve the board again");
+  forgetSecret();
+  retryBackoff_.reset();
+  failures_ = 0;
+  phase_ = Phase::Pair;
+  later(now, 0);
 }
 
 // ---- register and reconcile
@@ -307,6 +329,7 @@ void WifiBoard::registerBoard(uint32_t now) {
   Answer a = signedCall("POST", "/esp32/v2/register", w.finish() ? body : "{}", call);
   if (a == Answer::Lost) return lost(now);
   if (a == Answer::Refused) return refused(now);
+  if (a == Answer::Revoked) return revoked(now);
   JsonObject answer;
   if (call.status != 200 || !answer.parse(response_, call.responseLen)) {
     char code[12];
@@ -384,6 +407,7 @@ void WifiBoard::flushOne(uint32_t now) {
   Answer a = signedCall("POST", "/esp32/v2/confirm", w.finish() ? body : "{}", call);
   if (a == Answer::Lost) return lost(now);
   if (a == Answer::Refused) return refused(now);
+  if (a == Answer::Revoked) return revoked(now);
   failures_ = 0;
   if (call.status == 503 || call.status >= 500) {
     later(now, retryBackoff_.nextDelay(jitter()));  // the server asks us to come back
@@ -411,6 +435,7 @@ void WifiBoard::poll(uint32_t now) {
   Answer a = signedCall("GET", target, "", call);
   if (a == Answer::Lost) return lost(now);
   if (a == Answer::Refused) return refused(now);
+  if (a == Answer::Revoked) return revoked(now);
   JsonObject answer;
   if (call.status != 200 || !answer.parse(response_, call.responseLen)) {
     char code[12];

@@ -72,7 +72,9 @@ struct WifiBoardConfig {
   uint32_t retryBaseMs = 1000;         // HTTP failures back off the same way
   uint32_t retryMaxMs = 30000;
   uint8_t failuresBeforeRediscovery = 3;
-  uint8_t refusalsBeforeRepair = 3;    // 401s in a row before the secret is forgotten
+  // Unsigned 401s in a row before the server is looked for again (by the signed discovery
+  // reply). They never make the board forget its secret: only a signed "revoked" does.
+  uint8_t refusalsBeforeRediscovery = 3;
 };
 
 class WifiBoard : public EngineListener {
@@ -99,7 +101,9 @@ class WifiBoard : public EngineListener {
   size_t outboxSize() const { return outboxCount_; }
 
  private:
-  enum class Answer : uint8_t { Ok, Refused, Lost };
+  // Refused: a 401 that does not prove it is the server's. Revoked: the server's signed
+  // "revoked" 401 (isRevokedAnswer).
+  enum class Answer : uint8_t { Ok, Refused, Revoked, Lost };
   struct Confirm {
     char id[65];
     char result[16];
@@ -116,6 +120,8 @@ class WifiBoard : public EngineListener {
   Answer signedCall(const char* method, const char* target, const char* body, HttpCall& call);
   void lost(uint32_t now);
   void refused(uint32_t now);
+  void revoked(uint32_t now);
+  void forgetSecret();
   void pushConfirm(const char* id, const char* result, const char* reason, const char* message);
   void confirmFromJournal(const char* id, bool reconcile);
   void later(uint32_t now, uint32_t ms) { nextTry_ = now + ms; }
