@@ -191,7 +191,8 @@ class CampaignResult:
     seed: int
     vends: int = 0
     accepted: int = 0
-    faults: Counter = field(default_factory=Counter)
+    faults: Counter = field(default_factory=Counter)  # faults that took effect
+    injected: Counter = field(default_factory=Counter)  # faults asked for (some never fire)
     outcomes: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
     runs: int = 0
@@ -206,7 +207,8 @@ class CampaignResult:
         lines = [
             f"seed={self.seed} vends={self.vends} accepted={self.accepted} motor_runs={self.runs}"
             f" elapsed={self.elapsed:.1f}s boards={','.join(self.boards)}",
-            "faults: " + " ".join(f"{k}={v}" for k, v in sorted(self.faults.items())),
+            "faults injected: " + " ".join(f"{k}={v}" for k, v in sorted(self.injected.items())),
+            "faults that took effect: " + " ".join(f"{k}={v}" for k, v in sorted(self.faults.items())),
             "outcomes: " + " ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items())),
             "reasons: " + " ".join(f"{k}={v}" for k, v in sorted(self.reasons.items())),
             f"rows the driver never saw (POST cut by a server kill): {self.orphans}",
@@ -239,6 +241,8 @@ class Campaign:
         self._go.set()
         self._faults_on = threading.Event()
         self._stop_faults = threading.Event()
+        self._out: set[str] = set()  # boards in a fault that lasts (unplugged, cut off)
+        self._timed: list[threading.Thread] = []
         self.serial: list[SerialBoardSim] = []
         self.wifi: list[WifiBoard] = []
         self.fw: Any = None
@@ -357,11 +361,17 @@ class Campaign:
             self.result.faults[kind] += 1
 
     def _inject(self, rng: random.Random) -> None:
-        kinds: list[tuple[str, Any]] = [(k, b) for b in self.serial for k in SERIAL_FAULTS]
-        kinds += [(k, b) for b in self.wifi for k in WIFI_FAULTS]
-        if self.fw is not None:
-            kinds += [(k, self.fw) for k in FIRMWARE_FAULTS]
-        kind, board = rng.choice(kinds)
+        # First the kind of board (so the one firmware board gets its share), then the fault.
+        groups = [(0.6, self.serial, SERIAL_FAULTS), (0.25, self.wifi, WIFI_FAULTS),
+                  (0.15, [self.fw] if self.fw is not None else [], FIRMWARE_FAULTS)]
+        groups = [g for g in groups if g[1]]
+        _, boards, faults = rng.choices(groups, weights=[g[0] for g in groups])[0]
+        kind, board = rng.choice(faults), rng.choice(boards)
+        device_id = board.device_id if board is not self.fw else DEFAULT_FIRMWARE_DEV
+        with self._lock:
+            if device_id in self._out:
+                return  # this board is unplugged, cut off or without power already
+            self.result.injected[kind] += 1
         if isinstance(board, SerialBoardSim):
             self._serial_fault(kind, board, rng)
         elif isinstance(board, WifiBoard):
@@ -372,11 +382,8 @@ class Campaign:
     def _serial_fault(self, kind: str, board: SerialBoardSim, rng: random.Random) -> None:
         what, _, verb = kind.partition("_")
         if kind == "unplug":
-            start = time.time()
             board.unplug()
-            self._stop_faults.wait(rng.uniform(0.05, 0.8))
-            board.plug()
-            self._record(kind, board.device_id, start, time.time() + 1.0)
+            self._later(kind, board.device_id, rng.uniform(0.05, 0.8), board.plug)
         elif kind == "reboot_now":
             board.reboot()
             self._record(kind, board.device_id, time.time() - 0.1, time.time() + 1.0)
@@ -401,24 +408,44 @@ class Campaign:
             board.drop_responses += 1
             self._record(kind, board.device_id, time.time(), time.time())
         elif kind == "network_drop":
-            start = time.time()
             board.drop_network()
-            self._stop_faults.wait(rng.uniform(0.1, 3.0))
-            board.restore_network()
-            self._record(kind, board.device_id, start, time.time() + 1.0)
+            self._later(kind, board.device_id, rng.uniform(0.1, 3.0), board.restore_network)
         else:
             start = time.time()
             board.reboot()
             self._record(kind, board.device_id, start, time.time() + 1.0)
 
     def _firmware_fault(self, rng: random.Random) -> None:
-        start = time.time()
-        # A power cut at a random moment: before, during or after a motor run.
-        self._stop_faults.wait(rng.uniform(0.0, 0.1))
+        # A power cut at whatever moment the board is in: before, during or after a motor run.
         self.fw.kill()
-        self._stop_faults.wait(rng.uniform(0.02, 0.5))
-        self.fw.start(boot=self._boot_id())
-        self._record("power_cut", DEFAULT_FIRMWARE_DEV, start, time.time() + 1.5)
+        boot = self._boot_id()
+        self._later("power_cut", DEFAULT_FIRMWARE_DEV, rng.uniform(0.02, 0.5),
+                    lambda: self.fw.start(boot=boot))
+
+    def _later(self, kind: str, device_id: str, seconds: float, restore: Callable[[], None]) -> None:
+        """End a fault after `seconds` on a thread of its own, so the faults keep coming."""
+        start = time.time()
+
+        def end() -> None:
+            time.sleep(seconds)  # the fault's duration, not a wait for a condition
+            try:
+                restore()
+            finally:
+                # The board needs a moment to be back (handshake, poll) after the fault ends.
+                self._record(kind, device_id, start, time.time() + 1.5)
+                with self._lock:
+                    self._out.discard(device_id)
+
+        with self._lock:
+            self._out.add(device_id)
+        thread = threading.Thread(target=end, name=f"campaign-{kind}-{device_id}", daemon=True)
+        self._timed.append(thread)
+        thread.start()
+
+    def _join_timed(self) -> None:
+        for thread in self._timed:
+            thread.join(30)
+        self._timed.clear()
 
     def _select_loop(self) -> None:
         """Spread the vends: the server sends each to the selected board (others on fail-over)."""
@@ -466,6 +493,7 @@ class Campaign:
         """No faults armed, every board plugged and online, no vend open."""
         self._faults_on.clear()
         self._pause()
+        self._join_timed()
         for board in self.serial:
             board.disarm()
         for board in self.wifi:
@@ -477,9 +505,16 @@ class Campaign:
         self._wait_all_online()
         self._wait_no_open(20.0)
 
-    def _every_board_vended(self) -> bool:
-        seen = {r["device_id"] for r in self._rows(states=("success",))}
-        return seen >= set(self.board_ids())
+    def _warm_up(self) -> None:
+        """One vend on every board, so what the server makes on first use exists before sampling."""
+        assert self.server is not None
+        for device_id in self.board_ids():
+            requests.post(self.server.url + "/esp32/devices/select", json={"device_id": device_id},
+                          timeout=5).raise_for_status()
+            body = requests.post(self.server.url + "/vend/1?wait=10", timeout=30).json()
+            if body.get("device_id") != device_id or body.get("status") != "success":
+                raise AssertionError(f"warm-up vend on {device_id} went wrong: {body}")
+            self.sent[body["transaction_id"]] = time.time()
 
     def _open_count(self) -> int:
         return len(self._rows(states=("pending", "sent")))
@@ -556,8 +591,9 @@ class Campaign:
             self._start_wifi()
             self._wait_all_online()
             self.result.boards = self.board_ids()
+            self._warm_up()
             steady_end = int(s.vends * s.steady_share)
-            warm = min(30, max(1, steady_end // 6))
+            warm = min(10, max(1, steady_end // 10))
             third = warm + (steady_end - warm) // 3
             kill_points = sorted(self.rng.sample(range(steady_end + 1, max(steady_end + 2, s.vends)),
                                                  min(s.kills, max(0, s.vends - steady_end - 1))))
@@ -571,7 +607,7 @@ class Campaign:
             while any(t.is_alive() for t in clients):
                 with self._lock:
                     done = self._finished
-                if phase == "warm-up" and done >= warm and self._every_board_vended():
+                if phase == "warm-up" and done >= warm:
                     # Every board has had vends (threads made on first use exist): start sampling.
                     self._quiesce()
                     self.result.samples.append(sample_process(self.server.pid, "steady start"))
@@ -606,6 +642,7 @@ class Campaign:
         return self.result
 
     def _settle(self) -> None:
+        self._join_timed()
         for board in self.serial:
             board.disarm()
             if not board.plugged:
@@ -640,60 +677,90 @@ class Campaign:
 
     # ----- the checks -------------------------------------------------------------------
 
-    def touched(self, row: dict[str, Any]) -> list[str]:
-        """The faults that could have hidden this vend's outcome."""
-        begin = row["created_at"] - 0.2
-        end = (row["finished_at"] or time.time()) + 0.2
-        return [e.kind for e in self.events
-                if (e.request_id == row["id"])
-                or (e.request_id is None and e.device in ("*", row["device_id"])
-                    and e.start <= end and e.end >= begin)]
-
     def check(self) -> None:
         """Every invariant of the campaign; violations are collected, not raised."""
-        out = self.result.violations
         rows = {r["id"]: r for r in self._rows()}
         runs = self.journal_runs()
         self.result.runs = len(runs)
-        by_id: dict[str, list[Run]] = {}
-        for run in runs:
-            if run.request_id is None:
-                out.append(f"{run.board}: a motor run with no request id")
-                continue
-            by_id.setdefault(run.request_id, []).append(run)
-        for rid, its_runs in by_id.items():
-            if len(its_runs) > 1:
-                out.append(f"{rid}: motor ran {len(its_runs)} times: {its_runs}")
-            if rid not in rows:
-                out.append(f"{rid}: a motor ran for a request id the server has no row for")
-        for rid in self.sent:
-            if rid not in rows:
-                out.append(f"{rid}: the server answered with this id but has no row (lost)")
+        verdict = find_violations(rows, runs, self.events, told=set(self.sent))
+        self.result.violations += verdict.violations
+        self.result.outcomes.update(verdict.outcomes)
+        self.result.reasons.update(verdict.reasons)
         self.result.orphans = len(set(rows) - set(self.sent))
         if self.result.orphans and not self.result.faults["server_sigkill"]:
-            out.append(f"{self.result.orphans} rows no client was told about, with no server kill")
-        for rid, row in rows.items():
-            state, reason = row["state"], row["reason"]
-            self.result.outcomes[state] += 1
-            self.result.reasons[f"{state}:{reason}"] += 1
-            its_runs = by_id.get(rid, [])
-            if state == "success":
-                if [r.result for r in its_runs] != ["success"] or its_runs[0].board != row["device_id"]:
-                    out.append(f"{rid}: success but the journal shows {its_runs} (device {row['device_id']})")
-            elif state == "failed":
-                if reason in NO_MOTOR_REASONS:
-                    if its_runs:
-                        out.append(f"{rid}: failed ({reason}: no motor) but the motor ran: {its_runs}")
-                elif reason in MOTOR_RAN_REASONS:
-                    if any(r.result == "success" for r in its_runs):
-                        out.append(f"{rid}: failed ({reason}) but the journal says dispensed: {its_runs}")
-                else:
-                    out.append(f"{rid}: failed with a reason the campaign does not classify: {reason}")
-            elif state == "unknown":
-                if not self.touched(row):
-                    out.append(f"{rid}: unknown ({reason}) with no fault near it; journal {its_runs}")
+            self.result.violations.append(
+                f"{self.result.orphans} rows no client was told about, with no server kill")
+
+
+@dataclass
+class Verdict:
+    """What the invariant check found."""
+
+    violations: list[str] = field(default_factory=list)
+    outcomes: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+
+
+def touched(row: dict[str, Any], events: list[FaultEvent], now: float | None = None) -> list[str]:
+    """The faults that could have hidden this vend's outcome (by id, or by board and time)."""
+    begin = row["created_at"] - 0.2
+    end = (row["finished_at"] or now or time.time()) + 0.2
+    return [e.kind for e in events
+            if (e.request_id == row["id"])
+            or (e.request_id is None and e.device in ("*", row["device_id"])
+                and e.start <= end and e.end >= begin)]
+
+
+def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: list[FaultEvent],
+                    told: set[str] | None = None, final: bool = True) -> Verdict:
+    """Check transaction rows against the boards' motor journals.
+
+    - no request id ran a motor twice, and no motor ran for an id with no row;
+    - `success` has exactly one finished (dispensing) run, on the board the row names;
+    - `failed` for a reason in NO_MOTOR_REASONS has no run; for a reason in
+      MOTOR_RAN_REASONS no dispensing run; any other reason is reported (unclassified);
+    - `unknown` only where a fault touched the vend (see `touched`);
+    - with `final`, every row has an end state; every id in `told` has a row.
+    """
+    verdict = Verdict()
+    out = verdict.violations
+    by_id: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.request_id is None:
+            out.append(f"{run.board}: a motor run with no request id")
+            continue
+        by_id.setdefault(run.request_id, []).append(run)
+    for rid, its_runs in by_id.items():
+        if len(its_runs) > 1:
+            out.append(f"{rid}: motor ran {len(its_runs)} times: {its_runs}")
+        if rid not in rows:
+            out.append(f"{rid}: a motor ran for a request id the server has no row for")
+    for rid in told or ():
+        if rid not in rows:
+            out.append(f"{rid}: the server answered with this id but has no row (lost)")
+    for rid, row in rows.items():
+        state, reason = row["state"], row["reason"]
+        verdict.outcomes[state] += 1
+        verdict.reasons[f"{state}:{reason}"] += 1
+        its_runs = by_id.get(rid, [])
+        if state == "success":
+            if [r.result for r in its_runs] != ["success"] or its_runs[0].board != row["device_id"]:
+                out.append(f"{rid}: success but the journal shows {its_runs} (device {row['device_id']})")
+        elif state == "failed":
+            if reason in NO_MOTOR_REASONS:
+                if its_runs:
+                    out.append(f"{rid}: failed ({reason}: no motor) but the motor ran: {its_runs}")
+            elif reason in MOTOR_RAN_REASONS:
+                if any(r.result == "success" for r in its_runs):
+                    out.append(f"{rid}: failed ({reason}) but the journal says dispensed: {its_runs}")
             else:
-                out.append(f"{rid}: no end state after settling: {state}")
+                out.append(f"{rid}: failed with a reason the campaign does not classify: {reason}")
+        elif state == "unknown":
+            if not touched(row, events):
+                out.append(f"{rid}: unknown ({reason}) with no fault near it; journal {its_runs}")
+        elif final:
+            out.append(f"{rid}: no end state after settling: {state}")
+    return verdict
 
 
 def firmware_runs(journal: Path, device_id: str) -> list[Run]:
