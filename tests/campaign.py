@@ -418,6 +418,8 @@ class Campaign:
     def _firmware_fault(self, rng: random.Random) -> None:
         # A power cut at whatever moment the board is in: before, during or after a motor run.
         self.fw.kill()
+        if self.fw.link is not None and os.path.islink(self.fw.link):
+            os.unlink(self.fw.link)  # the USB device is gone with its power (see SerialBoardSim.unplug)
         boot = self._boot_id()
         self._later("power_cut", DEFAULT_FIRMWARE_DEV, rng.uniform(0.02, 0.5),
                     lambda: self.fw.start(boot=boot))

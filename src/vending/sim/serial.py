@@ -226,6 +226,10 @@ class SerialBoardSim:
             if self._master is not None:
                 os.close(self._master)
                 self._master = None
+            # As udev removes /dev/serial/by-id/...: a link left behind would point at a pty
+            # number the system may hand to another board (or another test) next.
+            if self.link and os.path.islink(self.link) and os.readlink(self.link) == self._pty_path:
+                os.unlink(self.link)
 
     def stop(self) -> None:
         """Unplug and remove the link; safe to call twice."""
