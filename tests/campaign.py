@@ -195,6 +195,7 @@ class CampaignResult:
     injected: Counter = field(default_factory=Counter)  # faults asked for (some never fire)
     outcomes: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
+    unknown_board_knows: Counter = field(default_factory=Counter)
     runs: int = 0
     orphans: int = 0
     samples: list[Sample] = field(default_factory=list)
@@ -211,6 +212,8 @@ class CampaignResult:
             "faults that took effect: " + " ".join(f"{k}={v}" for k, v in sorted(self.faults.items())),
             "outcomes: " + " ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items())),
             "reasons: " + " ".join(f"{k}={v}" for k, v in sorted(self.reasons.items())),
+            "unknown though the board's journal has the outcome: "
+            + (" ".join(f"{k}={v}" for k, v in sorted(self.unknown_board_knows.items())) or "none"),
             f"rows the driver never saw (POST cut by a server kill): {self.orphans}",
         ]
         for s in self.samples:
@@ -688,6 +691,7 @@ class Campaign:
         self.result.violations += verdict.violations
         self.result.outcomes.update(verdict.outcomes)
         self.result.reasons.update(verdict.reasons)
+        self.result.unknown_board_knows.update(verdict.unknown_board_knows)
         self.result.orphans = len(set(rows) - set(self.sent))
         if self.result.orphans and not self.result.faults["server_sigkill"]:
             self.result.violations.append(
@@ -701,6 +705,9 @@ class Verdict:
     violations: list[str] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
+    # `unknown` rows whose board journal shows a finished run: safe, but a person is asked
+    # to look at a vend the board could have told the server about.
+    unknown_board_knows: Counter = field(default_factory=Counter)
 
 
 def touched(row: dict[str, Any], events: list[FaultEvent], now: float | None = None) -> list[str]:
@@ -760,6 +767,8 @@ def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: li
         elif state == "unknown":
             if not touched(row, events):
                 out.append(f"{rid}: unknown ({reason}) with no fault near it; journal {its_runs}")
+            if any(r.result in ("success", "failed") for r in its_runs):
+                verdict.unknown_board_knows[f"{row['communication']}:{reason}"] += 1
         elif final:
             out.append(f"{rid}: no end state after settling: {state}")
     return verdict

@@ -26,6 +26,7 @@ from vending.sim.serial import REBOOT_MOMENTS, SerialBoardSim
 
 BOARDS = st.integers(min_value=0, max_value=1)
 VERBS = st.sampled_from(["ACK", "DONE"])
+SLOTS = st.integers(min_value=1, max_value=5)
 
 
 class SerialCampaignMachine(RuleBasedStateMachine):
@@ -43,7 +44,7 @@ class SerialCampaignMachine(RuleBasedStateMachine):
         self.app = create_app(test_config(
             root / "data", simulator=False, serial_ports=[b.path for b in self.boards],
             serial_ack_timeout=0.1, serial_handshake_timeout=0.3, serial_rescan_interval=0.05,
-            serial_ping_interval=0.3, vend_timeout=1.0))
+            serial_ping_interval=0.3, vend_timeout=0.6))
         self.rt = self.app.extensions["vending"]
         self.client = self.app.test_client()
         self.events: list[FaultEvent] = []
@@ -71,7 +72,7 @@ class SerialCampaignMachine(RuleBasedStateMachine):
                  for b in self.boards for when, kind in b.faults_fired]
         return self.events + fired
 
-    @rule(index=BOARDS, slot=st.integers(min_value=1, max_value=5))
+    @rule(index=BOARDS, slot=SLOTS)
     def vend(self, index: int, slot: int) -> None:
         board = self.boards[index]
         self._wait_online(board)
@@ -79,36 +80,43 @@ class SerialCampaignMachine(RuleBasedStateMachine):
         body = self.client.post(f"/vend/{slot}?wait=15").get_json()
         assert body["status"] in ("success", "failed", "unknown"), body
 
-    @rule(index=BOARDS, verb=VERBS, count=st.integers(min_value=1, max_value=4))
-    def drop_next_line(self, index: int, verb: str, count: int) -> None:
+    # Each fault rule arms (or makes) its fault, then vends on that board so the fault bites;
+    # a fault armed for a line that never comes stays armed for later vends.
+
+    @rule(index=BOARDS, verb=VERBS, count=st.integers(min_value=1, max_value=4), slot=SLOTS)
+    def drop_next_line(self, index: int, verb: str, count: int, slot: int) -> None:
         self.boards[index].drop_next(verb, count)
+        self.vend(index, slot)
 
     @rule(index=BOARDS, verb=st.sampled_from(["ACK", "DONE", "received"]),
-          how=st.sampled_from(["flip", "swap"]))
-    def corrupt_next_line(self, index: int, verb: str, how: str) -> None:
+          how=st.sampled_from(["flip", "swap"]), slot=SLOTS)
+    def corrupt_next_line(self, index: int, verb: str, how: str, slot: int) -> None:
         if verb == "received":
             self.boards[index].corrupt_next_received(how)
         else:
             self.boards[index].corrupt_next(verb, how)
+        self.vend(index, slot)
 
-    @rule(index=BOARDS, moment=st.sampled_from(("now", *REBOOT_MOMENTS)))
-    def reboot(self, index: int, moment: str) -> None:
+    @rule(index=BOARDS, moment=st.sampled_from(("now", *REBOOT_MOMENTS)), slot=SLOTS)
+    def reboot(self, index: int, moment: str, slot: int) -> None:
         board = self.boards[index]
-        if moment != "now":
+        if moment == "now":
+            start = time.time()
+            board.reboot()
+            self._note("reboot_now", board, start)
+        else:
             board.reboot_when(moment)
-            return
-        start = time.time()
-        board.reboot()
-        self._note("reboot_now", board, start)
+        self.vend(index, slot)
 
-    @rule(index=BOARDS)
-    def unplug_and_replug(self, index: int) -> None:
+    @rule(index=BOARDS, slot=SLOTS)
+    def unplug_and_replug(self, index: int, slot: int) -> None:
         board = self.boards[index]
         start = time.time()
         board.unplug()
         wait_until(lambda: not self._online(board), timeout=10, message="the server to notice")
         board.plug()
         self._note("unplug", board, start)
+        self.vend(index, slot)
 
     @invariant()
     def the_store_agrees_with_the_motor_journals(self) -> None:
@@ -122,6 +130,6 @@ class SerialCampaignMachine(RuleBasedStateMachine):
 
 TestAnyMixOfVendsAndSerialFaultsKeepsTheStoreTrueToTheMotorJournals = SerialCampaignMachine.TestCase
 TestAnyMixOfVendsAndSerialFaultsKeepsTheStoreTrueToTheMotorJournals.settings = settings(
-    max_examples=8, stateful_step_count=20, deadline=None,
+    max_examples=6, stateful_step_count=15, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
