@@ -72,6 +72,7 @@ class CampaignSettings:
     fault_rate: float = 0.3  # chance of a fault after each finished vend
     kills: int = 2  # server SIGKILLs, all in the last third (after the steady phase)
     steady_share: float = 0.6  # share of vends in the steady phase (no kill, leaks sampled)
+    lost_answer_rate: float = 0.05  # vends whose first HTTP answer the client drops
     settle: float = 30.0  # seconds allowed at the end for every vend to reach an end state
     motor_time: float = 0.02
     vend_timeout: float = 2.0
@@ -196,6 +197,7 @@ class CampaignResult:
     outcomes: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
     unknown_board_knows: Counter = field(default_factory=Counter)
+    unknown_never_sent: int = 0
     runs: int = 0
     orphans: int = 0
     samples: list[Sample] = field(default_factory=list)
@@ -214,7 +216,8 @@ class CampaignResult:
             "reasons: " + " ".join(f"{k}={v}" for k, v in sorted(self.reasons.items())),
             "unknown though the board's journal has the outcome: "
             + (" ".join(f"{k}={v}" for k, v in sorted(self.unknown_board_knows.items())) or "none"),
-            f"rows the driver never saw (POST cut by a server kill): {self.orphans}",
+            f"unknown though never sent to a board: {self.unknown_never_sent}",
+            f"rows no client was answered with: {self.orphans}",
         ]
         for s in self.samples:
             lines.append(f"server {s.label}: fds={s.fds} threads={s.threads} rss={s.rss_kb}kB")
@@ -236,6 +239,7 @@ class Campaign:
         self.result = CampaignResult(settings.seed)
         self.events: list[FaultEvent] = []
         self.sent: dict[str, float] = {}  # request id -> when the driver learnt it
+        self.keys: dict[str, str | None] = {}  # Idempotency-Key -> the transaction it got
         self._lock = threading.Lock()
         self._issued = 0
         self._finished = 0
@@ -328,31 +332,50 @@ class Campaign:
             self._issued -= 1
 
     def _client(self, index: int) -> None:
+        """Vend with an Idempotency-Key until answered; a lost answer is asked again, same key."""
         rng = random.Random(self.settings.seed * 1000 + index)
-        assert self.server is not None
+        count = 0
         while self._take():
-            self._server_up.wait(60)
-            try:
-                response = requests.post(f"{self.server.url}/vend/{rng.randint(1, 5)}?wait=8",
-                                         headers={"Connection": "close"}, timeout=30)
-            except requests.RequestException:
-                # The server died under the request: the row may exist; it is checked all the same.
-                with self._lock:
-                    self._finished += 1
-                    self.result.vends += 1
-                continue
-            if response.status_code in (429, 503) or (response.status_code >= 500
-                                                      and "transaction_id" not in response.text):
-                self._give_back()  # no board free right now: not a vend, try again shortly
-                time.sleep(0.02)
-                continue
-            body = response.json()
+            count += 1
+            key = f"campaign-{self.settings.seed}-{index}-{count}"
+            lose = rng.random() < self.settings.lost_answer_rate
+            body = self._vend_until_answered(key, rng.randint(1, 5), lose, rng)
             with self._lock:
                 self._finished += 1
                 self.result.vends += 1
-                if "transaction_id" in body:
+                self.keys[key] = body.get("transaction_id") if body else None
+                if body and "transaction_id" in body:
                     self.sent[body["transaction_id"]] = time.time()
                     self.result.accepted += 1
+
+    def _vend_until_answered(self, key: str, slot: int, lose: bool,
+                             rng: random.Random) -> dict[str, Any] | None:
+        assert self.server is not None
+        first = True
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            self._server_up.wait(60)
+            # A lost answer: the client gives up on its first try before the server answers.
+            timeout = rng.uniform(0.005, 0.06) if lose and first else 30.0
+            try:
+                response = requests.post(f"{self.server.url}/vend/{slot}?wait=8", timeout=timeout,
+                                         headers={"Idempotency-Key": key, "Connection": "close"})
+            except requests.RequestException:
+                if lose and first:
+                    self._record("lost_http_answer", "client", time.time())
+                first = False
+                time.sleep(0.05)  # back-off before asking again (a killed server restarts)
+                continue
+            first = False
+            # 409: that key's vend is still running; 429/503: no board free right now.
+            if response.status_code in (409, 429, 503):
+                time.sleep(0.05)
+                continue
+            try:
+                return response.json()
+            except ValueError:
+                return {"error": response.text}
+        return None
 
     # ----- faults ---------------------------------------------------------------------
 
@@ -687,15 +710,19 @@ class Campaign:
         rows = {r["id"]: r for r in self._rows()}
         runs = self.journal_runs()
         self.result.runs = len(runs)
-        verdict = find_violations(rows, runs, self.events, told=set(self.sent))
+        verdict = find_violations(rows, runs, self.events, told=set(self.sent), keys=self.keys)
         self.result.violations += verdict.violations
         self.result.outcomes.update(verdict.outcomes)
         self.result.reasons.update(verdict.reasons)
         self.result.unknown_board_knows.update(verdict.unknown_board_knows)
+        self.result.unknown_never_sent = verdict.unknown_never_sent
+        # Asking again with the same key answers every vend, even one a server kill cut off.
         self.result.orphans = len(set(rows) - set(self.sent))
-        if self.result.orphans and not self.result.faults["server_sigkill"]:
-            self.result.violations.append(
-                f"{self.result.orphans} rows no client was told about, with no server kill")
+        if self.result.orphans:
+            self.result.violations.append(f"{self.result.orphans} rows no client was told about")
+        unanswered = [k for k, v in self.keys.items() if v is None]
+        if unanswered:
+            self.result.violations.append(f"{len(unanswered)} vends never answered, e.g. {unanswered[:3]}")
 
 
 @dataclass
@@ -708,6 +735,9 @@ class Verdict:
     # `unknown` rows whose board journal shows a finished run: safe, but a person is asked
     # to look at a vend the board could have told the server about.
     unknown_board_knows: Counter = field(default_factory=Counter)
+    # `unknown` rows never marked sent: no board can have had them (the server commits `sent`
+    # before a command leaves), yet a server restart records them as unknown.
+    unknown_never_sent: int = 0
 
 
 def touched(row: dict[str, Any], events: list[FaultEvent], now: float | None = None) -> list[str]:
@@ -721,7 +751,8 @@ def touched(row: dict[str, Any], events: list[FaultEvent], now: float | None = N
 
 
 def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: list[FaultEvent],
-                    told: set[str] | None = None, final: bool = True) -> Verdict:
+                    told: set[str] | None = None, final: bool = True,
+                    keys: dict[str, str | None] | None = None) -> Verdict:
     """Check transaction rows against the boards' motor journals.
 
     - no request id ran a motor twice, and no motor ran for an id with no row;
@@ -729,7 +760,8 @@ def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: li
     - `failed` for a reason in NO_MOTOR_REASONS has no run; for a reason in
       MOTOR_RAN_REASONS no dispensing run; any other reason is reported (unclassified);
     - `unknown` only where a fault touched the vend (see `touched`);
-    - with `final`, every row has an end state; every id in `told` has a row.
+    - with `final`, every row has an end state; every id in `told` has a row;
+    - one row per Idempotency-Key, the one the key's client was answered with (`keys`).
     """
     verdict = Verdict()
     out = verdict.violations
@@ -747,6 +779,15 @@ def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: li
     for rid in told or ():
         if rid not in rows:
             out.append(f"{rid}: the server answered with this id but has no row (lost)")
+    by_key: dict[str, list[str]] = {}
+    for rid, row in rows.items():
+        if row.get("idempotency_key"):
+            by_key.setdefault(row["idempotency_key"], []).append(rid)
+    for key, ids in by_key.items():
+        if len(ids) > 1:
+            out.append(f"Idempotency-Key {key}: {len(ids)} vends {ids}")
+        elif keys is not None and keys.get(key) not in (None, ids[0]):
+            out.append(f"Idempotency-Key {key}: answered {keys[key]}, stored {ids[0]}")
     for rid, row in rows.items():
         state, reason = row["state"], row["reason"]
         verdict.outcomes[state] += 1
@@ -769,6 +810,8 @@ def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: li
                 out.append(f"{rid}: unknown ({reason}) with no fault near it; journal {its_runs}")
             if any(r.result in ("success", "failed") for r in its_runs):
                 verdict.unknown_board_knows[f"{row['communication']}:{reason}"] += 1
+            if row.get("sent_at") is None:
+                verdict.unknown_never_sent += 1
         elif final:
             out.append(f"{rid}: no end state after settling: {state}")
     return verdict
