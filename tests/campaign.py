@@ -46,8 +46,9 @@ SERIAL_FAULTS = (
     "drop_ACK", "drop_DONE", "duplicate_ACK", "duplicate_DONE", "delay_ACK", "delay_DONE",
     "corrupt_ACK", "corrupt_DONE", "corrupt_received", "reboot_vend_received",
     "reboot_motor_started", "reboot_motor_finished", "reboot_now", "unplug", "forced_failure",
+    "drop_STATE", "delay_STATE", "drop_PONG", "hang",
 )
-WIFI_FAULTS = ("lost_response", "network_drop", "wifi_reboot")
+WIFI_FAULTS = ("lost_response", "network_drop", "wifi_reboot", "confirm_held")
 FIRMWARE_FAULTS = ("power_cut",)
 DEFAULT_FIRMWARE_DEV = "ESP32_6CC8404FE03C"
 
@@ -410,6 +411,9 @@ class Campaign:
         if kind == "unplug":
             board.unplug()
             self._later(kind, board.device_id, rng.uniform(0.05, 0.8), board.plug)
+        elif kind == "hang":
+            board.hang(True)
+            self._later(kind, board.device_id, rng.uniform(0.1, 2.0), lambda: board.hang(False))
         elif kind == "reboot_now":
             board.reboot()
             self._record(kind, board.device_id, time.time() - 0.1, time.time() + 1.0)
@@ -436,6 +440,9 @@ class Campaign:
         elif kind == "network_drop":
             board.drop_network()
             self._later(kind, board.device_id, rng.uniform(0.1, 3.0), board.restore_network)
+        elif kind == "confirm_held":
+            board.confirm_gate.clear()
+            self._later(kind, board.device_id, rng.uniform(0.1, 3.0), board.confirm_gate.set)
         else:
             start = time.time()
             board.reboot()
