@@ -815,8 +815,12 @@ def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: li
         elif state == "unknown":
             if not touched(row, events):
                 out.append(f"{rid}: unknown ({reason}) with no fault near it; journal {its_runs}")
-            if any(r.result in ("success", "failed") for r in its_runs):
-                verdict.unknown_board_knows[f"{row['communication']}:{reason}"] += 1
+            finished = [r for r in its_runs if r.result in ("success", "failed")]
+            if finished:
+                # The host board journals `stop` before it writes the outcome to its memory, so
+                # a power cut in between leaves the board answering `interrupted`: for it this
+                # count may include vends the board itself cannot tell.
+                verdict.unknown_board_knows[f"{finished[0].board}:{reason}"] += 1
             if row.get("sent_at") is None:
                 verdict.unknown_never_sent += 1
         elif final:

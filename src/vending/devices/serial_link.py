@@ -454,6 +454,10 @@ class SerialConnection:
                 device.reconcile(self)
             elif task == "ping" and self.protocol == 2 and not device.vending:
                 self._ping(device)
+                if device.has_unanswered() and not device.vending:
+                    # Answers to our QUERYs were lost while the board stayed up: ask again
+                    # now rather than leave the vend `unknown` until its next reboot.
+                    device.reconcile(self)
             device.settle_pending()
 
     def ping(self) -> Pong | None:
@@ -739,6 +743,11 @@ class SerialDevice(Device):
             for txn in reversed(recent):  # oldest first, as the board's memory is ordered
                 if txn.reason != "interrupted" and txn.checked_at is None:
                     self._outstanding.setdefault(txn.id, _Outstanding(acked=True))
+
+    def has_unanswered(self) -> bool:
+        """True while a vend recorded `unknown` still waits for the board's answer."""
+        with self._outstanding_lock:
+            return any(entry.result is None for entry in self._outstanding.values())
 
     def _remember(self, rid: str, acked: bool) -> None:
         with self._outstanding_lock:
