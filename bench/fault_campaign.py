@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
                                 settle=max(30.0, args.vends / 200))
     print(f"machine: {platform.machine()} cores={os.cpu_count()}"
           f" python={platform.python_version()}", flush=True)
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # A background job ignores Ctrl+C; SIGTERM also stops the server and boards it started.
+    signal.signal(signal.SIGTERM, interrupt)
     with tempfile.TemporaryDirectory(prefix="fault-campaign-") as tmp:
         result = Campaign(Path(tmp), settings, firmware=firmware(args.no_firmware)).run()
         if args.keep:
