@@ -53,9 +53,9 @@ FIRMWARE_FAULTS = ("power_cut",)
 DEFAULT_FIRMWARE_DEV = "ESP32_6CC8404FE03C"
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
+def free_port() -> int:
     """A port the OS hands out on 127.0.0.1 (kept for every restart of the server)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -327,10 +327,6 @@ class Campaign:
                 if self._go.is_set():
                     self._issued += 1
                     return True
-
-    def _give_back(self) -> None:
-        with self._lock:
-            self._issued -= 1
 
     def _client(self, index: int) -> None:
         """Vend with an Idempotency-Key until answered; a lost answer is asked again, same key."""
@@ -630,8 +626,9 @@ class Campaign:
             steady_end = int(s.vends * s.steady_share)
             warm = min(10, max(1, steady_end // 10))
             third = warm + (steady_end - warm) // 3
-            kill_points = sorted(self.rng.sample(range(steady_end + 1, max(steady_end + 2, s.vends)),
-                                                 min(s.kills, max(0, s.vends - steady_end - 1))))
+            # Kills well before the last vend, so the clients are still there to see them.
+            kill_range = range(steady_end + 1, max(steady_end + 2, s.vends - 4 * s.clients))
+            kill_points = sorted(self.rng.sample(kill_range, min(s.kills, len(kill_range))))
             fault_thread.start()
             select_thread.start()
             clients = [threading.Thread(target=self._client, args=(i,), name=f"campaign-client-{i}",

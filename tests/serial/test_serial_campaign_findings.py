@@ -25,3 +25,31 @@ def test_a_vend_whose_query_answers_were_lost_is_settled_while_the_board_stays_o
     assert settled["status"] == "success"
     assert len(board.runs_for(body["transaction_id"])) == 1
     assert board.boots == 1  # the board never rebooted
+
+
+def test_a_port_that_fails_under_the_reader_is_reported_lost_at_once_not_at_the_next_write(tmp_path):
+    import os
+
+    from vending.commlog import CommunicationLog
+    from vending.devices.registry import DeviceRegistry
+    from vending.devices.serial_link import SerialConnection, SerialMonitor, SerialSettings
+    from vending.devices.serial_ports import open_port
+    from vending.events import EventBus
+
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    os.close(slave)
+    # A long handshake wait: nothing is written, so only the reader can notice the loss.
+    settings = SerialSettings(handshake_timeout=30.0, ping_interval=30.0, rescan_interval=30.0)
+    log = CommunicationLog(100)
+    monitor = SerialMonitor(settings, DeviceRegistry(), log, None, EventBus(), ports=[path])
+    connection = SerialConnection(monitor, path, open_port(path, settings.baudrate))
+    # The device vanishes before the reader's first look: pyserial's `in_waiting` then
+    # raises a bare OSError (EIO), not the SerialException its reader thread handles.
+    os.close(master)
+    connection.start()
+    try:
+        wait_until(connection.lost.is_set, timeout=3, message="the connection to be marked lost")
+        assert "unplugged or port failed" in connection.lost_detail
+    finally:
+        connection.close("test over")

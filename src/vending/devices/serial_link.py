@@ -120,6 +120,24 @@ class _LineProtocol(serial.threaded.Protocol):
         self.connection._on_lost(exc)
 
 
+class _Reader(serial.threaded.ReaderThread):
+    """pyserial's reader thread, also ending the connection on a bare OSError.
+
+    `in_waiting` on a device that vanished raises OSError (EIO), which the stock thread does
+    not catch: it would die without `connection_lost`, and the board would look online
+    until the next write failed.
+    """
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except OSError as exc:
+            self.alive = False
+            protocol = self.protocol
+            if protocol is not None:
+                protocol.connection_lost(exc)
+
+
 @dataclass
 class BoardFacts:
     """What the handshake learnt."""
@@ -157,7 +175,7 @@ class SerialConnection:
         self._last_line: bytes | None = None
         self._resends = 0
         self._acked: set[str] = set()
-        self._reader = serial.threaded.ReaderThread(ser, lambda: _LineProtocol(self))
+        self._reader = _Reader(ser, lambda: _LineProtocol(self))
         self._reader.name = f"serial-{port}"
         self._session = threading.Thread(target=self._run_session, name=f"serial-session-{port}",
                                          daemon=True)
