@@ -6,7 +6,7 @@ data directory so it can be killed with SIGKILL and restarted; the boards are si
 serial boards on ptys, simulated WiFi boards on 127.0.0.1 and, when it builds, the
 host-built firmware board. Every board keeps a journal of motor runs by request id; at the
 end the journals and the server's transaction rows are checked against each other (see
-`check`). POSIX only (ptys, /proc).
+`find_violations`). POSIX only (ptys, /proc). What is checked: docs/fault-campaign.md.
 """
 
 from __future__ import annotations

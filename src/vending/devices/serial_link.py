@@ -472,9 +472,10 @@ class SerialConnection:
                 device.reconcile(self)
             elif task == "ping" and self.protocol == 2 and not device.vending:
                 self._ping(device)
-                if device.has_unanswered() and not device.vending:
-                    # Answers to our QUERYs were lost while the board stayed up: ask again
-                    # now rather than leave the vend `unknown` until its next reboot.
+                if device.state == ONLINE and device.has_unanswered() and not device.vending:
+                    # Answers to our QUERYs were lost while the board stayed up (it answers
+                    # pings): ask again now rather than leave the vend `unknown` until its
+                    # next reboot.
                     device.reconcile(self)
             device.settle_pending()
 
