@@ -636,9 +636,14 @@ class Campaign:
             for thread in clients:
                 thread.start()
             phase = "warm-up"
+            step = max(1, s.vends // 10)
+            reported = 0
             while any(t.is_alive() for t in clients):
                 with self._lock:
                     done = self._finished
+                if done >= reported + step:
+                    reported = done - done % step
+                    self.say(f"  {reported} vends, {time.monotonic() - started:.0f}s")
                 if phase == "warm-up" and done >= warm:
                     # Every board has had vends (threads made on first use exist): start sampling.
                     self._quiesce()
