@@ -65,12 +65,20 @@ class Journal {
 class FakeMotor : public Motor {
  public:
   explicit FakeMotor(Journal& journal) : journal_(journal) {}
+  // Lets the journal name the request id of each run (fault campaigns check "never twice").
+  void setEngine(const VendEngine* engine) { engine_ = engine; }
   void allOff() override { journal_.line("alloff"); }
-  void start(uint16_t slot) override { journal_.line("start slot=" + std::to_string(slot)); }
+  void start(uint16_t slot) override {
+    if (engine_ != nullptr && engine_->runningId()[0] != '\0') {
+      journal_.line(std::string("run id=") + engine_->runningId() + " slot=" + std::to_string(slot));
+    }
+    journal_.line("start slot=" + std::to_string(slot));
+  }
   void stop(uint16_t slot) override { journal_.line("stop slot=" + std::to_string(slot)); }
 
  private:
   Journal& journal_;
+  const VendEngine* engine_ = nullptr;
 };
 
 // The beam sees an item dropMs after the motor starts, or never when the slot jams.
@@ -213,6 +221,7 @@ int runScripted(Options& o, FakeMotor& motor, FileStorage& storage) {
   FdOutput out(1);
   std::string boot = o.boot.empty() ? randomBootId() : o.boot;
   VendEngine* engine = new VendEngine(o.engine, motor, &sensor, storage);
+  motor.setEngine(engine);
   BoardIdentity id{o.dev.c_str(), o.fw.c_str(), boot.c_str()};
   SerialBoard* board = new SerialBoard(*engine, out, id);
   char* line = nullptr;
@@ -235,6 +244,7 @@ int runScripted(Options& o, FakeMotor& motor, FileStorage& storage) {
       boot = text.substr(8, 8);
       id.boot = boot.c_str();
       engine = new VendEngine(o.engine, motor, &sensor, storage);
+      motor.setEngine(engine);
       board = new SerialBoard(*engine, out, id);
       board->begin(now);
     } else {
@@ -262,6 +272,7 @@ int runLive(Options& o, FakeMotor& motor, FileStorage& storage) {
   FdOutput out(outFd);
   std::string boot = o.boot.empty() ? randomBootId() : o.boot;
   VendEngine engine(o.engine, motor, &sensor, storage);
+  motor.setEngine(&engine);
   BoardIdentity id{o.dev.c_str(), o.fw.c_str(), boot.c_str()};
   SerialBoard board(engine, out, id);
   board.begin(now);

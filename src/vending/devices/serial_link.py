@@ -120,6 +120,24 @@ class _LineProtocol(serial.threaded.Protocol):
         self.connection._on_lost(exc)
 
 
+class _Reader(serial.threaded.ReaderThread):
+    """pyserial's reader thread, also ending the connection on a bare OSError.
+
+    `in_waiting` on a device that vanished raises OSError (EIO), which the stock thread does
+    not catch: it would die without `connection_lost`, and the board would look online
+    until the next write failed.
+    """
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except OSError as exc:
+            self.alive = False
+            protocol = self.protocol
+            if protocol is not None:
+                protocol.connection_lost(exc)
+
+
 @dataclass
 class BoardFacts:
     """What the handshake learnt."""
@@ -157,7 +175,7 @@ class SerialConnection:
         self._last_line: bytes | None = None
         self._resends = 0
         self._acked: set[str] = set()
-        self._reader = serial.threaded.ReaderThread(ser, lambda: _LineProtocol(self))
+        self._reader = _Reader(ser, lambda: _LineProtocol(self))
         self._reader.name = f"serial-{port}"
         self._session = threading.Thread(target=self._run_session, name=f"serial-session-{port}",
                                          daemon=True)
@@ -454,6 +472,11 @@ class SerialConnection:
                 device.reconcile(self)
             elif task == "ping" and self.protocol == 2 and not device.vending:
                 self._ping(device)
+                if device.state == ONLINE and device.has_unanswered() and not device.vending:
+                    # Answers to our QUERYs were lost while the board stayed up (it answers
+                    # pings): ask again now rather than leave the vend `unknown` until its
+                    # next reboot.
+                    device.reconcile(self)
             device.settle_pending()
 
     def ping(self) -> Pong | None:
@@ -739,6 +762,11 @@ class SerialDevice(Device):
             for txn in reversed(recent):  # oldest first, as the board's memory is ordered
                 if txn.reason != "interrupted" and txn.checked_at is None:
                     self._outstanding.setdefault(txn.id, _Outstanding(acked=True))
+
+    def has_unanswered(self) -> bool:
+        """True while a vend recorded `unknown` still waits for the board's answer."""
+        with self._outstanding_lock:
+            return any(entry.result is None for entry in self._outstanding.values())
 
     def _remember(self, rid: str, acked: bool) -> None:
         with self._outstanding_lock:

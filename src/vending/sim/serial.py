@@ -161,7 +161,12 @@ class SerialBoardSim:
         self._corrupt_in: list[str] = []
         self._reboot_at: set[str] = set()
         self._results: list[tuple[str, str | None]] = []
+        self._duplicate: dict[str, int] = {}
+        self._delay: list[tuple[str, float]] = []
+        self._delayed: list[tuple[float, bytes]] = []  # (due, line) held back on the wire
         self._pending_reboot: float | None = None
+        # (time.time(), kind) of every injected fault when it took effect, for campaigns.
+        self.faults_fired: list[tuple[float, str]] = []
         self._hung = False
 
     # ----- life cycle ------------------------------------------------------------------
@@ -221,6 +226,10 @@ class SerialBoardSim:
             if self._master is not None:
                 os.close(self._master)
                 self._master = None
+            # As udev removes /dev/serial/by-id/...: a link left behind would point at a pty
+            # number the system may hand to another board (or another test) next.
+            if self.link and os.path.islink(self.link) and os.readlink(self.link) == self._pty_path:
+                os.unlink(self.link)
 
     def stop(self) -> None:
         """Unplug and remove the link; safe to call twice."""
@@ -257,6 +266,34 @@ class SerialBoardSim:
             raise ValueError(f"moment must be one of {', '.join(REBOOT_MOMENTS)}")
         with self._lock:
             self._reboot_at.add(moment)
+
+    def duplicate_next(self, verb: str, count: int = 1) -> None:
+        """Send the next `count` lines with this verb twice each (a repeat on the wire)."""
+        with self._lock:
+            self._duplicate[verb] = self._duplicate.get(verb, 0) + count
+
+    def delay_next(self, verb: str, seconds: float) -> None:
+        """Hold the next line with this verb back for `seconds` (later lines may overtake it)."""
+        with self._lock:
+            self._delay.append((verb, seconds))
+
+    def faults_armed(self) -> bool:
+        """True while an injected fault waits for its moment."""
+        with self._lock:
+            return bool(any(self._drop.values()) or self._corrupt_out or self._corrupt_in
+                        or self._reboot_at or self._results or any(self._duplicate.values())
+                        or self._delay or self._delayed)
+
+    def disarm(self) -> None:
+        """Forget every fault still waiting for its moment (lines already held back stay)."""
+        with self._lock:
+            self._drop.clear()
+            self._corrupt_out.clear()
+            self._corrupt_in.clear()
+            self._reboot_at.clear()
+            self._results.clear()
+            self._duplicate.clear()
+            self._delay.clear()
 
     def next_result(self, result: str, reason: str | None = None) -> None:
         """Force the outcome of the next motor run ("success", or "failed" with a reason)."""
@@ -313,6 +350,7 @@ class SerialBoardSim:
 
     def _poll_timeout_ms(self) -> int:
         deadlines = [t for t in (self._booting_until, self._pending_reboot) if t is not None]
+        deadlines += [due for due, _ in self._delayed]
         if self._motor is not None:
             deadlines.append(self._motor[0])
         if not deadlines:
@@ -321,6 +359,11 @@ class SerialBoardSim:
 
     def _timers(self) -> None:
         now = time.monotonic()
+        if self._delayed:
+            due = [line for when, line in self._delayed if when <= now]
+            self._delayed = [(when, line) for when, line in self._delayed if when > now]
+            for line in due:
+                self._write(line)
         if self._booting_until is not None and now >= self._booting_until:
             self._booting_until = None
             self._apply(self._logic.boot() if self.legacy else self._logic.boot(now))
@@ -340,6 +383,7 @@ class SerialBoardSim:
             actions = self._logic.motor_finished(result, now, reason)
             if "motor_finished" in self._reboot_at:
                 self._reboot_at.discard("motor_finished")
+                self._fired("reboot_motor_finished")
                 # The outcome reaches NVS, then the power goes before DONE is sent.
                 self._apply([a for a in actions if isinstance(a, Persist)])
                 self._cut_power()
@@ -349,6 +393,7 @@ class SerialBoardSim:
 
     def _pick_result(self) -> tuple[str, str | None]:
         if self._results:
+            self._fired("forced_result")
             return self._results.pop(0)
         roll = self.rng.random()
         if roll < self.jam_rate:
@@ -368,12 +413,14 @@ class SerialBoardSim:
                 continue
             if item.startswith(b"$") and self._corrupt_in:
                 item = damage(item, self._corrupt_in.pop(0), self.rng).rstrip(b"\n")
+                self._fired("corrupt_received")
             self.received.append(item)
             if self.legacy:
                 self._apply(self._logic.receive_line(item))
                 continue
             if "vend_received" in self._reboot_at and _verb(item) == "VEND":
                 self._reboot_at.discard("vend_received")
+                self._fired("reboot_vend_received")
                 self._cut_power()
                 self._power_on()
                 return
@@ -392,6 +439,7 @@ class SerialBoardSim:
                 self._motor = (time.monotonic() + self.motor_time, run)
                 if "motor_started" in self._reboot_at:
                     self._reboot_at.discard("motor_started")
+                    self._fired("reboot_motor_started")
                     self._pending_reboot = time.monotonic() + self.motor_time / 2
             elif isinstance(action, StopMotor):
                 self._motor = None
@@ -402,13 +450,28 @@ class SerialBoardSim:
         verb = _verb(data)
         if verb and self._drop.get(verb):
             self._drop[verb] -= 1
+            self._fired(f"drop_{verb}")
             return
         for i, (want, how) in enumerate(self._corrupt_out):
             if want == verb:
                 del self._corrupt_out[i]
                 data = damage(data, how, self.rng)
+                self._fired(f"corrupt_{verb}")
                 break
+        for i, (want, seconds) in enumerate(self._delay):
+            if want == verb:
+                del self._delay[i]
+                self._delayed.append((time.monotonic() + seconds, data))
+                self._fired(f"delay_{verb}")
+                return
         self._write(data)
+        if verb and self._duplicate.get(verb):
+            self._duplicate[verb] -= 1
+            self._fired(f"duplicate_{verb}")
+            self._write(data)
+
+    def _fired(self, kind: str) -> None:
+        self.faults_fired.append((time.time(), kind))
 
     def _write(self, data: bytes) -> None:
         self.sent.append(data)

@@ -87,6 +87,8 @@ class VendEngine {
 
   bool busy() const { return runningSlot_ != 0; }
   uint16_t runningSlot() const { return runningSlot_; }
+  // The request id of the vend now running ("" for a vend typed by hand or none).
+  const char* runningId() const { return runningId_; }
   const Entry* find(const char* id);
   const OutcomeMemory& memory() const { return memory_; }
   uint16_t slots() const { return config_.slots; }
