@@ -255,16 +255,29 @@ class Store:
         return self._get(db, txn.id)
 
     def recover_interrupted(self) -> list[Transaction]:
-        """At start-up: vends a crash left open become `unknown` (go and look)."""
+        """At start-up: vends a crash left open become `unknown` (go and look).
+
+        A `pending` row was never handed to a board (`sent` is committed before any byte
+        leaves), so its message says it was almost certainly not dispensed; it stays
+        `unknown` all the same, as a person may still want to look.
+        """
+        now = time.time()
         with self._write() as db:
             rows = db.execute(
                 "SELECT id FROM transactions WHERE state IN (?, ?)", OPEN_STATES
             ).fetchall()
             db.execute(
                 "UPDATE transactions SET state = ?, finished_at = ?, reason = ?, message = ?"
-                " WHERE state IN (?, ?)",
-                (UNKNOWN, time.time(), "server_restart",
-                 "the server stopped before the board confirmed; check the machine", *OPEN_STATES),
+                " WHERE state = ?",
+                (UNKNOWN, now, "server_restart",
+                 "the server stopped before the board confirmed; check the machine", SENT),
+            )
+            db.execute(
+                "UPDATE transactions SET state = ?, finished_at = ?, reason = ?, message = ?"
+                " WHERE state = ?",
+                (UNKNOWN, now, "server_restart_not_sent",
+                 "the server stopped before this vend was sent to a board; almost certainly"
+                 " not dispensed", PENDING),
             )
             return [self._get(db, row["id"]) for row in rows]
 
