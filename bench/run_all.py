@@ -65,6 +65,8 @@ def ms(seconds: float | None, digits: int = 1) -> str:
 def ratio(value: float | None, base: float | None) -> str:
     if not value or not base:
         return "n/a"
+    if value / base < 0.01:
+        return f"1/{base / value:.0f}"  # "0.00x" would hide how large the difference is
     return f"{value / base:.2f}x" if value / base < 100 else f"{value / base:.0f}x"
 
 
@@ -281,8 +283,12 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    try:
+        load = f", load average {os.getloadavg()[0]:.2f} at the start"
+    except (AttributeError, OSError):
+        load = ""
     return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()},"
-            f" {platform.system()} {platform.release()} {platform.machine()}")
+            f" {platform.system()} {platform.release()} {platform.machine()}{load}")
 
 
 def commit() -> str:

@@ -13,6 +13,7 @@ covered without editing this file. Covered elsewhere, not repeated here:
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ from werkzeug.routing import Rule
 
 from vending.serving import BackgroundServer
 from vending.web.auth import CSRF_HEADER, EXEMPT_BLUEPRINTS, PUBLIC_ENDPOINTS, UNSAFE_METHODS
+from vending.web.openapi import OPEN_PATHS
 
 REMOTE = {"REMOTE_ADDR": "192.168.1.50"}
 TOKEN = "security-test-operator-token-0123456789"
@@ -103,6 +105,24 @@ def test_the_state_changing_routes_are_found_and_only_the_intended_ones_are_open
     guarded = _guarded(app)
     assert len(guarded) >= 12
     assert {endpoint for endpoint, _, _ in routes} - {e for e, _, _ in guarded} == OPEN_BY_DESIGN
+
+
+def test_the_openapi_document_marks_exactly_the_routes_the_guard_leaves_open(secured):
+    app, _ = secured()
+    open_paths = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        if rule.endpoint.split(".")[0] in EXEMPT_BLUEPRINTS or rule.endpoint in PUBLIC_ENDPOINTS:
+            open_paths.add(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
+    assert open_paths == set(OPEN_PATHS)
+    spec = app.test_client().get("/openapi.json", headers=BEARER).get_json()["paths"]
+    for path, operations in spec.items():
+        for method, operation in operations.items():
+            if path in OPEN_PATHS:
+                assert operation["security"] == [], (method, path)
+            else:
+                assert {"401", "429"} <= set(operation["responses"]), (method, path)
 
 
 @pytest.mark.parametrize("who", ["a client on the shop network", "this machine, not trusted"])

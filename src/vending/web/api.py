@@ -114,7 +114,7 @@ def transactions():
     # Checked for the export too, which ignores them, so a wrong one never passes unnoticed.
     limit = int_arg("limit", 50, 1, 500)
     offset = int_arg("offset", 0, 0, 10**9)
-    fmt = request.args.get("format", "json")
+    fmt = request.args.get("format") or "json"
     if fmt == "csv":
         return _csv_export(rt.store.iter_transactions(**filters))
     if fmt != "json":

@@ -25,7 +25,10 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    if schema.get("type") in ("integer", "number"):
+    if "enum" in schema and "" not in schema["enum"]:
+        # An empty filter (`?state=`) means no filter, as `request.args.get(...) or None` reads it.
+        schema = {**schema, "enum": [*schema["enum"], ""]}
+    elif schema.get("type") in ("integer", "number"):
         # common.int_arg/float_arg take an empty value (`?since=`) as "not given".
         schema = {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
         description += "; empty means the default"
@@ -161,6 +164,37 @@ SCHEMAS: dict[str, Any] = {
         },
     },
 }
+
+# Reached without an operator (web/auth.py: PUBLIC_ENDPOINTS and the boards blueprint, which
+# authenticates boards itself); every other operation may answer 401, 429 and, when it
+# changes something, 403. tests/test_security.py keeps this list true.
+OPEN_PATHS = frozenset({
+    "/status", "/health", "/login", "/logout", "/esp32/register", "/esp32/commands/{device_id}",
+    "/esp32/confirm", "/esp32/data", "/esp32/v2/pair", "/esp32/v2/register",
+    "/esp32/v2/commands", "/esp32/v2/confirm",
+})
+_UNSAFE = ("post", "put", "patch", "delete")
+
+
+def _add_guard_responses(paths: dict[str, Any]) -> None:
+    """The operator guard's answers, on every operation it guards; `security: []` elsewhere."""
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            # A copy: several operations share one responses dict (_PAGE).
+            responses = operation["responses"] = dict(operation["responses"])
+            if path in OPEN_PATHS:
+                operation["security"] = []
+                continue
+            responses.setdefault("401", _error(
+                "no operator: sign in at /login or send Authorization: Bearer <token>"))
+            responses.setdefault("429", _error(
+                "too many wrong tokens from this address; wait for Retry-After seconds"))
+            if method in _UNSAFE:
+                responses.setdefault("403", _error(
+                    "a cross-site request, or a browser's without X-Vending-Request: 1"))
+            if "text/html" in responses.get("200", {}).get("content", {}):
+                responses.setdefault("302", {"description": "a browser not signed in: to /login"})
+
 
 _TXN_PARAM = _path("transaction_id", {"type": "string"}, "transaction id")
 _VEND_ID_PARAM = _path("id", {"type": "string"}, "GET: a transaction id")
@@ -427,6 +461,7 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
             "responses": {"200": _json(_OK, "cleared")}}},
     }
     paths.update(_operations_paths(slot_schema))
+    _add_guard_responses(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "flask-vending-machine", "version": __version__,

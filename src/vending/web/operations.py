@@ -155,7 +155,7 @@ def audit_trail():
     # Checked for the export too, which ignores them, so a wrong one never passes unnoticed.
     since = int_arg("since", None, 0, 2**62)
     limit = int_arg("limit", 100, 1, 1000)
-    fmt = request.args.get("format", "json")
+    fmt = request.args.get("format") or "json"
     if fmt == "csv":
         return Response(
             audit.to_csv(rt.audit.iter_all(action)), mimetype="text/csv",
