@@ -212,9 +212,11 @@ def wifi_section(sizes: Sizes) -> list[str]:
         "## Memory and threads with 1, 10 and 100 WiFi boards",
         "",
         "Same runs: the server process's RSS and thread count (Linux /proc) after the vends.",
-        "Waitress starts a fixed pool of worker threads (128 by default, `--threads`), so the"
-        " count stays flat; each held long-poll occupies one worker while it waits, which is"
-        " why the pool must be larger than the number of boards.",
+        "Waitress starts a fixed pool of worker threads (128 by default, `--threads`), and each"
+        " held long-poll occupies one of them while it waits, so the pool must be larger than"
+        " the number of boards; on top of the pool the server keeps one vend dispatcher thread"
+        " per board that has had a vend, which is why the count grows with the boards the"
+        f" {sizes.wifi_vends} random vends reached.",
         "",
         *table(["boards", "RSS long-poll", "RSS baseline", "ratio", "threads long-poll",
                 "threads baseline", "ratio"], footprint_rows),
