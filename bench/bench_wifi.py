@@ -26,6 +26,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,20 +90,26 @@ class UiPoller(threading.Thread):
             self.stop_event.wait(1.0)
 
 
-def run_scenario(name: str, legacy: bool, boards: int, vends: int, motor: float) -> dict[str, Any]:
+@contextmanager
+def served(name: str, legacy: bool, extra_env: dict[str, str] | None = None
+           ) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The real server (src/app.py) in a subprocess on 127.0.0.1, ready; (process, base URL).
+
+    `legacy` answers the earlier firmware's polls at once (VENDING_WIFI_LEGACY_HOLD=0), as the
+    original server did: the 2-second polling baseline.
+    """
     port = free_port()
-    data_dir = tempfile.mkdtemp(prefix=f"bench-wifi-{name}-")
+    data_dir = tempfile.mkdtemp(prefix=f"bench-wifi-{name.split()[0]}-")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "VENDING_DATA_DIR": data_dir,
-           "VENDING_AUTO_APPROVE_DEVICES": "1", "VENDING_VEND_TIMEOUT": "10"}
+           "VENDING_AUTO_APPROVE_DEVICES": "1", "VENDING_VEND_TIMEOUT": "10",
+           **(extra_env or {})}
     if legacy:
         env["VENDING_WIFI_LEGACY_HOLD"] = "0"
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "src" / "app.py"), "--host", "127.0.0.1", "--port", str(port),
-         "--no-simulator", "--no-serial-scan", "--no-discovery"],
+         "--no-simulator", "--no-serial-scan", "--no-discovery", "--no-mdns"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    sims: list[WifiBoard] = []
-    stop = threading.Event()
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -110,24 +118,55 @@ def run_scenario(name: str, legacy: bool, boards: int, vends: int, motor: float)
                     break
             except requests.RequestException:
                 pass
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("the server did not start")
-            time.sleep(0.1)
-        for index in range(boards):
-            board = WifiBoard(f"ESP32_BE{index:010X}", server=("127.0.0.1", port), legacy=legacy,
-                              motor_time=motor, legacy_interval=2.0, poll_wait=None)
+            time.sleep(0.05)
+        yield server, url
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+
+
+@contextmanager
+def boards_online(url: str, count: int, legacy: bool, motor: float,
+                  prefix: str = "BE") -> Iterator[list[WifiBoard]]:
+    """`count` simulated boards started against `url`, staggered, and seen online."""
+    port = int(url.rsplit(":", 1)[1])
+    sims: list[WifiBoard] = []
+    try:
+        for index in range(count):
+            board = WifiBoard(f"ESP32_{prefix}{index:010X}", server=("127.0.0.1", port),
+                              legacy=legacy, motor_time=motor, legacy_interval=2.0,
+                              poll_wait=None)
             sims.append(board.start())
-            time.sleep(2.0 / boards)  # real boards do not poll in step
+            time.sleep(2.0 / max(count, 1))  # real boards do not poll in step
         deadline = time.monotonic() + 60
         while True:
             listed = requests.get(url + "/esp32/devices/list", timeout=10).json()["devices"]
             online = [d for d in listed if d["status"] in ("online", "busy")]
-            if len(online) >= boards:
+            if len(online) >= count:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(online)} of {boards} boards came online")
+                raise RuntimeError(f"only {len(online)} of {count} boards came online")
             time.sleep(0.2)
-        time.sleep(3.0)  # let every board settle into its polling rhythm
+        yield sims
+    finally:
+        for board in sims:
+            board.request_stop()
+        for board in sims:
+            board.stop()
+
+
+def run_scenario(name: str, legacy: bool, boards: int, vends: int, motor: float,
+                 settle: float = 3.0) -> dict[str, Any]:
+    """One server, `boards` boards, two UI pollers and `vends` vends to random boards."""
+    stop = threading.Event()
+    with served(name, legacy) as (server, url), boards_online(url, boards, legacy, motor) as sims:
+        time.sleep(settle)  # let every board settle into its polling rhythm
         pollers = [UiPoller(url, stop) for _ in range(2)]
         for poller in pollers:
             poller.start()
@@ -135,22 +174,24 @@ def run_scenario(name: str, legacy: bool, boards: int, vends: int, motor: float)
         dispatch, total, failed = [], [], 0
         rng = random.Random(4)
         session = requests.Session()
-        for _ in range(vends):
-            time.sleep(rng.uniform(0.0, 0.5))
-            board = rng.choice(sims)
-            session.post(url + "/esp32/devices/select", json={"device_id": board.device_id},
-                         timeout=10).raise_for_status()
-            txn = session.post(url + f"/vend/{rng.randint(1, 5)}?wait=15", timeout=30).json()
-            if txn.get("status") != "success":
-                print(f"  {name}: vend on {board.device_id} ended {txn.get('status')}:"
-                      f" {txn.get('message') or txn.get('detail')}", file=sys.stderr)
-                failed += 1
-                continue
-            dispatch.append(txn["sent_at"] - txn["created_at"])
-            total.append(txn["finished_at"] - txn["created_at"])
-        stop.set()
-        for poller in pollers:
-            poller.join(5)
+        try:
+            for _ in range(vends):
+                time.sleep(rng.uniform(0.0, 0.5))
+                board = rng.choice(sims)
+                session.post(url + "/esp32/devices/select", json={"device_id": board.device_id},
+                             timeout=10).raise_for_status()
+                txn = session.post(url + f"/vend/{rng.randint(1, 5)}?wait=15", timeout=30).json()
+                if txn.get("status") != "success":
+                    print(f"  {name}: vend on {board.device_id} ended {txn.get('status')}:"
+                          f" {txn.get('message') or txn.get('detail')}", file=sys.stderr)
+                    failed += 1
+                    continue
+                dispatch.append(txn["sent_at"] - txn["created_at"])
+                total.append(txn["finished_at"] - txn["created_at"])
+        finally:
+            stop.set()
+            for poller in pollers:
+                poller.join(5)
         threads_after, rss_after = proc_figures(server.pid)
         ui = [t for poller in pollers for t in poller.times]
         return {
@@ -162,17 +203,6 @@ def run_scenario(name: str, legacy: bool, boards: int, vends: int, motor: float)
             "ui_errors": sum(p.errors for p in pollers),
             "threads": threads_after or threads, "rss": rss_after or rss,
         }
-    finally:
-        stop.set()
-        for board in sims:
-            board.request_stop()
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        for board in sims:
-            board.stop()
 
 
 def main() -> int:

@@ -14,6 +14,9 @@ class BackgroundServer:
 
     def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0, threads: int = 16,
                  max_body: int | None = None, **waitress_options: object) -> None:
+        # The app's own limit unless told otherwise, as src/app.py does: waitress then refuses
+        # a larger body (chunked too) before reading it, and before any handler runs.
+        max_body = max_body or app.config.get("MAX_CONTENT_LENGTH")
         kwargs: dict[str, object] = {"max_request_body_size": max_body} if max_body else {}
         kwargs.update(waitress_options)
         self.app = app

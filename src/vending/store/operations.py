@@ -158,6 +158,9 @@ class OperationsStore:
 
     def acknowledge(self, alert_id: int, who: str) -> Alert:
         """Mark an alert as seen; acknowledging twice keeps the first time and person."""
+        if not 0 < alert_id < 2**63:
+            # SQLite integers stop at 2^63-1; a bigger id from the URL would raise OverflowError.
+            raise NotFound(f"no alert {alert_id}; GET /alerts lists them")
         with self.store._write() as db:
             cur = db.execute(
                 "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?"

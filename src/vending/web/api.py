@@ -111,13 +111,14 @@ def transactions():
     slot = int_arg("slot", None, 1, rt.config.slots)
     device_id = request.args.get("device_id") or None
     filters = {"state": state, "slot": slot, "device_id": device_id}
-    fmt = request.args.get("format", "json")
+    # Checked for the export too, which ignores them, so a wrong one never passes unnoticed.
+    limit = int_arg("limit", 50, 1, 500)
+    offset = int_arg("offset", 0, 0, 10**9)
+    fmt = request.args.get("format") or "json"
     if fmt == "csv":
         return _csv_export(rt.store.iter_transactions(**filters))
     if fmt != "json":
         raise BadRequest(f"format must be json or csv, got {fmt!r}")
-    limit = int_arg("limit", 50, 1, 500)
-    offset = int_arg("offset", 0, 0, 10**9)
     page, total = rt.store.transactions(limit=limit, offset=offset, **filters)
     return jsonify({
         "transactions": [vend_body(txn) for txn in page],

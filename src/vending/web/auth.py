@@ -294,13 +294,17 @@ def _check() -> Response | None:
     auth = operator_auth()
     client = _client()
     who = identify()
+    if who in (None, "bearer") and _bearer() is not None:
+        # The right token waits too while this address is locked out, as on the sign-in page:
+        # if it did not, 429 for a wrong guess and 200 for the right one would let guessing
+        # go on at full speed.
+        wait = auth.limiter.retry_after(client)
+        if wait:
+            return _refuse(429, "too_many_attempts",
+                           f"too many wrong tokens; try again in {wait} s",
+                           **{"Retry-After": str(wait)})
     if who is None:
         if _bearer() is not None:
-            wait = auth.limiter.retry_after(client)
-            if wait:
-                return _refuse(429, "too_many_attempts",
-                               f"too many wrong tokens; try again in {wait} s",
-                               **{"Retry-After": str(wait)})
             auth.limiter.failed(client)
             _auth_failed("wrong Bearer token")
             return _refuse(401, "bad_token", "the Bearer token is not the operator token",

@@ -6,7 +6,7 @@ import logging
 import re
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import VendingError
 
@@ -18,7 +18,21 @@ def _snake(name: str) -> str:
 
 
 def init_app(app: Flask) -> None:
-    """Install the JSON error handlers."""
+    """Install the JSON error handlers and the body size check."""
+
+    @app.before_request
+    def refuse_oversized_body() -> None:
+        # Werkzeug only enforces the limit when a handler reads the body, and POST /vend/<slot>
+        # never does: without this a 10 MB POST would still vend.
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if limit is None:
+            return
+        if request.content_length is not None:
+            if request.content_length > limit:
+                raise RequestEntityTooLarge()
+        elif "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            # Waitress de-chunks and sets Content-Length; the development server does not.
+            request.get_data(cache=True)  # stops with 413 once past the limit
 
     @app.errorhandler(VendingError)
     def vending_error(exc: VendingError):

@@ -25,6 +25,13 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    if "enum" in schema and "" not in schema["enum"]:
+        # An empty filter (`?state=`) means no filter, as `request.args.get(...) or None` reads it.
+        schema = {**schema, "enum": [*schema["enum"], ""]}
+    elif schema.get("type") in ("integer", "number"):
+        # common.int_arg/float_arg take an empty value (`?since=`) as "not given".
+        schema = {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+        description += "; empty means the default"
     return {"name": name, "in": "query", "required": False, "schema": schema,
             "description": description}
 
@@ -158,12 +165,47 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+# Reached without an operator (web/auth.py: PUBLIC_ENDPOINTS and the boards blueprint, which
+# authenticates boards itself); every other operation may answer 401, 429 and, when it
+# changes something, 403. tests/test_security.py keeps this list true.
+OPEN_PATHS = frozenset({
+    "/status", "/health", "/login", "/logout", "/esp32/register", "/esp32/commands/{device_id}",
+    "/esp32/confirm", "/esp32/data", "/esp32/v2/pair", "/esp32/v2/register",
+    "/esp32/v2/commands", "/esp32/v2/confirm",
+})
+_UNSAFE = ("post", "put", "patch", "delete")
+
+
+def _add_guard_responses(paths: dict[str, Any]) -> None:
+    """The operator guard's answers, on every operation it guards; `security: []` elsewhere."""
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            # A copy: several operations share one responses dict (_PAGE).
+            responses = operation["responses"] = dict(operation["responses"])
+            if path in OPEN_PATHS:
+                operation["security"] = []
+                continue
+            responses.setdefault("401", _error(
+                "no operator: sign in at /login or send Authorization: Bearer <token>"))
+            responses.setdefault("429", _error(
+                "too many wrong tokens from this address; wait for Retry-After seconds"))
+            if method in _UNSAFE:
+                responses.setdefault("403", _error(
+                    "a cross-site request, or a browser's without X-Vending-Request: 1"))
+            if "text/html" in responses.get("200", {}).get("content", {}):
+                responses.setdefault("302", {"description": "a browser not signed in: to /login"})
+
+
 _TXN_PARAM = _path("transaction_id", {"type": "string"}, "transaction id")
 _VEND_ID_PARAM = _path("id", {"type": "string"}, "GET: a transaction id")
 _OK = {"type": "object", "properties": {"status": {"type": "string"}}}
 _HTML = {"text/html": {}}
 _PAGE = {"200": {"description": "the page", "content": _HTML}}
-_DEVICE_PARAM = _path("device_id", {"type": "string"}, "a WiFi board's id")
+# The ids boards may take (protocol/wifi.py DEVICE_ID_RE); anything else is refused with 400.
+_DEVICE_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}
+_DEVICE_PARAM = _path("device_id", _DEVICE_ID, "a WiFi board's id")
+# Routes with an <int:...> converter answer 404 to a path segment that is not a whole number.
+_NOT_A_NUMBER = _error("no such slot or id (also when the path segment is not a whole number)")
 
 
 def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
@@ -196,13 +238,14 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                     "responses": {**_PAGE, "302": {"description": "signed in: session cookie set"},
                                   "401": {"description": "wrong token", "content": _HTML},
                                   "429": {"description": "too many wrong tokens", "content": _HTML}}},
-            "post": {"summary": "Sign in with a form field `token`",
-                     "requestBody": {"required": True, "content": {
+            "post": {"summary": "Sign in with a form field `token` (without one: the page)",
+                     "requestBody": {"required": False, "content": {
                          "application/x-www-form-urlencoded": {"schema": {
-                             "type": "object", "required": ["token"],
+                             "type": "object",
                              "properties": {"token": {"type": "string"},
                                             "next": {"type": "string"}}}}}},
-                     "responses": {"302": {"description": "signed in: session cookie set"},
+                     "responses": {**_PAGE,
+                                   "302": {"description": "signed in: session cookie set"},
                                    "401": {"description": "wrong token", "content": _HTML},
                                    "429": {"description": "too many wrong tokens", "content": _HTML}}},
         },
@@ -215,7 +258,9 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                 _query("wait", {"type": "number", "minimum": 0, "maximum": max_wait},
                        "seconds to wait for the outcome"),
                 {"name": "Idempotency-Key", "in": "header", "required": False,
-                 "schema": {"type": "string", "maxLength": 255},
+                 # Printable ASCII with something besides spaces and quotes (which are trimmed).
+                 "schema": {"type": "string", "maxLength": 255,
+                            "pattern": "^[ -~]*[!#-~][ -~]*$"},
                  "description": "a repeat with the same key never vends twice"},
             ],
             "responses": vend_responses,
@@ -289,7 +334,8 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
         "/esp32/devices/select": {"post": {
             "summary": "Select the active device",
             "requestBody": _body({"type": "object", "required": ["device_id"],
-                                  "properties": {"device_id": {"type": "string"}}}),
+                                  "properties": {"device_id": {"type": "string",
+                                                               "minLength": 1}}}),
             "responses": {"200": _json(_OK, "selected"), "400": _error("no device_id"),
                           "404": _error("unknown device"),
                           "409": _error("device offline or not ready")},
@@ -334,8 +380,11 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
         "/esp32/register": {"post": {
             "summary": "Board (protocol 1) registers",
             "requestBody": _body({"type": "object", "required": ["device_id"], "properties": {
-                "device_id": {"type": "string"}, "ip_address": {"type": "string"},
-                "status": {"type": "string"}, "slots_available": {"type": "integer"}}}),
+                "device_id": _DEVICE_ID,
+                "ip_address": {"description": "ignored unless a string"},
+                # Facts a board reports; a value of the wrong type is ignored, not refused.
+                "status": {"description": "ignored unless a string"},
+                "slots_available": {"description": "ignored unless a whole number"}}}),
             "responses": {"200": _json(_OK, "registered"), "400": _error("bad body")},
         }},
         "/esp32/commands/{device_id}": {"get": {
@@ -349,16 +398,22 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
             "requestBody": _body({"type": "object", "required": ["device_id"], "properties": {
                 "device_id": {"type": "string"}, "slot": {"type": "integer"},
                 "success": {"type": "boolean"}, "message": {"type": "string"}}}),
-            "responses": {"200": _json(_OK, "recorded"), "404": _error("unknown board")},
+            "responses": {"200": _json(_OK, "recorded"), "400": _error("bad body"),
+                          "404": _error("unknown board")},
         }},
         "/esp32/data": {"post": {
             "summary": "Board reports data (logged)",
             "requestBody": _body({"type": "object"}),
-            "responses": {"200": _json(_OK, "logged")},
+            "responses": {"200": _json(_OK, "logged"), "400": _error("bad body")},
         }},
         "/esp32/v2/pair": {"post": {
             "summary": "Board (protocol 2) asks to pair with its X25519 public key",
-            "requestBody": _body({"type": "object", "required": ["device_id", "public_key"]}),
+            "requestBody": _body({"type": "object", "required": ["device_id", "public_key"],
+                                  "properties": {
+                "device_id": _DEVICE_ID,
+                "public_key": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                "firmware": {"description": "ignored unless a string of up to 64"},
+                "slots": {"description": "ignored unless a whole number from 1 to 99"}}}),
             "responses": {"200": _json(_OK, "paired"), "202": _json(_OK, "waiting for approval"),
                           "400": _error("bad body"), "409": _error("paired with another key")},
         }},
@@ -405,7 +460,8 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
             "summary": "Empty the communication log",
             "responses": {"200": _json(_OK, "cleared")}}},
     }
-    paths.update(_operations_paths())
+    paths.update(_operations_paths(slot_schema))
+    _add_guard_responses(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "flask-vending-machine", "version": __version__,
@@ -422,15 +478,18 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
     }
 
 
-def _operations_paths() -> dict[str, Any]:
+def _operations_paths(slot_schema: dict[str, Any]) -> dict[str, Any]:
     """Alerts, low-stock levels and the audit trail (web/operations.py)."""
-    slot = _path("number", {"type": "integer"}, "slot number, 1..N")
+    slot = _path("number", slot_schema, "slot number")
     return {
         "/alerts": {"get": {
             "summary": "Alerts newer than ?since=, oldest first",
             "parameters": [
-                _query("since", {"type": "integer", "minimum": 0}, "last alert id the client has"),
-                _query("active", {"type": "integer", "enum": [0, 1]}, "1: unacknowledged only"),
+                _query("since", {"type": "integer", "minimum": 0, "maximum": 2**62},
+                       "last alert id the client has"),
+                _query("active", {"type": "string",
+                                  "enum": ["", "0", "1", "false", "true", "no", "yes"]},
+                       "1: unacknowledged only"),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most"),
             ],
             "responses": {"200": _json({"type": "object",
@@ -462,12 +521,12 @@ def _operations_paths() -> dict[str, Any]:
             "responses": {"200": _json({"type": "object", "properties": {
                 "slot": {"type": "integer"}, "level": {"type": "integer"},
                 "default": {"type": "boolean"}}}, "the level"),
-                "400": _error("bad level or slot")},
+                "400": _error("bad level or slot"), "404": _NOT_A_NUMBER},
         }},
         "/audit": {"get": {
             "summary": "Operator actions (audit trail); ?format=csv exports all",
             "parameters": [
-                _query("since", {"type": "integer", "minimum": 0},
+                _query("since", {"type": "integer", "minimum": 0, "maximum": 2**62},
                        "rows after this id, oldest first (default: newest first)"),
                 _query("action", {"type": "string"}, "only this action"),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most"),

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from .. import audit
 from ..errors import BadRequest, VendingError
 from ..store.operations import AuditEntry
-from .common import int_arg, json_body, runtime
+from .common import int_arg, json_body, runtime, whole_number
 
 bp = Blueprint("operations", __name__)
 
@@ -139,9 +139,8 @@ def set_low_stock_level(number: int):
     body = json_body()
     if "level" not in body:
         raise BadRequest('send {"level": 3}, or {"level": null} to use the default')
-    level = body["level"]
-    if level is not None and (isinstance(level, bool) or not isinstance(level, int)
-                              or not 0 <= level <= 10000):
+    level = body["level"] if body["level"] is None else whole_number(body["level"])
+    if body["level"] is not None and (level is None or not 0 <= level <= 10000):
         raise BadRequest("level must be a whole number from 0 to 10000, or null for the default")
     rt.alerts.set_low_stock_level(number, level)
     return jsonify({"slot": number, "level": rt.alerts.low_stock_level(number),
@@ -153,7 +152,10 @@ def audit_trail():
     """Operator actions: newest first, or ?since=<id> oldest first; ?format=csv exports all."""
     rt = runtime()
     action = request.args.get("action") or None
-    fmt = request.args.get("format", "json")
+    # Checked for the export too, which ignores them, so a wrong one never passes unnoticed.
+    since = int_arg("since", None, 0, 2**62)
+    limit = int_arg("limit", 100, 1, 1000)
+    fmt = request.args.get("format") or "json"
     if fmt == "csv":
         return Response(
             audit.to_csv(rt.audit.iter_all(action)), mimetype="text/csv",
@@ -161,8 +163,6 @@ def audit_trail():
         )
     if fmt != "json":
         raise BadRequest(f"format must be json or csv, got {fmt!r}")
-    since = int_arg("since", None, 0, 2**62)
-    limit = int_arg("limit", 100, 1, 1000)
     if since is None:
         entries = rt.audit.entries(0, action, limit, newest_first=True)
     else:
