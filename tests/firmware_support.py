@@ -196,7 +196,33 @@ class ReferenceScript:
 # ----- the live host board over a pty -------------------------------------------------
 
 
-class HostBoardProcess:
+class _HostProcess:
+    """A host-built board process: stopping it like a power cut or politely."""
+
+    proc: subprocess.Popen | None = None
+
+    def kill(self) -> None:
+        """SIGKILL: a power cut, nothing gets to clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._release()
+
+    def stop(self) -> None:
+        """Stop politely (SIGTERM; it also ends a held poll at once), or kill when it does not go."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._release()
+
+    def _release(self) -> None:
+        """Close what the process left open (pipes, reader threads)."""
+
+
+class HostBoardProcess(_HostProcess):
     """One host_board process serving a pty; its memory and journal files outlive it."""
 
     def __init__(self, build: FirmwareBuild, workdir: Path, options: BoardOptions,
@@ -222,24 +248,7 @@ class HostBoardProcess:
         self.pty_path = first[4:]
         return self
 
-    def kill(self) -> None:
-        """SIGKILL: a power cut, nothing gets to clean up."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self._close_pipes()
-
-    def stop(self) -> None:
-        """Stop politely (SIGTERM), or kill when it does not go."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._close_pipes()
-
-    def _close_pipes(self) -> None:
+    def _release(self) -> None:
         if self.proc is not None:
             for pipe in (self.proc.stdout, self.proc.stderr):
                 if pipe is not None:
@@ -326,7 +335,7 @@ def is_human(parsed: object) -> bool:
 # ----- the host WiFi board: the core's WifiBoard over UDP and HTTP on 127.0.0.1 ---------
 
 
-class HostWifiBoardProcess:
+class HostWifiBoardProcess(_HostProcess):
     """One host_wifi_board process; its NVS files and motor log in `state_dir` outlive it."""
 
     def __init__(self, build: FirmwareBuild, state_dir: Path, discover: tuple[str, int],
@@ -364,24 +373,7 @@ class HostWifiBoardProcess:
         """The first console line of this run containing `text`, or None."""
         return next((line for line in list(self.lines) if text in line), None)
 
-    def kill(self) -> None:
-        """SIGKILL: a power cut, nothing gets to clean up."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self._join()
-
-    def stop(self) -> None:
-        """Stop politely (SIGTERM ends a held poll at once), or kill when it does not go."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._join()
-
-    def _join(self) -> None:
+    def _release(self) -> None:
         if self._reader is not None:
             self._reader.join(5)
             self._reader = None
