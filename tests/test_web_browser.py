@@ -386,3 +386,27 @@ def test_a_client_from_the_network_gets_the_sign_in_page_then_can_vend(serve, br
     expect(page.locator("#slot-1-outcome")).to_have_attribute("data-state", "dispensed")
     cookie = page.context.cookies()[0]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+
+def test_a_real_wifi_board_waiting_for_approval_is_approved_from_the_page_and_vends(
+        make_app, browse):
+    from wifi_fixtures import start_env
+
+    env = start_env(make_app)
+    try:
+        board = env.board()
+        wait_until(lambda: env.status(board.device_id) == "pending_approval",
+                   message="board waiting for approval")
+        page = browse(env.server, "/devices")
+        row = page.locator(f'tr[data-device="{board.device_id}"]')
+        expect(row).to_contain_text(re.compile("pending approval", re.I))
+        expect(row.locator(".fingerprint")).to_have_text(f"key {board.fingerprint}")
+        row.get_by_role("button", name=f"Approve {board.device_id}").click()
+        wait_until(lambda: env.status(board.device_id) == "online", message="approved board online")
+        expect(row).to_contain_text(re.compile("online", re.I))
+        vend = browse(env.server, "/")
+        vend.get_by_role("button", name=re.compile("^2")).click()
+        expect(vend.locator("#slot-2-outcome")).to_contain_text("Dispensed")
+        assert len(board.motor_runs) == 1
+    finally:
+        env.close()

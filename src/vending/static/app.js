@@ -300,7 +300,7 @@
       const devices = data.devices || [];
       const shape = JSON.stringify([data.active_device, data.selection, devices.map(function (d) {
         return [d.device_id, d.type, d.status, d.status_detail, d.firmware_version, d.protocol, d.approved,
-          d.authenticated, d.selected];
+          d.authenticated, d.selected, d.fingerprint];
       })]);
       if (shape === signature) {
         $$("[data-last-seen]", rows).forEach(function (cell) { cell.textContent = ago(Number(cell.dataset.lastSeen)); });
@@ -315,7 +315,9 @@
       devices.forEach(function (device) {
         const status = deviceStatus(device);
         rows.append(el("tr", { dataset: { device: device.device_id, status: status.key } }, [
-          el("th", { scope: "row", text: device.device_id, "data-label": "Device" }),
+          // The key fingerprint lets the operator compare it with the board's console before approving.
+          el("th", { scope: "row", "data-label": "Device" }, [device.device_id].concat(device.fingerprint ?
+            [el("span", { className: "fingerprint", text: "key " + device.fingerprint })] : [])),
           el("td", { text: device.transport || device.type, "data-label": "Transport" }),
           el("td", { "data-label": "State" }, [el("span", { className: "badge status-" + status.key,
             text: status.label, title: device.status_detail || null })]),
