@@ -64,8 +64,14 @@
     } catch (err) { /* shown again on the next poll */ }
   }
 
+  // Alerts are slow news next to a vend's own outcome: every 10 s is enough, and a hidden
+  // tab (a phone in a pocket) asks for nothing until it is shown again.
+  function whenVisible(refresh) {
+    return function () { if (!document.hidden) { refresh(); } };
+  }
   refreshAlerts();
   refreshAudit();
-  setInterval(refreshAlerts, 3000);
-  setInterval(refreshAudit, 10000);
+  setInterval(whenVisible(refreshAlerts), 10000);
+  setInterval(whenVisible(refreshAudit), 10000);
+  document.addEventListener("visibilitychange", whenVisible(refreshAlerts));
 })();
