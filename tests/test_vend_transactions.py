@@ -310,3 +310,23 @@ def test_a_vend_is_refused_while_the_server_shuts_down(app, client):
     response = client.post("/vend/1")
     assert response.status_code == 503
     assert response.get_json()["error"] == "shutting_down"
+
+
+def vend_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("vend-")]
+
+
+def test_an_idle_board_s_vend_thread_ends_and_the_next_vend_starts_one(make_app):
+    app = make_app(sim_motor_time=0.0, vend_thread_idle=0.05)
+    client = app.test_client()
+    assert client.post("/vend/1").status_code == 200
+    wait_until(lambda: not vend_threads(), message="the idle vend thread to end")
+    assert client.post("/vend/2").status_code == 200
+
+
+def test_vends_arriving_as_the_thread_goes_idle_are_never_left_behind(make_app):
+    app = make_app(sim_motor_time=0.0, vend_thread_idle=0.001)
+    client = app.test_client()
+    for slot in [1, 2, 3, 4, 5] * 8:
+        response = client.post(f"/vend/{slot}?wait=5")
+        assert response.status_code == 200, response.get_json()

@@ -107,6 +107,7 @@ class Config:
     vend_wait_max: float = 60.0
     vend_max_age: float = 30.0
     device_queue_limit: int = 5
+    vend_thread_idle: float = 60.0
     idempotency_retention_hours: float = 48.0
     shutdown_grace: float = 5.0
 

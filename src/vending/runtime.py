@@ -65,6 +65,7 @@ class Runtime:
                 max_age=config.vend_max_age,
                 queue_limit=config.device_queue_limit,
                 idempotency_retention=config.idempotency_retention_hours * 3600.0,
+                thread_idle=config.vend_thread_idle,
             ),
             self.events,
         )

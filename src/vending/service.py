@@ -36,6 +36,8 @@ class VendSettings:
     max_age: float = 30.0
     queue_limit: int = 5
     idempotency_retention: float = 48 * 3600.0
+    # A board's dispatcher thread ends after this long without vends; the next vend starts one.
+    thread_idle: float = 60.0
 
 
 class _Dispatcher:
@@ -66,12 +68,22 @@ class _Dispatcher:
     def _run(self) -> None:
         while True:
             with self.cond:
+                idle_until = time.monotonic() + self.service.settings.thread_idle
                 while not self.queue and not self.stopping:
-                    self.cond.wait()
+                    remaining = idle_until - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self.cond.wait(remaining)
                 if self.stopping:
                     return
-                txn_id = self.queue.popleft()
+                txn_id = self.queue.popleft() if self.queue else None
                 self.current = txn_id
+            if txn_id is None:
+                # Idle: end the thread unless a vend arrived meanwhile (the service decides,
+                # under the lock every submit holds, so no vend is left behind).
+                if self.service._retire(self):
+                    return
+                continue
             try:
                 self.service._process(self.device_id, txn_id)
             except Exception:
@@ -182,6 +194,15 @@ class VendService:
                 transaction_id=txn.id,
             )
         return txn
+
+    def _retire(self, dispatcher: _Dispatcher) -> bool:
+        """Forget an idle dispatcher whose thread is ending; False if work came in meanwhile."""
+        with self._lock, dispatcher.cond:
+            if dispatcher.queue and not dispatcher.stopping:
+                return False
+            if self._dispatchers.get(dispatcher.device_id) is dispatcher:
+                del self._dispatchers[dispatcher.device_id]
+            return True
 
     def _dispatcher_for(self, device_id: str) -> _Dispatcher:
         dispatcher = self._dispatchers.get(device_id)
