@@ -401,8 +401,12 @@ def test_a_real_wifi_board_waiting_for_approval_is_approved_from_the_page_and_ve
         row = page.locator(f'tr[data-device="{board.device_id}"]')
         expect(row).to_contain_text(re.compile("pending approval", re.I))
         expect(row.locator(".fingerprint")).to_have_text(f"key {board.fingerprint}")
+        # The approval alert's banner appears above the table; let the layout settle first.
+        expect(page.locator("#alerts .alert").first).to_be_visible()
         row.get_by_role("button", name=f"Approve {board.device_id}").click()
-        wait_until(lambda: env.status(board.device_id) == "online", message="approved board online")
+        wait_until(lambda: env.device(board.device_id).approved, message="the approval to land")
+        wait_until(lambda: env.status(board.device_id) == "online", timeout=15,
+                   message="approved board online")
         expect(row).to_contain_text(re.compile("online", re.I))
         vend = browse(env.server, "/")
         vend.get_by_role("button", name=re.compile("^2")).click()
