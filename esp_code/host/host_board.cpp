@@ -20,31 +20,18 @@
 
 #include <string>
 
+#include "posix_shell.h"
 #include "vending_core.h"
 
 using namespace vending;
 
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
-void onSignal(int) { g_stop = 1; }
+using host::g_stop;
+using host::monotonicMs;
+using host::onSignal;
+using host::writeAll;
 
-uint32_t monotonicMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000u +
-                               static_cast<uint64_t>(ts.tv_nsec) / 1000000u);
-}
-
-void writeAll(int fd, const char* data, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, data, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // a full pty nobody reads drops bytes, like a UART with no listener
-    data += n;
-    len -= static_cast<size_t>(n);
-  }
-}
 
 // Appends one line per motor event, written straight to the file so a SIGKILL loses none.
 class Journal {

@@ -408,6 +408,18 @@ class WifiBoard:
             self.outbox.popleft()
             self._event(f"confirmed {body['id']} {body['result']} -> {response.status_code}")
 
+    def _server_in_reach(self) -> bool:
+        """True when the network is up and a server is known; else waits a little (discovering)."""
+        if not self.network.is_set():
+            self._stop.wait(0.05)
+            return False
+        if self.server is None:
+            self.server = self.discover(timeout=0.5)
+            if self.server is None:
+                self._stop.wait(0.5)
+                return False
+        return True
+
     def _run(self) -> None:
         if self.legacy:
             self._run_legacy()
@@ -416,14 +428,8 @@ class WifiBoard:
         refusals = 0
         while not self._stop.is_set():
             try:
-                if not self.network.is_set():
-                    self._stop.wait(0.05)
+                if not self._server_in_reach():
                     continue
-                if self.server is None:
-                    self.server = self.discover(timeout=0.5)
-                    if self.server is None:
-                        self._stop.wait(0.5)
-                        continue
                 if self.secret is None:
                     if not self.pair(timeout=3600.0, retry=self.pair_retry):
                         self._stop.wait(1.0)
@@ -473,14 +479,8 @@ class WifiBoard:
         failures = 0
         while not self._stop.is_set():
             try:
-                if not self.network.is_set():
-                    self._stop.wait(0.05)
+                if not self._server_in_reach():
                     continue
-                if self.server is None:
-                    self.server = self.discover(timeout=0.5)
-                    if self.server is None:
-                        self._stop.wait(0.5)
-                        continue
                 if not self.registered:
                     status = self._http("GET", "/status", timeout=3.0)
                     if "vending" not in status.text:

@@ -277,6 +277,24 @@ void WifiBoard::unpair() {
   console_.say("Secret forgotten: the board will pair again (an operator must approve it)");
 }
 
+bool WifiBoard::settledBadAnswer(Answer a, uint32_t now) {
+  switch (a) {
+    case Answer::Lost: lost(now); return true;
+    case Answer::Refused: refused(now); return true;
+    case Answer::Revoked: revoked(now); return true;
+    default: return false;
+  }
+}
+
+bool WifiBoard::jsonAnswer(const HttpCall& call, JsonObject& answer, const char* what, uint32_t now) {
+  if (call.status == 200 && answer.parse(response_, call.responseLen)) return true;
+  char code[12];
+  snprintf(code, sizeof(code), "%d", call.status);
+  sayf("%s answered HTTP %s; retrying", what, code);
+  later(now, retryBackoff_.nextDelay(jitter()));
+  return false;
+}
+
 void WifiBoard::lost(uint32_t now) {
   if (++failures_ >= config_.failuresBeforeRediscovery) {
     console_.say("Server unreachable: discovering it again");
@@ -327,17 +345,9 @@ void WifiBoard::registerBoard(uint32_t now) {
   w.number("slots", static_cast<int32_t>(engine_.slots()));
   HttpCall call;
   Answer a = signedCall("POST", "/esp32/v2/register", w.finish() ? body : "{}", call);
-  if (a == Answer::Lost) return lost(now);
-  if (a == Answer::Refused) return refused(now);
-  if (a == Answer::Revoked) return revoked(now);
+  if (settledBadAnswer(a, now)) return;
   JsonObject answer;
-  if (call.status != 200 || !answer.parse(response_, call.responseLen)) {
-    char code[12];
-    snprintf(code, sizeof(code), "%d", call.status);
-    sayf("Register refused (HTTP %s); retrying", code);
-    later(now, retryBackoff_.nextDelay(jitter()));
-    return;
-  }
+  if (!jsonAnswer(call, answer, "Register", now)) return;
   failures_ = 0;
   retryBackoff_.reset();
   phase_ = Phase::Online;
@@ -405,9 +415,7 @@ void WifiBoard::flushOne(uint32_t now) {
   if (c.message[0]) w.string("message", c.message);
   HttpCall call;
   Answer a = signedCall("POST", "/esp32/v2/confirm", w.finish() ? body : "{}", call);
-  if (a == Answer::Lost) return lost(now);
-  if (a == Answer::Refused) return refused(now);
-  if (a == Answer::Revoked) return revoked(now);
+  if (settledBadAnswer(a, now)) return;
   failures_ = 0;
   if (call.status == 503 || call.status >= 500) {
     later(now, retryBackoff_.nextDelay(jitter()));  // the server asks us to come back
@@ -433,17 +441,9 @@ void WifiBoard::poll(uint32_t now) {
   HttpCall call;
   call.timeoutMs = (static_cast<uint32_t>(config_.pollWaitS) + 10) * 1000;
   Answer a = signedCall("GET", target, "", call);
-  if (a == Answer::Lost) return lost(now);
-  if (a == Answer::Refused) return refused(now);
-  if (a == Answer::Revoked) return revoked(now);
+  if (settledBadAnswer(a, now)) return;
   JsonObject answer;
-  if (call.status != 200 || !answer.parse(response_, call.responseLen)) {
-    char code[12];
-    snprintf(code, sizeof(code), "%d", call.status);
-    sayf("Poll answered HTTP %s; retrying", code);
-    later(now, retryBackoff_.nextDelay(jitter()));
-    return;
-  }
+  if (!jsonAnswer(call, answer, "Poll", now)) return;
   failures_ = 0;
   retryBackoff_.reset();
   char command[16] = {0};

@@ -14,6 +14,8 @@
 
 namespace vending {
 
+class JsonObject;
+
 // One HTTP request and its answer. The board fills the request half, the shell the rest.
 struct HttpCall {
   const char* method = "GET";
@@ -118,6 +120,10 @@ class WifiBoard : public EngineListener {
   void poll(uint32_t now);
   void handleVend(const char* id, int32_t slot, uint32_t now);
   Answer signedCall(const char* method, const char* target, const char* body, HttpCall& call);
+  // Lost, refused or revoked answers are handled (true); an ordinary answer is not (false).
+  bool settledBadAnswer(Answer a, uint32_t now);
+  // A 200 with a JSON object parses into `answer` (true); anything else backs off (false).
+  bool jsonAnswer(const HttpCall& call, JsonObject& answer, const char* what, uint32_t now);
   void lost(uint32_t now);
   void refused(uint32_t now);
   void revoked(uint32_t now);
