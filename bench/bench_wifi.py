@@ -34,7 +34,6 @@ from typing import Any
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 from vending.sim.wifi import WifiBoard  # noqa: E402
 
