@@ -708,7 +708,10 @@ def _wifi_online(result: TestResult, api: _Api, board: Any, discovery_port: int)
         return False
     result.add(OK, "WiFi board found the server by discovery",
                f"{device_id}: {found}; asked to pair, waiting for approval")
-    status, body = api.call("POST", f"/esp32/devices/{device_id}/approve")
+    # Approve the key the board asked with, as an operator compares it with the console.
+    fingerprint = (api.device(device_id) or {}).get("fingerprint")
+    status, body = api.call("POST", f"/esp32/devices/{device_id}/approve",
+                            {"fingerprint": fingerprint})
     if status != 200:
         result.add(FAIL, "WiFi board approved", f"approve answered {status}: {body.get('detail')}",
                    E2E_FIX)
@@ -895,7 +898,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", action="append", default=[], metavar="PORT",
                         help="a serial port to try opening, e.g. /dev/ttyUSB0 or COM3; repeatable")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the server")
+    parser.add_argument("--sign-in-link", action="store_true",
+                        help="print the link that signs a browser in as the operator (it holds the"
+                             " operator token from the data directory's admin_token file; the"
+                             " server never prints it in full)")
     return parser
+
+
+def sign_in_link(opts: argparse.Namespace) -> int:
+    """Print the operator sign-in link for --url, read from the data directory's token file."""
+    path = Path(opts.data_dir) / "admin_token"
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except OSError as exc:
+        print(f"cannot read the operator token at {path}: {exc.strerror}. Start the server once"
+              " (it creates the file), run this as the user the server runs as, or pass"
+              " --data-dir.", file=sys.stderr)
+        return 1
+    from urllib.parse import urlencode
+
+    print(f"{opts.url.rstrip('/')}/login?{urlencode({'token': token})}")
+    return 0
 
 
 def _main_e2e(opts: argparse.Namespace) -> int:
@@ -923,6 +946,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # The in-process app logs its own start and stop; only its errors belong in this report.
     logging.basicConfig(level=logging.ERROR)
+    if opts.sign_in_link:
+        return sign_in_link(opts)
     if opts.e2e:
         return _main_e2e(opts)
     _use_this_checkout()

@@ -28,7 +28,7 @@ def local_addresses() -> list[str]:
     return sorted(addresses)
 
 
-def banner(config: Config, transports: list[str], sign_in_path: str = "") -> str:
+def banner(config: Config, transports: list[str], token_path: str = "") -> str:
     """The start-up message: where to open the page, how to sign in, what runs, where data lives."""
     port = config.port
     urls = [f"http://localhost:{port}"]
@@ -42,8 +42,11 @@ def banner(config: Config, transports: list[str], sign_in_path: str = "") -> str
         "=" * 60,
         " Open the web interface at:",
         *[f"   {url}" for url in urls],
-        *([" Other computers and phones sign in once with:",
-           f"   {urls[-1]}{sign_in_path}"] if sign_in_path else []),
+        *([" Other computers and phones sign in once with the link printed by:",
+           f"   python check_system.py --sign-in-link --url {urls[-1]}"
+           f" --data-dir {config.data_dir.resolve()}",
+           f"   (the operator token is in {token_path}; it is never logged)"]
+          if token_path else []),
         f" Devices: {', '.join(transports) or 'none'}",
         f" Data: {config.data_dir.resolve()}",
         " Stop with Ctrl+C.",
@@ -63,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_level)
     app = create_app(config)
     runtime = app.extensions["vending"]
-    sign_in_path = app.extensions["vending_auth"].sign_in_url("")
+    # The token itself is never printed: stdout ends up in the journal, readable by more
+    # people than the data directory is.
+    token_path = "" if config.admin_token else str((config.data_dir / "admin_token").resolve())
 
     def stop_on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
@@ -71,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop_on_signal)
     try:
         if config.dev:
-            print(banner(config, runtime.transports, sign_in_path), flush=True)
+            print(banner(config, runtime.transports, token_path), flush=True)
             app.run(host=config.host, port=config.port, threaded=True, use_reloader=False)
         else:
             from waitress import create_server
@@ -89,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     " --port", config.host, config.port, exc,
                 )
                 return 1
-            print(banner(config, runtime.transports, sign_in_path), flush=True)
+            print(banner(config, runtime.transports, token_path), flush=True)
             server.run()
     except KeyboardInterrupt:
         pass

@@ -574,7 +574,8 @@ def test_an_approved_legacy_board_that_never_re_registers_is_known_after_a_resta
 def test_strangers_cannot_flood_the_device_list_with_pending_boards(wifi):
     env = wifi(wifi_legacy_hold=0.0)
     env.rt.wifi.settings.max_pending = 3
-    codes = [requests.get(f"{env.url}/esp32/commands/ESP32_00000000000{i}", timeout=3).status_code
+    codes = [requests.post(f"{env.url}/esp32/register",
+                           json={"device_id": f"ESP32_00000000000{i}"}, timeout=3).status_code
              for i in range(5)]
     assert codes == [200, 200, 200, 503, 503]
     assert len(env.rt.registry.devices()) == 3
@@ -606,6 +607,8 @@ def test_discovery_is_off_when_asked(make_app):
     assert app.extensions["vending"].discovery is None
     server = BackgroundServer(app).start()
     try:
+        assert requests.post(server.url + "/esp32/register", json={"device_id": "ESP32_X"},
+                             timeout=3).status_code == 200
         assert requests.get(server.url + "/esp32/commands/ESP32_X", timeout=3).status_code == 200
     finally:
         server.stop()
@@ -619,6 +622,8 @@ def test_a_new_board_waiting_for_approval_raises_an_alert_and_approving_it_is_au
     alerts = wait_until(lambda: [a for a in client.get("/alerts?active=1").get_json()["alerts"]
                                  if board.device_id in a["message"]], message="approval alert")
     assert alerts[0]["kind"] == "device_pending_approval"
-    assert client.post(f"/esp32/devices/{board.device_id}/approve").status_code == 200
+    fingerprint = env.device(board.device_id).fingerprint
+    assert client.post(f"/esp32/devices/{board.device_id}/approve",
+                       json={"fingerprint": fingerprint}).status_code == 200
     row = client.get("/audit?limit=1").get_json()["entries"][0]
     assert row["action"] == "approve_device" and row["outcome"] == "ok"

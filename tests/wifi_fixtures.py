@@ -60,8 +60,16 @@ class WifiEnv:
         return device.status if device is not None else None
 
     def approve(self, device_id: str) -> dict[str, Any]:
+        """Approve as an operator would: naming the key fingerprint the page shows."""
         wait_until(lambda: self.device(device_id) is not None, message=f"{device_id} to appear")
-        response = requests.post(f"{self.url}/esp32/devices/{device_id}/approve", timeout=5)
+        device = self.device(device_id)
+        if device.protocol >= 2:
+            wait_until(lambda: self.device(device_id).fingerprint is not None,
+                       message=f"{device_id} to ask to pair")
+        fingerprint = self.device(device_id).fingerprint
+        body = {"fingerprint": fingerprint} if fingerprint else {}
+        response = requests.post(f"{self.url}/esp32/devices/{device_id}/approve", json=body,
+                                 timeout=5)
         assert response.status_code == 200, response.text
         return response.json()
 

@@ -28,6 +28,7 @@ from .events import (
     ALERT_ACKNOWLEDGED,
     ALERT_RAISED,
     AUTH_FAILED,
+    DEVICE_CONFLICT,
     DEVICE_PENDING_APPROVAL,
     DEVICE_REMOVED,
     DEVICE_STATE,
@@ -54,12 +55,14 @@ LOW_STOCK = "low_stock"
 SOLD_OUT = "sold_out"
 APPROVAL_REQUESTED = "device_pending_approval"
 SIGN_IN_FAILURES = "sign_in_failures"
+DEVICE_CONFLICT_KIND = "device_conflict"
 KINDS = (VEND_UNKNOWN, VEND_FAILED, DEVICE_OFFLINE, DEVICE_BACK, LOW_STOCK, SOLD_OUT,
-         APPROVAL_REQUESTED, SIGN_IN_FAILURES)
+         APPROVAL_REQUESTED, SIGN_IN_FAILURES, DEVICE_CONFLICT_KIND)
 
 # Kinds not raised again while an unacknowledged one for the same subject exists, so a
 # flapping board or a password-guessing script does not bury the page in banners.
-_DEDUPLICATED = {DEVICE_OFFLINE, DEVICE_BACK, APPROVAL_REQUESTED, SIGN_IN_FAILURES}
+_DEDUPLICATED = {DEVICE_OFFLINE, DEVICE_BACK, APPROVAL_REQUESTED, SIGN_IN_FAILURES,
+                 DEVICE_CONFLICT_KIND}
 
 _STOCK_OK, _STOCK_LOW, _STOCK_OUT = 0, 1, 2
 
@@ -104,7 +107,8 @@ class AlertCenter:
         self._down: set[str] = set()
         self._auth_failures: dict[str, deque[float]] = defaultdict(deque)
         events.subscribe(self._on_event, {VEND_FINISHED, DEVICE_STATE, DEVICE_REMOVED,
-                                          SLOT_CHANGED, DEVICE_PENDING_APPROVAL, AUTH_FAILED})
+                                          SLOT_CHANGED, DEVICE_PENDING_APPROVAL, AUTH_FAILED,
+                                          DEVICE_CONFLICT})
 
     # Lifecycle
 
@@ -230,6 +234,12 @@ class AlertCenter:
             self.raise_alert(APPROVAL_REQUESTED, WARNING, device_id,
                              f"board {device_id}{where} asks to be approved; approve it on the"
                              " page if it is yours, otherwise leave it", dict(event.data))
+        elif event.kind == DEVICE_CONFLICT:
+            device_id = str(event.data.get("device_id", ""))
+            self.raise_alert(DEVICE_CONFLICT_KIND, CRITICAL, device_id,
+                             f"two boards claim the id {device_id}: {event.data.get('detail')};"
+                             " on the Devices page approve only the key the board's console"
+                             " shows, or reject both", dict(event.data))
         elif event.kind == AUTH_FAILED:
             self._auth_failed(event)
 

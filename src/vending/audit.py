@@ -6,12 +6,12 @@ layer has a helper that fills in who and where from the request (web/operations.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
+from . import exports
 from .store.operations import AuditEntry, OperationsStore
 
 logger = logging.getLogger("vending.audit")
@@ -73,11 +73,10 @@ class AuditLog:
 
 def to_csv(entries: Iterable[AuditEntry]) -> str:
     """The audit rows as CSV with ISO-8601 UTC times."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for entry in entries:
-        row = entry.to_dict()
-        row["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.time))
-        writer.writerow([row[column] for column in CSV_COLUMNS])
-    return buffer.getvalue()
+    def rows() -> Iterator[list[Any]]:
+        for entry in entries:
+            row = entry.to_dict()
+            row["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.time))
+            yield [row[column] for column in CSV_COLUMNS]
+
+    return exports.to_csv(CSV_COLUMNS, rows())

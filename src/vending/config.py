@@ -96,6 +96,10 @@ class Config:
     wifi_offline_after: float = 10.0
     wifi_max_held_polls: int = 0  # 0: threads - 16
     auto_approve_devices: bool = False
+    # The approval waiting list: boards per source address, and how long an entry that is
+    # never heard from again stays (docs/protocol-wifi.md, "Approval and conflicts").
+    wifi_pending_per_source: int = 4
+    wifi_pending_expiry: float = 900.0
 
     # Simulated board.
     sim_motor_time: float = 1.0
@@ -164,6 +168,8 @@ class Config:
         "wifi_offline_after": "VENDING_WIFI_OFFLINE_AFTER",
         "wifi_max_held_polls": "VENDING_WIFI_MAX_HELD_POLLS",
         "auto_approve_devices": "VENDING_AUTO_APPROVE_DEVICES",
+        "wifi_pending_per_source": "VENDING_WIFI_PENDING_PER_SOURCE",
+        "wifi_pending_expiry": "VENDING_WIFI_PENDING_EXPIRY",
         "sim_motor_time": "VENDING_SIM_MOTOR_TIME",
         "vend_timeout": "VENDING_VEND_TIMEOUT",
         "vend_max_age": "VENDING_VEND_MAX_AGE",
@@ -230,6 +236,10 @@ class Config:
             raise ValueError("wifi_poll_hold must be 0..60 s")
         if self.wifi_offline_after <= 0:
             raise ValueError("wifi_offline_after must be above 0 s")
+        if self.wifi_pending_per_source < 1:
+            raise ValueError("wifi_pending_per_source must be at least 1")
+        if self.wifi_pending_expiry <= 0:
+            raise ValueError("wifi_pending_expiry must be above 0 s")
 
     @property
     def held_polls_limit(self) -> int:

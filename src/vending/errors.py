@@ -111,3 +111,22 @@ class ServiceBusy(VendingError):
 
     status = 503
     code = "busy"
+
+
+class KeyConflict(Conflict):
+    """Two boards claim one id, or a request would change a board's protocol: an operator chooses."""
+
+    code = "key_conflict"
+
+
+class FingerprintMismatch(Conflict):
+    """The operator approved a key fingerprint that is not the board's (any more)."""
+
+    code = "fingerprint_mismatch"
+
+
+class TooManyWaiting(VendingError):
+    """One network address already has its share of boards waiting for approval."""
+
+    status = 429
+    code = "too_many_waiting"

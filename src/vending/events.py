@@ -21,6 +21,7 @@ DEVICE_REMOVED = "device.removed"  # data: device_id
 SLOT_CHANGED = "slot.changed"  # data: slot (dict), previous (dict, optional)
 SERIAL_RECONNECT = "serial.reconnect"  # data: device_id, port
 DEVICE_PENDING_APPROVAL = "device.pending_approval"  # data: device_id, address (optional)
+DEVICE_CONFLICT = "device.conflict"  # data: device_id, detail, source (optional)
 AUTH_FAILED = "auth.failed"  # data: source (remote address), who (optional)
 ALERT_RAISED = "alert.raised"  # data: alert (dict)
 ALERT_ACKNOWLEDGED = "alert.acknowledged"  # data: alert (dict)

@@ -24,12 +24,22 @@ def redact(text: str) -> str:
     return _SECRET.sub(lambda m: m.group(1) + "***", text)
 
 
+# Every C0 and C1 control character and DEL, escaped: a request path or a board's line
+# with an ANSI escape or a newline must not recolour a terminal or forge a second record.
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7f, 0xa0))}
+_CONTROLS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control characters written as escapes (ESC as \\x1b, newline as \\n)."""
+    return text.translate(_CONTROLS)
+
+
 class OneLineFormatter(logging.Formatter):
     """Keeps every event, traceback included, on one line (journald and grep see one record)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = redact(super().format(record))
-        return text.replace("\r", "\\r").replace("\n", "\\n")
+        return escape_controls(redact(super().format(record)))
 
 
 def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> logging.Handler:

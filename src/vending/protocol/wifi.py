@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # Discovery (UDP, default port 12346).
@@ -65,6 +66,7 @@ def valid_device_id(device_id: object) -> bool:
 
 
 def is_hex(text: str, length: int | None = None) -> bool:
+    """Whether `text` is hex digits only (and `length` of them, when given)."""
     return bool(_HEX_RE.match(text)) and (length is None or len(text) == length)
 
 
@@ -224,3 +226,182 @@ def mac_from_legacy_id(device_id: str) -> str:
     """`ESP32_246F28A1B2C3` -> `24:6F:28:A1:B2:C3` (for the simulator)."""
     raw = device_id[6:] if device_id.startswith("ESP32_") else device_id
     return ":".join(raw[i:i + 2] for i in range(0, 12, 2))
+
+
+# Request bodies, parsed into typed values before they reach the device layer.
+# A parser raises BodyError with a message for the board's author; the web layer turns it
+# into a 400. Optional facts a board reports (firmware, slots, its own address) are kept
+# only when well formed and otherwise dropped, as the earlier firmware sends loose JSON.
+
+RESULTS = ("success", "failed", "not_received")
+MAX_FIRMWARE = 64
+MAX_MESSAGE = 200
+MAX_REASON = 40
+
+
+class BodyError(ValueError):
+    """A board's request body is not what the protocol says."""
+
+
+@dataclass(frozen=True)
+class BoardFacts:
+    """What a board may tell about itself; None where it said nothing usable."""
+
+    firmware: str | None = None
+    slots: int | None = None
+    ip_address: str | None = None
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    """POST /esp32/v2/pair."""
+
+    device_id: str
+    public_key: str  # 64 lower-case hex digits
+    facts: BoardFacts
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    """POST /esp32/v2/register (signed); device_id is None when the body does not repeat it."""
+
+    device_id: str | None
+    facts: BoardFacts
+
+
+@dataclass(frozen=True)
+class ConfirmRequest:
+    """POST /esp32/v2/confirm (signed)."""
+
+    request_id: str
+    result: str
+    message: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class LegacyRegister:
+    """POST /esp32/register from the earlier firmware."""
+
+    device_id: str
+    facts: BoardFacts
+    status: str
+
+
+@dataclass(frozen=True)
+class LegacyConfirm:
+    """POST /esp32/confirm from the earlier firmware; device_id as sent (often its MAC)."""
+
+    device_id: str
+    success: bool
+    slot: int
+    message: str
+
+
+@dataclass(frozen=True)
+class LegacyData:
+    """POST /esp32/data: free-form fields, kept only for the log."""
+
+    device_id: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class ApproveRequest:
+    """What an operator approves: the fingerprint they saw, or a key provisioned over USB."""
+
+    fingerprint: str | None
+    secret: bytes | None
+
+
+_FINGERPRINT_RE = re.compile(r"^[0-9A-F]{4}-[0-9A-F]{4}$")
+
+
+def _text(body: Mapping[str, object], name: str, limit: int) -> str | None:
+    value = body.get(name)
+    return value if isinstance(value, str) and len(value) <= limit else None
+
+
+def _small_int(value: object, low: int, high: int) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    return None
+
+
+def _facts(body: Mapping[str, object], slots_field: str = "slots") -> BoardFacts:
+    return BoardFacts(
+        firmware=_text(body, "firmware", MAX_FIRMWARE) or None,
+        slots=_small_int(body.get(slots_field), 1, 99),
+        ip_address=_text(body, "ip_address", 45) or None,
+    )
+
+
+def _device_id(body: Mapping[str, object]) -> str:
+    device_id = body.get("device_id")
+    if not isinstance(device_id, str) or not valid_device_id(device_id):
+        raise BodyError("device_id must be 1 to 64 letters, digits or _ . : -,"
+                        " e.g. ESP32_246F28A1B2C3")
+    return device_id
+
+
+def parse_pair(body: Mapping[str, object]) -> PairRequest:
+    device_id = _device_id(body)
+    public_key = body.get("public_key")
+    if not isinstance(public_key, str) or not is_hex(public_key, 64):
+        raise BodyError("public_key must be the board's X25519 public key as 64 hex digits")
+    return PairRequest(device_id, public_key.lower(), _facts(body))
+
+
+def parse_register(body: Mapping[str, object]) -> RegisterRequest:
+    device_id = _device_id(body) if "device_id" in body else None
+    return RegisterRequest(device_id, _facts(body))
+
+
+def parse_confirm(body: Mapping[str, object]) -> ConfirmRequest:
+    request_id = body.get("id")
+    if not isinstance(request_id, str) or not request_id or len(request_id) > 64:
+        raise BodyError('id is required: {"id": "<request id>", "result": "success"}')
+    result = body.get("result")
+    if not isinstance(result, str) or result not in RESULTS:
+        raise BodyError(f"result must be one of {', '.join(RESULTS)}")
+    return ConfirmRequest(request_id, result, _text(body, "message", MAX_MESSAGE) or "",
+                          _text(body, "reason", MAX_REASON) or None)
+
+
+def parse_legacy_register(body: Mapping[str, object]) -> LegacyRegister:
+    status = body.get("status")
+    return LegacyRegister(_device_id(body), _facts(body, "slots_available"),
+                          status[:40] if isinstance(status, str) else "")
+
+
+def parse_legacy_confirm(body: Mapping[str, object]) -> LegacyConfirm:
+    device_id = body.get("device_id")
+    if not isinstance(device_id, str) or not device_id or len(device_id) > 64:
+        raise BodyError("device_id is required")
+    return LegacyConfirm(device_id, body.get("success") is True,
+                         _small_int(body.get("slot"), 0, 99) or 0,
+                         _text(body, "message", MAX_MESSAGE) or "")
+
+
+def parse_legacy_data(body: Mapping[str, object]) -> LegacyData:
+    raw_id = body.get("device_id")
+    device_id = None
+    if isinstance(raw_id, str):
+        device_id = legacy_id_from_mac(raw_id) or (raw_id if valid_device_id(raw_id) else None)
+    text = json.dumps(body, ensure_ascii=True, default=str)
+    return LegacyData(device_id, text if len(text) <= 500 else text[:497] + "...")
+
+
+def parse_approve(body: Mapping[str, object]) -> ApproveRequest:
+    fingerprint = body.get("fingerprint")
+    secret = body.get("secret")
+    if fingerprint is not None:
+        if not isinstance(fingerprint, str) or not _FINGERPRINT_RE.match(fingerprint.upper()):
+            raise BodyError('fingerprint must be the key fingerprint shown on the page,'
+                            ' e.g. {"fingerprint": "3F2A-91C0"}')
+        fingerprint = fingerprint.upper()
+    if secret is not None:
+        if not isinstance(secret, str) or not is_hex(secret, SECRET_BYTES * 2):
+            raise BodyError("secret must be 64 hex digits (32 bytes)")
+        return ApproveRequest(fingerprint, bytes.fromhex(secret))
+    return ApproveRequest(fingerprint, None)

@@ -285,9 +285,17 @@
           onclick: function () { act("Select " + id, "/esp32/devices/select", { device_id: id }); } }));
       }
       if (device.approved === false) {
-        cell.append(el("button", { type: "button", text: "Approve", "aria-label": "Approve " + id,
-          onclick: function () { act("Approve " + id, path + "/approve"); } }));
-        cell.append(el("button", { type: "button", className: "danger", text: "Reject", "aria-label": "Reject " + id,
+        // Approving names the fingerprint shown here, so a key swapped in meanwhile is refused.
+        const keys = device.conflict ? [device.fingerprint, device.conflict.fingerprint] : [device.fingerprint];
+        keys.forEach(function (fingerprint) {
+          if (device.conflict && !fingerprint) { return; }
+          const label = device.conflict ? "Approve key " + fingerprint : "Approve";
+          cell.append(el("button", { type: "button", text: label,
+            "aria-label": "Approve " + id + (fingerprint ? " with key " + fingerprint : ""),
+            onclick: function () { act("Approve " + id, path + "/approve", fingerprint ? { fingerprint: fingerprint } : {}); } }));
+        });
+        cell.append(el("button", { type: "button", className: "danger", text: device.conflict ? "Reject both" : "Reject",
+          "aria-label": "Reject " + id,
           onclick: function () { act("Reject " + id, path + "/reject"); } }));
       } else if (device.approved === true) {
         cell.append(el("button", { type: "button", className: "danger", text: "Revoke", "aria-label": "Revoke " + id,
@@ -296,11 +304,19 @@
       return el("td", { "data-label": "Actions" }, [cell]);
     }
 
+    /* Two boards claim one id: say so plainly, with both keys, so the operator can choose. */
+    function conflictNote(conflict) {
+      const other = conflict.fingerprint ? "key " + conflict.fingerprint : "protocol " + conflict.protocol + " (no key)";
+      return el("span", { className: "conflict", role: "alert",
+        text: "Conflict: another board claims this id (" + other + (conflict.source ? ", from " + conflict.source : "") +
+          "). Approve only the key the board's own console shows." });
+    }
+
     function render(data) {
       const devices = data.devices || [];
       const shape = JSON.stringify([data.active_device, data.selection, devices.map(function (d) {
         return [d.device_id, d.type, d.status, d.status_detail, d.firmware_version, d.protocol, d.approved,
-          d.authenticated, d.selected, d.fingerprint];
+          d.authenticated, d.selected, d.fingerprint, d.conflict];
       })]);
       if (shape === signature) {
         $$("[data-last-seen]", rows).forEach(function (cell) { cell.textContent = ago(Number(cell.dataset.lastSeen)); });
@@ -317,7 +333,8 @@
         rows.append(el("tr", { dataset: { device: device.device_id, status: status.key } }, [
           // The key fingerprint lets the operator compare it with the board's console before approving.
           el("th", { scope: "row", "data-label": "Device" }, [device.device_id].concat(device.fingerprint ?
-            [el("span", { className: "fingerprint", text: "key " + device.fingerprint })] : [])),
+            [el("span", { className: "fingerprint", text: "key " + device.fingerprint })] : []).concat(
+            device.conflict ? [conflictNote(device.conflict)] : [])),
           el("td", { text: device.transport || device.type, "data-label": "Transport" }),
           el("td", { "data-label": "State" }, [el("span", { className: "badge status-" + status.key,
             text: status.label, title: device.status_detail || null })]),

@@ -95,3 +95,15 @@ CREATE TABLE IF NOT EXISTS wifi_devices (
     first_seen      REAL NOT NULL,
     approved_at     REAL
 );
+
+-- A second claim on the id of a WiFi board that waits for approval: another key, or the
+-- other protocol. Kept (the first one only) until an operator chooses, so neither claim
+-- is approved by a race (docs/protocol-wifi.md, "Approval and conflicts").
+CREATE TABLE IF NOT EXISTS wifi_conflicts (
+    device_id       TEXT PRIMARY KEY REFERENCES wifi_devices (device_id) ON DELETE CASCADE,
+    protocol        INTEGER NOT NULL,
+    public_key      TEXT,
+    source          TEXT,
+    detail          TEXT NOT NULL,
+    seen_at         REAL NOT NULL
+);

@@ -29,6 +29,18 @@ class WifiDeviceRecord:
     approved_at: float | None
 
 
+@dataclass(frozen=True)
+class ConflictRecord:
+    """One row of wifi_conflicts: the second claim on a waiting board's id."""
+
+    device_id: str
+    protocol: int
+    public_key: str | None
+    source: str | None
+    detail: str
+    seen_at: float
+
+
 class WifiDeviceStore:
     """Approval rows in the store and secrets in 0600 files."""
 
@@ -52,22 +64,54 @@ class WifiDeviceStore:
         return WifiDeviceRecord(**data)
 
     def ensure(self, device_id: str, protocol: int) -> WifiDeviceRecord:
-        """The board's row, created unapproved the first time it is seen."""
+        """The board's row, created unapproved the first time it is seen.
+
+        An existing row keeps its protocol: only an operator changes it (`set_claim`,
+        or approving with a key provisioned over USB).
+        """
         with self.store._write() as db:
             db.execute(
                 "INSERT OR IGNORE INTO wifi_devices (device_id, protocol, first_seen) VALUES (?, ?, ?)",
                 (device_id, protocol, time.time()),
             )
-            db.execute("UPDATE wifi_devices SET protocol = ? WHERE device_id = ?",
-                       (protocol, device_id))
         record = self.get(device_id)
         assert record is not None
         return record
+
+    def set_protocol(self, device_id: str, protocol: int) -> None:
+        """An operator's choice (a key provisioned over USB makes a board protocol 2)."""
+        with self.store._write() as db:
+            db.execute("UPDATE wifi_devices SET protocol = ? WHERE device_id = ?",
+                       (protocol, device_id))
 
     def set_public_key(self, device_id: str, public_key: str) -> None:
         with self.store._write() as db:
             db.execute("UPDATE wifi_devices SET public_key = ? WHERE device_id = ?",
                        (public_key, device_id))
+
+    def set_claim(self, device_id: str, protocol: int, public_key: str | None) -> None:
+        """The operator chose this claim: it becomes the board's, and any conflict is over."""
+        with self.store._write() as db:
+            db.execute("UPDATE wifi_devices SET protocol = ?, public_key = ? WHERE device_id = ?",
+                       (protocol, public_key, device_id))
+            db.execute("DELETE FROM wifi_conflicts WHERE device_id = ?", (device_id,))
+
+    # Conflicts
+
+    def conflict(self, device_id: str) -> ConflictRecord | None:
+        rows = self.store._query("SELECT * FROM wifi_conflicts WHERE device_id = ?", (device_id,))
+        return ConflictRecord(**dict(rows[0])) if rows else None
+
+    def add_conflict(self, device_id: str, protocol: int, public_key: str | None,
+                     source: str | None, detail: str) -> bool:
+        """Keep the first conflicting claim; False when one is already kept."""
+        with self.store._write() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO wifi_conflicts (device_id, protocol, public_key, source,"
+                " detail, seen_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (device_id, protocol, public_key, source, detail, time.time()),
+            )
+            return cur.rowcount == 1
 
     def approve(self, device_id: str, server_key: str | None = None) -> None:
         with self.store._write() as db:
@@ -103,6 +147,7 @@ class WifiDeviceStore:
 
     def forget(self, device_id: str) -> None:
         with self.store._write() as db:
+            db.execute("DELETE FROM wifi_conflicts WHERE device_id = ?", (device_id,))
             db.execute("DELETE FROM wifi_devices WHERE device_id = ?", (device_id,))
         self.delete_secret(device_id)
 

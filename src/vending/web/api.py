@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from .. import __version__, audit
+from .. import __version__, audit, exports
 from ..errors import BadRequest, InvalidSlot
 from ..events import SLOT_CHANGED
 from ..store import STATES, Transaction
+from .auth import identify
 from .common import float_arg, int_arg, json_body, runtime, whole_number
 from .operations import audited
 
@@ -136,17 +135,16 @@ def _csv_export(rows) -> Response:
     def iso(value: float | None) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value)) if value else ""
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for txn in rows:
-        record = [getattr(txn, column) for column in CSV_COLUMNS]
-        for index, column in enumerate(CSV_COLUMNS):
-            if column.endswith("_at"):
-                record[index] = iso(record[index])
-        writer.writerow(record)
+    def records():
+        for txn in rows:
+            record = [getattr(txn, column) for column in CSV_COLUMNS]
+            for index, column in enumerate(CSV_COLUMNS):
+                if column.endswith("_at"):
+                    record[index] = iso(record[index])
+            yield record
+
     return Response(
-        buffer.getvalue(), mimetype="text/csv",
+        exports.to_csv(CSV_COLUMNS, records()), mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=transactions.csv"},
     )
 
@@ -221,13 +219,41 @@ def restock_slot(number: int):
     return jsonify(slot.to_dict())
 
 
-@bp.get("/status")
-def status():
-    """System status: devices, the active one, slots and vend counts."""
+# What /status shows a client that is neither this machine nor a signed-in operator:
+# enough for a monitor (up, which transport, counts), nothing that names or locates a board.
+PUBLIC_STATUS_FIELDS = ("service", "version", "online", "uptime", "communication_mode",
+                        "selection", "esp32_connected", "transactions", "transports")
+
+
+def status_for_client(snapshot: dict[str, Any], operator: bool) -> dict[str, Any]:
+    """The /status answer for who asks: the whole `snapshot` for operators (and this
+    machine), else health and counts only: no device ids, addresses, keys or fingerprints.
+
+    The one place that decides it, so a cached snapshot can be shared by both kinds of
+    client and filtered on the way out.
+    """
+    if operator:
+        return snapshot
+    devices = snapshot.get("devices", [])
+    public = {name: snapshot[name] for name in PUBLIC_STATUS_FIELDS if name in snapshot}
+    public["device_counts"] = {
+        "total": len(devices),
+        "online": sum(1 for d in devices if d.get("status") in ("online", "busy")),
+        "pending_approval": sum(1 for d in devices if d.get("status") == "pending_approval"),
+    }
+    public["queued"] = sum(snapshot.get("queues", {}).values())
+    public["slots"] = len(snapshot.get("slots", []))
+    public["detail"] = ("signed-in operators and this machine see devices, slots and queues;"
+                        " sign in at /login")
+    return public
+
+
+def status_snapshot() -> dict[str, Any]:
+    """Everything /status tells an operator."""
     rt = runtime()
     devices = [d.info() for d in rt.registry.devices()]
     mode = rt.registry.communication_mode()
-    return jsonify({
+    return {
         "service": "flask-vending-machine",
         "version": __version__,
         "online": True,
@@ -243,7 +269,14 @@ def status():
         "queues": rt.service.queue_lengths(),
         "transports": rt.transports,
         "log_last_id": rt.log.last_id,
-    })
+    }
+
+
+@bp.get("/status")
+def status():
+    """System status: devices, the active one, slots and vend counts (health and counts
+    only for an unauthenticated network client)."""
+    return jsonify(status_for_client(status_snapshot(), identify() is not None))
 
 
 @bp.get("/health")

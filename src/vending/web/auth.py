@@ -40,6 +40,7 @@ from flask import (
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from .. import audit
+from ..errors import BadRequest
 from ..events import AUTH_FAILED
 from .common import runtime
 from .operations import audit_action
@@ -191,7 +192,10 @@ def _host_is_local_name() -> bool:
     A page from another site that rebinds its DNS name to 127.0.0.1 would otherwise
     reach the kiosk's trusted session through the kiosk's own browser.
     """
-    host = urlsplit(f"//{request.host}").hostname or ""
+    try:
+        host = urlsplit(f"//{request.host}").hostname or ""
+    except ValueError:
+        return False  # a malformed Host (http://[::1) names nothing of ours
     if host == "localhost" or host.endswith(".localhost"):
         return True
     # The machine's own name (http://raspberrypi.local:5000 on the kiosk) is not an
@@ -225,8 +229,13 @@ def _from_browser() -> bool:
 
 def _cross_site_reason() -> str | None:
     origin = request.headers.get("Origin")
-    if origin is not None and urlsplit(origin).netloc.lower() != request.host.lower():
-        return f"a request from {origin} may not change anything here"
+    if origin is not None:
+        try:
+            netloc = urlsplit(origin).netloc
+        except ValueError:
+            raise BadRequest(f"the Origin header {origin[:80]!r} is not a URL") from None
+        if netloc.lower() != request.host.lower():
+            return f"a request from {origin} may not change anything here"
     site = request.headers.get("Sec-Fetch-Site")
     if site in ("cross-site", "same-site"):
         return f"a {site} request may not change anything here"
@@ -333,8 +342,18 @@ def _security_headers(response: Response) -> Response:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only paths on this server: "//evil.example" or "http://..." would make us an open redirect.
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """`target` if it is a path on this server, else "/".
+
+    Browsers drop tabs and newlines from a URL before following it, so "/\t/evil.example"
+    becomes "//evil.example": any control character, space or backslash refuses the target,
+    as do "//host" and "scheme:" forms.
+    """
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if any(ch <= " " or ch == "\x7f" or ch == "\\" or not ch.isprintable() for ch in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return "/"
     return target
 

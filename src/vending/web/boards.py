@@ -7,18 +7,41 @@ Boards do not log in as operators; protocol 2 boards sign every request instead
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from flask import Blueprint, Response, g, jsonify, request
 
-from ..devices.wifi import AuthContext, WifiHub
-from ..errors import BadRequest, Revoked
+from ..devices.wifi import AuthContext, WifiHub, sign_response
+from ..errors import BadRequest, Forbidden, Revoked
 from ..protocol import wifi as proto
 from .common import json_body, runtime
 
 bp = Blueprint("boards", __name__, url_prefix="/esp32")
 
+T = TypeVar("T")
+
 
 def _hub() -> WifiHub:
     return runtime().wifi
+
+
+def _parsed(parse: Callable[[dict[str, object]], T]) -> T:
+    """The JSON body as the protocol's typed value, or a 400 saying what is wrong."""
+    try:
+        return parse(json_body())
+    except proto.BodyError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+@bp.before_request
+def _refuse_browsers() -> None:
+    """Boards send neither header; a web page's form, img or fetch always does (Chromium,
+    Firefox, Safari), so a page cannot make a visitor's browser register boards here."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if "Origin" in request.headers or (site is not None and site != "none"):
+        raise Forbidden("board endpoints do not answer web browsers; boards send no Origin or"
+                        " Sec-Fetch-Site header")
 
 
 def _authenticated() -> AuthContext:
@@ -41,7 +64,7 @@ def _authenticated() -> AuthContext:
 def _sign_response(response: Response) -> Response:
     ctx = g.get("board")
     if ctx is not None:
-        response.headers[proto.HEADER_SIGNATURE] = WifiHub.sign_response(
+        response.headers[proto.HEADER_SIGNATURE] = sign_response(
             ctx, response.status_code, response.get_data())
     return response
 
@@ -52,7 +75,7 @@ def _sign_response(response: Response) -> Response:
 @bp.post("/register")
 def legacy_register():
     """A board with the earlier firmware announces itself."""
-    return jsonify(_hub().legacy_register(json_body(), request.remote_addr))
+    return jsonify(_hub().legacy_register(_parsed(proto.parse_legacy_register), request.remote_addr))
 
 
 @bp.get("/commands/<device_id>")
@@ -64,13 +87,13 @@ def legacy_commands(device_id: str):
 @bp.post("/confirm")
 def legacy_confirm():
     """The earlier firmware's confirmation (device_id is its MAC with colons)."""
-    return jsonify(_hub().legacy_confirm(json_body(), request.remote_addr))
+    return jsonify(_hub().legacy_confirm(_parsed(proto.parse_legacy_confirm), request.remote_addr))
 
 
 @bp.post("/data")
 def legacy_data():
     """Free-form data a board reports; logged."""
-    return jsonify(_hub().legacy_data(json_body(), request.remote_addr))
+    return jsonify(_hub().legacy_data(_parsed(proto.parse_legacy_data), request.remote_addr))
 
 
 # Protocol 2: our firmware
@@ -79,7 +102,7 @@ def legacy_data():
 @bp.post("/v2/pair")
 def pair():
     """A board asks to pair with its X25519 public key (202 until an operator approves)."""
-    status, body = _hub().pair(json_body(), request.remote_addr)
+    status, body = _hub().pair(_parsed(proto.parse_pair), request.remote_addr)
     return jsonify(body), status
 
 
@@ -87,7 +110,7 @@ def pair():
 def register():
     """A paired board announces itself (signed); the answer lists vends to reconcile."""
     ctx = _authenticated()
-    return jsonify(_hub().register(ctx, json_body(), request.remote_addr))
+    return jsonify(_hub().register(ctx, _parsed(proto.parse_register), request.remote_addr))
 
 
 @bp.get("/v2/commands")
@@ -110,4 +133,4 @@ def commands():
 def confirm():
     """The outcome of one command by its request id; idempotent."""
     ctx = _authenticated()
-    return jsonify(_hub().confirm(ctx, json_body(), request.remote_addr))
+    return jsonify(_hub().confirm(ctx, _parsed(proto.parse_confirm), request.remote_addr))

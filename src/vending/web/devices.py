@@ -8,6 +8,7 @@ from .. import audit
 from ..commlog import DIRECTIONS
 from ..devices.simulator import FAULTS, SimulatedDevice
 from ..errors import BadRequest
+from ..protocol import wifi as proto
 from .common import int_arg, json_body, runtime, whole_number
 from .operations import audited
 
@@ -100,12 +101,13 @@ def simulate(device_id: str):
 @bp.post("/devices/<device_id>/approve")
 @audited(audit.APPROVE_DEVICE)
 def approve_device(device_id: str):
-    """Let a WiFi board vend; {"secret": "<64 hex>"} for a key provisioned over USB."""
-    body = json_body(required=False)
-    secret = body.get("secret")
-    if secret is not None and not isinstance(secret, str):
-        raise BadRequest("secret must be 64 hex digits")
-    device = runtime().wifi.approve(device_id, secret)
+    """Let a WiFi board vend: {"fingerprint": "<the key fingerprint you compared>"} for our
+    firmware, {} for the earlier one, {"secret": "<64 hex>"} for a key provisioned over USB."""
+    try:
+        approval = proto.parse_approve(json_body(required=False))
+    except proto.BodyError as exc:
+        raise BadRequest(str(exc)) from None
+    device = runtime().wifi.approve(device_id, approval)
     return jsonify({"status": "ok", "device": device.info()})
 
 

@@ -107,6 +107,9 @@ SCHEMAS: dict[str, Any] = {
             "authenticated": {"type": "boolean"},
             "ip_address": _STRING_OR_NULL,
             "fingerprint": _STRING_OR_NULL,
+            "conflict": {"type": ["object", "null"], "properties": {
+                "protocol": {"type": "integer"}, "fingerprint": _STRING_OR_NULL,
+                "source": _STRING_OR_NULL, "detail": {"type": "string"}}},
         },
     },
     "Mode": {
@@ -138,7 +141,7 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "integer"},
             "kind": {"type": "string", "enum": [
                 "vend_unknown", "vend_failed", "device_offline", "device_back", "low_stock",
-                "sold_out", "device_pending_approval", "sign_in_failures"]},
+                "sold_out", "device_pending_approval", "sign_in_failures", "device_conflict"]},
             "severity": {"type": "string", "enum": ["critical", "warning", "info"]},
             "subject": {"type": "string"},
             "message": {"type": "string"},
@@ -359,12 +362,16 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                           "404": _error("unknown device")},
         }},
         "/esp32/devices/{device_id}/approve": {"post": {
-            "summary": "Approve a WiFi board (completes pairing; optional USB-provisioned secret)",
+            "summary": "Approve a WiFi board by the key fingerprint the operator compared"
+                       " (completes pairing), or with a USB-provisioned secret",
             "parameters": [_DEVICE_PARAM],
             "requestBody": _body({"type": "object", "properties": {
+                "fingerprint": {"type": "string", "pattern": "^[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}$"},
                 "secret": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}}, required=False),
-            "responses": {"200": _json(_OK, "approved"), "400": _error("bad secret"),
-                          "404": _error("unknown board"), "409": _error("board has not paired")},
+            "responses": {"200": _json(_OK, "approved"),
+                          "400": _error("bad secret or fingerprint, or fingerprint missing"),
+                          "404": _error("unknown board"),
+                          "409": _error("not paired yet, another fingerprint, or a conflict")},
         }},
         "/esp32/devices/{device_id}/revoke": {"post": {
             "summary": "Withdraw a WiFi board's approval and key",
@@ -385,26 +392,36 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                 # Facts a board reports; a value of the wrong type is ignored, not refused.
                 "status": {"description": "ignored unless a string"},
                 "slots_available": {"description": "ignored unless a whole number"}}}),
-            "responses": {"200": _json(_OK, "registered"), "400": _error("bad body")},
+            "responses": {"200": _json(_OK, "registered"), "400": _error("bad body"),
+                          "403": _error("a web browser's request (Origin or Sec-Fetch-Site header)"),
+                          "409": _error("the id belongs to a protocol 2 board: a conflict"),
+                          "429": _error("this address has its share of boards waiting"),
+                          "503": _error("the approval waiting list is full")},
         }},
         "/esp32/commands/{device_id}": {"get": {
             "summary": "Board (protocol 1) polls for its next command (null or VEND)",
             "parameters": [_DEVICE_PARAM],
             "responses": {"200": _json({"type": ["object", "null"]}, "command or null"),
-                          "400": _error("bad device id")},
+                          "400": _error("bad device id"), "403": _error("a web browser's request (Origin or Sec-Fetch-Site header)"),
+                          "404": _error("no such board: register first"),
+                          "409": _error("the id belongs to a protocol 2 board: a conflict")},
         }},
         "/esp32/confirm": {"post": {
             "summary": "Board (protocol 1) confirms its vend",
             "requestBody": _body({"type": "object", "required": ["device_id"], "properties": {
-                "device_id": {"type": "string"}, "slot": {"type": "integer"},
+                "device_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                "slot": {"type": "integer"},
                 "success": {"type": "boolean"}, "message": {"type": "string"}}}),
             "responses": {"200": _json(_OK, "recorded"), "400": _error("bad body"),
-                          "404": _error("unknown board")},
+                          "401": _error("a paired board confirms through /esp32/v2/confirm"),
+                          "403": _error("a web browser's request (Origin or Sec-Fetch-Site header)"), "404": _error("unknown board")},
         }},
         "/esp32/data": {"post": {
             "summary": "Board reports data (logged)",
             "requestBody": _body({"type": "object"}),
-            "responses": {"200": _json(_OK, "logged"), "400": _error("bad body")},
+            "responses": {"200": _json(_OK, "logged"), "400": _error("bad body"),
+                          "401": _error("a paired board reports through /esp32/v2/ only"),
+                          "403": _error("a web browser's request (Origin or Sec-Fetch-Site header)")},
         }},
         "/esp32/v2/pair": {"post": {
             "summary": "Board (protocol 2) asks to pair with its X25519 public key",
@@ -415,7 +432,10 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                 "firmware": {"description": "ignored unless a string of up to 64"},
                 "slots": {"description": "ignored unless a whole number from 1 to 99"}}}),
             "responses": {"200": _json(_OK, "paired"), "202": _json(_OK, "waiting for approval"),
-                          "400": _error("bad body"), "409": _error("paired with another key")},
+                          "400": _error("bad body"), "403": _error("a web browser's request (Origin or Sec-Fetch-Site header)"),
+                          "409": _error("paired with another key, or a protocol 1 board's id"),
+                          "429": _error("this address has its share of boards waiting"),
+                          "503": _error("the approval waiting list is full")},
         }},
         "/esp32/v2/register": {"post": {
             "summary": "Board (protocol 2) registers; signed",
