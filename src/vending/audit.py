@@ -7,8 +7,9 @@ layer has a helper that fills in who and where from the request (web/operations.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import exports
@@ -36,6 +37,7 @@ APPROVE_DEVICE = "approve_device"
 REVOKE_DEVICE = "revoke_device"
 REJECT_DEVICE = "reject_device"
 SIMULATE_FAULT = "simulate_fault"
+REFUSALS_SUMMARY = "refused_requests"
 
 CSV_COLUMNS = ("id", "time", "action", "who", "source", "outcome", "detail")
 DETAIL_MAX = 1000
@@ -47,16 +49,51 @@ def one_line(text: str) -> str:
 
 
 class AuditLog:
-    """Writes and reads the audit table."""
+    """Writes and reads the audit table; refused requests are written at a bounded rate."""
 
-    def __init__(self, ops: OperationsStore) -> None:
+    def __init__(self, ops: OperationsStore, refusals_per_minute: int = 20,
+                 clock: Callable[[], float] = time.time) -> None:
         self.ops = ops
+        self.refusals = RefusalThrottle(refusals_per_minute)
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def refused(self, action: str, who: str, source: str, detail: str = "") -> AuditEntry | None:
+        """Keep a refused request: one row per source and minute, at most `refusals_per_minute`
+        rows a minute in all; the rest are counted into one summary row per minute."""
+        now = self._clock()
+        with self._lock:
+            summary = self.refusals.roll(now)
+            write = self.refusals.admit(source)
+        if summary:
+            self._write_summary(*summary)
+        if not write:
+            return None
+        return self.record(action, who, source, REFUSED, detail, now=now)
+
+    def flush(self) -> None:
+        """Write the summary of a minute that is over (readers call it; so does shutdown)."""
+        with self._lock:
+            summary = self.refusals.roll(self._clock())
+        if summary:
+            self._write_summary(*summary)
+
+    def _write_summary(self, minute: int, counts: dict[str, int]) -> None:
+        total = sum(counts.values())
+        top = sorted(counts.items(), key=lambda item: -item[1])[:10]
+        listed = ", ".join(f"{source or '?'} x{count}" for source, count in top)
+        more = f" and {len(counts) - len(top)} more sources" if len(counts) > len(top) else ""
+        when = time.strftime("%H:%M", time.gmtime(minute * 60))
+        self.record(REFUSALS_SUMMARY, "anonymous", "", REFUSED,
+                    f"{total} more refused requests in the minute from {when} UTC, not kept one"
+                    f" by one: {listed}{more}", now=(minute + 1) * 60.0)
 
     def record(self, action: str, who: str, source: str, outcome: str = OK,
-               detail: str = "") -> AuditEntry:
+               detail: str = "", now: float | None = None) -> AuditEntry:
         """Keep one operator action; `outcome` is ok, refused or failed."""
         detail = detail if len(detail) <= DETAIL_MAX else detail[:DETAIL_MAX - 3] + "..."
-        entry = self.ops.add_audit(action, who or "anonymous", source or "", outcome, detail)
+        entry = self.ops.add_audit(action, who or "anonymous", source or "", outcome, detail,
+                                   now=now)
         logger.info("audit id=%d action=%s who=%s source=%s outcome=%s detail=%s", entry.id,
                     one_line(action), one_line(entry.who), one_line(entry.source), outcome,
                     one_line(detail))
@@ -65,10 +102,45 @@ class AuditLog:
     def entries(self, since: int = 0, action: str | None = None, limit: int = 100,
                 newest_first: bool = False) -> list[AuditEntry]:
         """Rows newer than id `since`."""
+        self.flush()
         return self.ops.audit(since, action, limit, newest_first)
 
     def iter_all(self, action: str | None = None) -> Iterator[AuditEntry]:
+        self.flush()
         return self.ops.iter_audit(action)
+
+
+class RefusalThrottle:
+    """Which refused requests get a row of their own, minute by minute (not thread-safe)."""
+
+    MAX_SOURCES = 256  # counted one by one; the rest as "other"
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._minute: int | None = None
+        self._written: set[str] = set()
+        self._suppressed: dict[str, int] = {}
+
+    def roll(self, now: float) -> tuple[int, dict[str, int]] | None:
+        """Start the minute `now` is in; the finished minute's (minute, suppressed counts)."""
+        minute = int(now // 60)
+        if minute == self._minute:
+            return None
+        finished = None
+        if self._minute is not None and self._suppressed:
+            finished = (self._minute, self._suppressed)
+        self._minute, self._written, self._suppressed = minute, set(), {}
+        return finished
+
+    def admit(self, source: str) -> bool:
+        """True when this refusal gets its own row; else it is counted for the summary."""
+        if source not in self._written and len(self._written) < self.per_minute:
+            self._written.add(source)
+            return True
+        key = source if source in self._suppressed or \
+            len(self._suppressed) < self.MAX_SOURCES else "other"
+        self._suppressed[key] = self._suppressed.get(key, 0) + 1
+        return False
 
 
 def to_csv(entries: Iterable[AuditEntry]) -> str:

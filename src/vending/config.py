@@ -136,6 +136,13 @@ class Config:
     webhook_give_up_after: float = 24 * 3600.0
     auth_failure_threshold: int = 5
     auth_failure_window: float = 300.0
+    # Audit and alert retention (whichever limit comes first), and how many refused requests
+    # a minute get an audit row of their own; the rest are counted into one summary row.
+    audit_retention_days: float = 400.0
+    audit_max_rows: int = 50_000
+    alert_retention_days: float = 400.0
+    alert_max_rows: int = 20_000
+    audit_refusals_per_minute: int = 20
 
     # MQTT bridge: off unless mqtt_url is set (mqtt://user:pass@host:1883/prefix).
     mqtt_url: str = ""
@@ -185,6 +192,11 @@ class Config:
         "webhook_secret": "VENDING_WEBHOOK_SECRET",
         "webhook_timeout": "VENDING_WEBHOOK_TIMEOUT",
         "auth_failure_threshold": "VENDING_AUTH_FAILURE_THRESHOLD",
+        "audit_retention_days": "VENDING_AUDIT_RETENTION_DAYS",
+        "audit_max_rows": "VENDING_AUDIT_MAX_ROWS",
+        "alert_retention_days": "VENDING_ALERT_RETENTION_DAYS",
+        "alert_max_rows": "VENDING_ALERT_MAX_ROWS",
+        "audit_refusals_per_minute": "VENDING_AUDIT_REFUSALS_PER_MINUTE",
         "mqtt_url": "VENDING_MQTT_URL",
         "mqtt_commands": "VENDING_MQTT_COMMANDS",
         "mqtt_discovery_prefix": "VENDING_MQTT_DISCOVERY_PREFIX",
@@ -236,6 +248,12 @@ class Config:
             raise ValueError("wifi_poll_hold must be 0..60 s")
         if self.wifi_offline_after <= 0:
             raise ValueError("wifi_offline_after must be above 0 s")
+        for name in ("audit_retention_days", "alert_retention_days"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be above 0 days")
+        for name in ("audit_max_rows", "alert_max_rows", "audit_refusals_per_minute"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
         if self.wifi_pending_per_source < 1:
             raise ValueError("wifi_pending_per_source must be at least 1")
         if self.wifi_pending_expiry <= 0:

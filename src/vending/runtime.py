@@ -18,7 +18,7 @@ from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
 from .metrics import Metrics
 from .service import VendService, VendSettings
 from .store import Store
-from .store.operations import OperationsStore, load_machine_id
+from .store.operations import OperationsStore, Retention, load_machine_id
 
 logger = logging.getLogger("vending")
 
@@ -33,8 +33,11 @@ class Runtime:
         self.events = EventBus()
         self.store = Store(config.database_path)
         self.machine_id = load_machine_id(config.data_dir)
-        self.operations = OperationsStore(self.store)
-        self.audit = AuditLog(self.operations)
+        self.operations = OperationsStore(self.store, Retention(
+            audit_days=config.audit_retention_days, audit_rows=config.audit_max_rows,
+            alert_days=config.alert_retention_days, alert_rows=config.alert_max_rows))
+        self.operations.prune()
+        self.audit = AuditLog(self.operations, config.audit_refusals_per_minute)
         self.store.ensure_slots(config.slots)
         # Built before the boards so it hears their first state changes.
         self.alerts = AlertCenter(
@@ -161,6 +164,7 @@ class Runtime:
         self.registry.stop()
         self.service.join()
         self.alerts.stop()
+        self.audit.flush()
         for txn in self.store.recover_interrupted():
             logger.warning("vend %s left open at shutdown; recorded as unknown", txn.id)
             self.alerts.note_transaction(txn.to_dict())

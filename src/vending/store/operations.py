@@ -101,18 +101,70 @@ def load_machine_id(data_dir: Path) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long audit and alert rows are kept: by age and by count, whichever is less.
+
+    Both bound the database: a year of normal use fits within the ages, and an attack
+    that makes rows faster only pushes the oldest ones out (bench/bench_retention.py).
+    """
+
+    audit_days: float = 400.0
+    audit_rows: int = 50_000
+    alert_days: float = 400.0
+    alert_rows: int = 20_000
+    # Pruning runs once per this many new rows of a kind, so a write stays one INSERT.
+    every: int = 100
+
+
 class OperationsStore:
     """Small queries over the alerts, webhook_deliveries, audit and slot_alert_levels tables."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, retention: Retention | None = None) -> None:
         self.store = store
+        self.retention = retention or Retention()
+        self._audit_writes = 0
+        self._alert_writes = 0
+
+    # Retention
+
+    def prune(self, now: float | None = None) -> tuple[int, int]:
+        """Delete audit and alert rows past their age or count; (audit rows, alerts) deleted."""
+        now = time.time() if now is None else now
+        keep = self.retention
+        with self.store._write() as db:
+            audit = db.execute("DELETE FROM audit WHERE time < ?",
+                               (now - keep.audit_days * 86400,)).rowcount
+            audit += db.execute(
+                "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?",
+                (keep.audit_rows,)).rowcount
+            oldest_kept = db.execute(
+                "SELECT MIN(id) FROM (SELECT id FROM alerts WHERE created_at >= ?"
+                " ORDER BY id DESC LIMIT ?)",
+                (now - keep.alert_days * 86400, keep.alert_rows)).fetchone()[0]
+            bound = oldest_kept if oldest_kept is not None else \
+                (db.execute("SELECT MAX(id) FROM alerts").fetchone()[0] or 0) + 1
+            db.execute("DELETE FROM webhook_deliveries WHERE alert_id < ?", (bound,))
+            alerts = db.execute("DELETE FROM alerts WHERE id < ?", (bound,)).rowcount
+        return audit, alerts
+
+    def _count_write(self, kind: str) -> None:
+        if kind == "audit":
+            self._audit_writes += 1
+            due = self._audit_writes % self.retention.every == 0
+        else:
+            self._alert_writes += 1
+            due = self._alert_writes % self.retention.every == 0
+        if due:
+            self.prune()
 
     # Alerts
 
     def add_alert(self, kind: str, severity: str, subject: str, message: str,
-                  data: dict[str, Any], webhook_urls: list[str] | tuple[str, ...] = ()) -> Alert:
+                  data: dict[str, Any], webhook_urls: list[str] | tuple[str, ...] = (),
+                  now: float | None = None) -> Alert:
         """Persist an alert and, in the same transaction, its pending webhook deliveries."""
-        now = time.time()
+        now = time.time() if now is None else now
         with self.store._write() as db:
             cur = db.execute(
                 "INSERT INTO alerts (kind, severity, subject, message, data, created_at)"
@@ -127,6 +179,7 @@ class OperationsStore:
                     (alert_id, url, DELIVERY_PENDING, now),
                 )
             row = db.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        self._count_write("alert")
         return Alert.from_row(row)
 
     def alert(self, alert_id: int) -> Alert:
@@ -226,15 +279,18 @@ class OperationsStore:
 
     # Audit
 
-    def add_audit(self, action: str, who: str, source: str, outcome: str, detail: str) -> AuditEntry:
-        now = time.time()
+    def add_audit(self, action: str, who: str, source: str, outcome: str, detail: str,
+                  now: float | None = None) -> AuditEntry:
+        now = time.time() if now is None else now
         with self.store._write() as db:
             cur = db.execute(
                 "INSERT INTO audit (time, action, who, source, outcome, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (now, action, who, source, outcome, detail),
             )
-            return AuditEntry(cur.lastrowid, now, action, who, source, outcome, detail)
+            entry = AuditEntry(cur.lastrowid or 0, now, action, who, source, outcome, detail)
+        self._count_write("audit")
+        return entry
 
     def audit(self, since: int = 0, action: str | None = None, limit: int = 100,
               newest_first: bool = False) -> list[AuditEntry]:

@@ -43,7 +43,7 @@ from .. import audit
 from ..errors import BadRequest
 from ..events import AUTH_FAILED
 from .common import runtime
-from .operations import audit_action
+from .operations import audit_action, audit_refusal
 
 logger = logging.getLogger("vending.auth")
 
@@ -280,13 +280,13 @@ def _guard() -> Response | None:
     if refusal is not None and request.method in UNSAFE_METHODS:
         # A refused attempt to change something is an operator action too: keep it.
         action = (request.endpoint or request.path).rsplit(".", 1)[-1]
-        audit_action(action, audit.REFUSED, f"{refusal.status_code} {request.method} {request.path}")
+        audit_refusal(action, f"{refusal.status_code} {request.method} {request.path}")
     return refusal
 
 
 def _auth_failed(reason: str) -> None:
     client = _client()
-    audit_action(audit.SIGN_IN, audit.REFUSED, reason)
+    audit_refusal(audit.SIGN_IN, reason)
     runtime().events.publish(AUTH_FAILED, source=client)
 
 

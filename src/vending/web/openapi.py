@@ -206,6 +206,7 @@ _HTML = {"text/html": {}}
 _PAGE = {"200": {"description": "the page", "content": _HTML}}
 # The ids boards may take (protocol/wifi.py DEVICE_ID_RE); anything else is refused with 400.
 _DEVICE_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}
+_BROWSER_REFUSED = _error("a web browser's request (Origin or Sec-Fetch-Site header)")
 _DEVICE_PARAM = _path("device_id", _DEVICE_ID, "a WiFi board's id")
 # Routes with an <int:...> converter answer 404 to a path segment that is not a whole number.
 _NOT_A_NUMBER = _error("no such slot or id (also when the path segment is not a whole number)")
@@ -393,7 +394,7 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                 "status": {"description": "ignored unless a string"},
                 "slots_available": {"description": "ignored unless a whole number"}}}),
             "responses": {"200": _json(_OK, "registered"), "400": _error("bad body"),
-                          "403": _error("a web browser's request (Origin or Sec-Fetch-Site header)"),
+                          "403": _BROWSER_REFUSED,
                           "409": _error("the id belongs to a protocol 2 board: a conflict"),
                           "429": _error("this address has its share of boards waiting"),
                           "503": _error("the approval waiting list is full")},
@@ -402,7 +403,7 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
             "summary": "Board (protocol 1) polls for its next command (null or VEND)",
             "parameters": [_DEVICE_PARAM],
             "responses": {"200": _json({"type": ["object", "null"]}, "command or null"),
-                          "400": _error("bad device id"), "403": _error("a web browser's request (Origin or Sec-Fetch-Site header)"),
+                          "400": _error("bad device id"), "403": _BROWSER_REFUSED,
                           "404": _error("no such board: register first"),
                           "409": _error("the id belongs to a protocol 2 board: a conflict")},
         }},
@@ -414,14 +415,14 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                 "success": {"type": "boolean"}, "message": {"type": "string"}}}),
             "responses": {"200": _json(_OK, "recorded"), "400": _error("bad body"),
                           "401": _error("a paired board confirms through /esp32/v2/confirm"),
-                          "403": _error("a web browser's request (Origin or Sec-Fetch-Site header)"), "404": _error("unknown board")},
+                          "403": _BROWSER_REFUSED, "404": _error("unknown board")},
         }},
         "/esp32/data": {"post": {
             "summary": "Board reports data (logged)",
             "requestBody": _body({"type": "object"}),
             "responses": {"200": _json(_OK, "logged"), "400": _error("bad body"),
                           "401": _error("a paired board reports through /esp32/v2/ only"),
-                          "403": _error("a web browser's request (Origin or Sec-Fetch-Site header)")},
+                          "403": _BROWSER_REFUSED},
         }},
         "/esp32/v2/pair": {"post": {
             "summary": "Board (protocol 2) asks to pair with its X25519 public key",
@@ -432,7 +433,7 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                 "firmware": {"description": "ignored unless a string of up to 64"},
                 "slots": {"description": "ignored unless a whole number from 1 to 99"}}}),
             "responses": {"200": _json(_OK, "paired"), "202": _json(_OK, "waiting for approval"),
-                          "400": _error("bad body"), "403": _error("a web browser's request (Origin or Sec-Fetch-Site header)"),
+                          "400": _error("bad body"), "403": _BROWSER_REFUSED,
                           "409": _error("paired with another key, or a protocol 1 board's id"),
                           "429": _error("this address has its share of boards waiting"),
                           "503": _error("the approval waiting list is full")},

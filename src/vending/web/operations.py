@@ -41,6 +41,13 @@ def audit_action(action: str, outcome: str = audit.OK, detail: str = "") -> Audi
     return runtime().audit.record(action, who, address, outcome, detail)
 
 
+def audit_refusal(action: str, detail: str = "") -> AuditEntry | None:
+    """Record a request refused before it reached a view, at the audit log's bounded rate:
+    anyone on the network can send these as fast as they like."""
+    who, address = who_and_where()
+    return runtime().audit.refused(action, who, address, detail)
+
+
 _SECRET_WORDS = ("password", "secret", "token", "key", "pin")
 
 
