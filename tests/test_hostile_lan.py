@@ -12,11 +12,15 @@ import threading
 
 import pytest
 from helpers import wait_until
-from lan_fixtures import lan, lan_env  # noqa: F401  (fixtures)
+import lan_fixtures
 
 from vending.protocol import wifi as proto
 
 ATTACKER_KEY = "ab" * 32
+
+# The namespace and the served controller (pytest finds fixtures by these names).
+lan = lan_fixtures.lan
+lan_env = lan_fixtures.lan_env
 
 
 def _pending_p2(env, device_id="ESP32_A1B2C3D4E5F6"):
