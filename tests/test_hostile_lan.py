@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import threading
 
+import lan_fixtures
 import pytest
 from helpers import wait_until
-import lan_fixtures
 
 from vending.protocol import wifi as proto
 
