@@ -414,3 +414,37 @@ def test_a_real_wifi_board_waiting_for_approval_is_approved_from_the_page_and_ve
         assert len(board.motor_runs) == 1
     finally:
         env.close()
+
+
+def test_a_key_conflict_is_shown_plainly_and_the_operator_approves_the_key_the_board_shows(
+        make_app, browse):
+    import requests
+    from wifi_fixtures import start_env
+
+    from vending.protocol import wifi as proto
+
+    env = start_env(make_app)
+    try:
+        board = env.board()
+        wait_until(lambda: board.fingerprint is not None, message="board asks to pair")
+        other = "cd" * 32
+        requests.post(f"{env.url}/esp32/v2/pair", timeout=5,
+                      json={"device_id": board.device_id, "public_key": other})
+        page = browse(env.server, "/devices")
+        row = page.locator(f'tr[data-device="{board.device_id}"]')
+        note = row.locator(".conflict")
+        expect(note).to_be_visible()
+        expect(note).to_contain_text(f"Conflict: another board claims this id (key"
+                                     f" {proto.key_fingerprint(other)}")
+        expect(row.locator(".fingerprint")).to_have_text(f"key {board.fingerprint}")
+        expect(row.get_by_role("button", name=re.compile("^Approve key"))).to_have_count(2)
+        expect(row.get_by_role("button", name="Reject both boards")).to_be_visible()
+        expect(page.locator("#alerts .alert").first).to_be_visible()
+        row.get_by_role("button", name=f"Approve key {board.fingerprint}").click()
+        wait_until(lambda: env.device(board.device_id).approved, message="the approval to land")
+        wait_until(lambda: env.status(board.device_id) == "online", timeout=15,
+                   message="the genuine board online")
+        expect(note).to_have_count(0)
+        assert env.rt.wifi.keys.secret(board.device_id) == board.secret
+    finally:
+        env.close()

@@ -291,11 +291,11 @@
           if (device.conflict && !fingerprint) { return; }
           const label = device.conflict ? "Approve key " + fingerprint : "Approve";
           cell.append(el("button", { type: "button", text: label,
-            "aria-label": "Approve " + id + (fingerprint ? " with key " + fingerprint : ""),
+            "aria-label": device.conflict ? label + " for " + id : "Approve " + id + (fingerprint ? " with key " + fingerprint : ""),
             onclick: function () { act("Approve " + id, path + "/approve", fingerprint ? { fingerprint: fingerprint } : {}); } }));
         });
         cell.append(el("button", { type: "button", className: "danger", text: device.conflict ? "Reject both" : "Reject",
-          "aria-label": "Reject " + id,
+          "aria-label": (device.conflict ? "Reject both boards claiming " : "Reject ") + id,
           onclick: function () { act("Reject " + id, path + "/reject"); } }));
       } else if (device.approved === true) {
         cell.append(el("button", { type: "button", className: "danger", text: "Revoke", "aria-label": "Revoke " + id,
