@@ -30,11 +30,13 @@ from vending.sim.wifi import WifiBoard
 CLONE_NEWNET = 0x40000000
 
 
-def _ip(*args: str) -> subprocess.CompletedProcess:
+def ip(*args: str) -> subprocess.CompletedProcess:
+    """Run `ip ARGS...` (iproute2)."""
     return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
 
 
 def netns_unavailable() -> str | None:
+    """Why this machine cannot build network namespaces, or None when it can."""
     if not sys.platform.startswith("linux"):
         return "network namespaces exist only on Linux"
     if os.geteuid() != 0:
@@ -71,7 +73,7 @@ def lan() -> Iterator[Lan]:
     ns, host_if, client_if = f"lan{tag}", f"lh{tag}", f"lc{tag}"
     made_ns = made_link = False
     try:
-        result = _ip("netns", "add", ns)
+        result = ip("netns", "add", ns)
         if result.returncode != 0:
             pytest.skip(f"ip netns add failed: {result.stderr.strip()}")
         made_ns = True
@@ -85,7 +87,7 @@ def lan() -> Iterator[Lan]:
             ("-n", ns, "link", "set", "lo", "up"),
         ]
         for step in steps:
-            result = _ip(*step)
+            result = ip(*step)
             made_link = made_link or step[0] == "link" and step[1] == "add"
             if result.returncode != 0:
                 pytest.skip(f"could not build the veth pair ({' '.join(step)}):"
@@ -93,9 +95,9 @@ def lan() -> Iterator[Lan]:
         yield Lan(ns, host_ip, client_ip)
     finally:
         if made_link:
-            _ip("link", "del", host_if)
+            ip("link", "del", host_if)
         if made_ns:
-            _ip("netns", "del", ns)
+            ip("netns", "del", ns)
 
 
 def _enter(namespace: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,25 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lan_fixtures import ip as _ip
+from lan_fixtures import netns_unavailable as _netns_unavailable
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 SERVER_IP = "10.231.77.1"
 BOARD_IP = "10.231.77.2"
 BROADCAST = "10.231.77.255"
-
-
-def _ip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
-
-
-def _netns_unavailable() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return "network namespaces exist only on Linux"
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if shutil.which("ip") is None:
-        return "the ip command (iproute2) is not installed"
-    return None
 
 
 @pytest.fixture

@@ -93,3 +93,36 @@ def test_the_simulator_command_line_lists_the_wifi_board():
                             timeout=30)
     assert result.returncode == 0
     assert "--legacy" in result.stdout and "--discover" in result.stdout
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12)
+_bodies = st.dictionaries(
+    st.sampled_from(["device_id", "public_key", "id", "result", "message", "reason", "slot",
+                     "slots", "slots_available", "success", "firmware", "ip_address", "status",
+                     "fingerprint", "secret", "other"]), _json_values, max_size=8)
+_PARSERS = (proto.parse_pair, proto.parse_register, proto.parse_confirm,
+            proto.parse_legacy_register, proto.parse_legacy_confirm, proto.parse_legacy_data,
+            proto.parse_approve)
+
+
+@given(_bodies)
+def test_every_body_parser_returns_a_typed_value_or_raises_body_error_only(body):
+    for parse in _PARSERS:
+        try:
+            value = parse(body)
+        except proto.BodyError as exc:
+            assert str(exc)
+            continue
+        for name, field_value in vars(value).items():
+            if name in ("device_id", "public_key", "request_id", "result", "message", "text"):
+                assert field_value is None or isinstance(field_value, str)
+
+
+def test_a_pair_body_becomes_a_typed_request_with_a_lower_case_key():
+    request = proto.parse_pair({"device_id": "B1", "public_key": "AB" * 32, "slots": 7,
+                                "firmware": 3})
+    assert request == proto.PairRequest("B1", "ab" * 32, proto.BoardFacts(None, 7, None))
+    assert proto.parse_approve({"fingerprint": "3f2a-91c0"}).fingerprint == "3F2A-91C0"
