@@ -411,8 +411,10 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
             "summary": "Board (protocol 1) confirms its vend",
             "requestBody": _body({"type": "object", "required": ["device_id"], "properties": {
                 "device_id": {"type": "string", "minLength": 1, "maxLength": 64},
-                "slot": {"type": "integer"},
-                "success": {"type": "boolean"}, "message": {"type": "string"}}}),
+                # As the earlier firmware sends them; a value of the wrong type is ignored.
+                "slot": {"description": "ignored unless a whole number from 0 to 99"},
+                "success": {"description": "true for success; anything else is a failure"},
+                "message": {"description": "ignored unless a string of up to 200"}}}),
             "responses": {"200": _json(_OK, "recorded"), "400": _error("bad body"),
                           "401": _error("a paired board confirms through /esp32/v2/confirm"),
                           "403": _BROWSER_REFUSED, "404": _error("unknown board")},
