@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from vending import Config
+from vending.waiting import poll_until, wait_until
+
+__all__ = ["poll_until", "test_config", "wait_until"]
 
 
 def test_config(data_dir: Path, **overrides: Any) -> Config:
@@ -20,16 +22,3 @@ def test_config(data_dir: Path, **overrides: Any) -> Config:
 
 
 test_config.__test__ = False  # type: ignore[attr-defined]
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01,
-               message: str = "condition") -> Any:
-    """Poll `condition` until it is truthy or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
