@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from vending.doctor.checks import ESP32_BRIDGES
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 UNIT = DEPLOY / "vending-machine.service"
 INSTALL = DEPLOY / "install-pi.sh"
 RULES = DEPLOY / "99-esp32-serial.rules"
-sys.path.insert(0, str(ROOT))
-
-import check_system  # noqa: E402
 
 
 def unit_settings() -> dict[str, list[str]]:
@@ -109,7 +108,7 @@ def test_the_install_script_refuses_an_unknown_option() -> None:
 
 def test_the_udev_rule_names_every_esp32_bridge_that_check_system_knows() -> None:
     text = RULES.read_text()
-    for vid, pid in check_system.ESP32_BRIDGES:
+    for vid, pid in ESP32_BRIDGES:
         vendor = f'ENV{{ID_VENDOR_ID}}=="{vid:04x}"'
         if pid is None:
             assert re.search(re.escape(vendor) + r', ENV\{ESP32_BRIDGE\}', text), f"{vid:04x}:*"
