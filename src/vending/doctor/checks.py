@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+from ..startup import IMPORT_NAMES
 from .report import FAIL, OK, WARN, TestResult, error_text
 from .requirements import parse_requirements, version_satisfies
 
@@ -29,11 +30,6 @@ ROOT = Path(__file__).resolve().parents[3]
 MIN_PYTHON = (3, 9)
 REQUIRED_FILES = ("src/app.py", "requirements.txt", "src/vending/__init__.py",
                   "src/vending/store/schema.sql")
-# Distribution name in requirements.txt -> module to import.
-IMPORT_NAMES = {"flask": "flask", "pyserial": "serial", "waitress": "waitress",
-                "requests": "requests", "prometheus-client": "prometheus_client",
-                "prometheus_client": "prometheus_client", "zeroconf": "zeroconf",
-                "paho-mqtt": "paho.mqtt"}
 # USB-serial bridges found on ESP32 boards, by (VID, PID); None matches any PID.
 ESP32_BRIDGES = {
     (0x10C4, 0xEA60): "Silicon Labs CP210x",
