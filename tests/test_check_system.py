@@ -7,12 +7,12 @@ import os
 import socket
 import subprocess
 import sys
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import site_without
 
 from vending import doctor
 from vending.doctor import checks as doctor_checks
@@ -121,14 +121,7 @@ def test_check_system_runs_and_names_the_missing_packages_with_no_package_instal
 
 
 def test_a_missing_dependency_fails_with_the_pip_command(tmp_path: Path, down_url: str) -> None:
-    # An environment without waitress: site-packages is switched off (-S) and replaced by
-    # a copy made of links to every installed package except waitress.
-    site = Path(sysconfig.get_paths()["purelib"])
-    partial = tmp_path / "site-without-waitress"
-    partial.mkdir()
-    for entry in site.iterdir():
-        if not entry.name.lower().startswith("waitress") and not entry.name.endswith(".pth"):
-            (partial / entry.name).symlink_to(entry)
+    partial = site_without("waitress", tmp_path)
     code, report = run_check("--url", down_url, "--http-port", str(free_port()),
                              "--data-dir", str(tmp_path / "data"),
                              python_args=("-S",), env={"PYTHONPATH": str(partial)})

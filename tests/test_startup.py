@@ -7,13 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import test_config
+from helpers import site_without, test_config
 
 from vending import startup
 
@@ -125,13 +124,7 @@ class TestBadSettingsSayOneLine:
         assert "not an address of this machine" in line and "--host 127.0.0.1" in line
 
     def test_an_old_virtual_environment_missing_a_package(self, tmp_path: Path) -> None:
-        # site-packages off (-S) and replaced by links to everything installed but waitress.
-        site = Path(sysconfig.get_paths()["purelib"])
-        partial = tmp_path / "site-without-waitress"
-        partial.mkdir()
-        for entry in site.iterdir():
-            if not entry.name.lower().startswith("waitress") and not entry.name.endswith(".pth"):
-                (partial / entry.name).symlink_to(entry)
+        partial = site_without("waitress", tmp_path)
         done = run_app("--host", "127.0.0.1", "--data-dir", str(tmp_path / "data"),
                        python_args=("-S",),
                        env={"PYTHONPATH": os.pathsep.join([str(partial), str(ROOT / "src")])})
