@@ -4,55 +4,14 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 import sys
 from collections.abc import Sequence
 
-from vending import create_app
-from vending.config import Config, config_from_args
+from vending.config import config_from_args
 from vending.logs import configure_logging
+from vending.startup import banner, startup_problem
 
 logger = logging.getLogger("vending")
-
-
-def local_addresses() -> list[str]:
-    """This host's IPv4 addresses other than loopback, without sending any packet."""
-    addresses: set[str] = set()
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            address = str(info[4][0])
-            if not address.startswith("127."):
-                addresses.add(address)
-    except OSError:
-        pass
-    return sorted(addresses)
-
-
-def banner(config: Config, transports: list[str], token_path: str = "") -> str:
-    """The start-up message: where to open the page, how to sign in, what runs, where data lives."""
-    port = config.port
-    urls = [f"http://localhost:{port}"]
-    if config.host in ("0.0.0.0", "::", ""):
-        urls += [f"http://{address}:{port}" for address in local_addresses()]
-    elif config.host not in ("127.0.0.1", "localhost"):
-        urls = [f"http://{config.host}:{port}"]
-    lines = [
-        "=" * 60,
-        " Flask Vending Machine controller",
-        "=" * 60,
-        " Open the web interface at:",
-        *[f"   {url}" for url in urls],
-        *([" Other computers and phones sign in once with the link printed by:",
-           f"   python check_system.py --sign-in-link --url {urls[-1]}"
-           f" --data-dir {config.data_dir.resolve()}",
-           f"   (the operator token is in {token_path}; it is never logged)"]
-          if token_path else []),
-        f" Devices: {', '.join(transports) or 'none'}",
-        f" Data: {config.data_dir.resolve()}",
-        " Stop with Ctrl+C.",
-        "=" * 60,
-    ]
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,12 +22,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         logger.error("bad setting: %s", exc)
         return 2
+    problem = startup_problem(config)
+    if problem:
+        logger.error("%s", problem)
+        return 2
     configure_logging(config.log_level)
+    from vending import create_app
+
     app = create_app(config)
     runtime = app.extensions["vending"]
-    # The token itself is never printed: stdout ends up in the journal, readable by more
-    # people than the data directory is.
-    token_path = "" if config.admin_token else str((config.data_dir / "admin_token").resolve())
+    token_file = None if config.admin_token else (config.data_dir / "admin_token").resolve()
 
     def stop_on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
@@ -76,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop_on_signal)
     try:
         if config.dev:
-            print(banner(config, runtime.transports, token_path), flush=True)
+            print(banner(config, runtime.transports, token_file), flush=True)
             app.run(host=config.host, port=config.port, threaded=True, use_reloader=False)
         else:
             from waitress import create_server
@@ -94,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     " --port", config.host, config.port, exc,
                 )
                 return 1
-            print(banner(config, runtime.transports, token_path), flush=True)
+            print(banner(config, runtime.transports, token_file), flush=True)
             server.run()
     except KeyboardInterrupt:
         pass

@@ -363,32 +363,29 @@ def test_status_shows_an_unauthenticated_network_client_health_and_counts_only(l
         assert full["active_device"] == board.device_id and "slots" in full
 
 
-def test_the_operator_token_is_never_printed_and_the_banner_says_where_to_get_the_link(tmp_path):
+def test_the_operator_token_is_never_printed_and_the_banner_says_how_to_get_the_link(
+        tmp_path, monkeypatch):
     import subprocess
     import sys
     from pathlib import Path
 
+    from helpers import test_config
+
+    from vending import startup
+    from vending.web.auth import load_or_create_token
+
     root = Path(__file__).resolve().parents[1]
     data = tmp_path / "data"
-    server = subprocess.Popen(
-        [sys.executable, str(root / "src" / "app.py"), "--host", "127.0.0.1", "--port", "0",
-         "--no-mdns", "--no-discovery", "--no-serial-scan", "--data-dir", str(data)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    try:
-        assert server.stdout is not None
-        for line in server.stdout:
-            lines.append(line)
-            if "Stop with Ctrl+C" in line:
-                break
-    finally:
-        server.terminate()
-        rest, _ = server.communicate(timeout=15)
-    output = "".join(lines) + rest
-    token = (data / "admin_token").read_text().strip()
-    assert token and token not in output
-    assert "check_system.py --sign-in-link" in output and str(data.resolve() / "admin_token") in output
-    link = subprocess.run([sys.executable, str(root / "check_system.py"), "--sign-in-link",
-                           "--url", "http://127.0.0.1:5000", "--data-dir", str(data)],
-                          capture_output=True, text=True, timeout=30)
-    assert link.stdout.strip() == f"http://127.0.0.1:5000/login?token={token}"
+    token, _ = load_or_create_token(data)
+    monkeypatch.setattr(startup, "lan_address", lambda: "192.0.2.10")
+    text = startup.banner(test_config(data, host="0.0.0.0", port=5000), ["wifi"],
+                          (data / "admin_token").resolve())
+    assert token not in text
+    lines = text.splitlines()
+    index = next(i for i, line in enumerate(lines) if "sign in once" in line)
+    command = lines[index + 1].split()
+    assert command[1:4] == ["-m", "vending.doctor", "--sign-in-link"]
+    assert str((data / "admin_token").resolve()) in lines[index + 2]
+    link = subprocess.run([sys.executable, str(root / "check_system.py"), *command[3:]],
+                          capture_output=True, text=True, timeout=60)
+    assert link.stdout.strip() == f"http://192.0.2.10:5000/login?token={token}", link.stderr

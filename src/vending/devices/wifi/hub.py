@@ -5,7 +5,6 @@ and the watchdog thread that takes silent boards offline and expires waiting one
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from ...errors import Conflict, Forbidden, KeyConflict, NotFound, ServiceBusy
 from ...protocol import wifi as proto
 from ...store import FAILED, SUCCESS, UNKNOWN, Store
 from ...store.wifi import WifiDeviceStore
+from ...threads import Worker
 from ..registry import DeviceRegistry
 from .approval import Approvals
 from .auth import AuthContext, Authenticator
@@ -41,8 +41,7 @@ class WifiHub:
         self.approvals = Approvals(registry, keys, self.ring, log, settings)
         self.authenticator = Authenticator(keys, self.ring, log, self.approvals.lock)
         self.legacy = LegacyBoards(self)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("wifi-watchdog", self._watch)
 
     def restore(self) -> None:
         """List the boards remembered from earlier runs, offline until they poll."""
@@ -51,21 +50,16 @@ class WifiHub:
     # Lifecycle
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._watch, name="wifi-watchdog", daemon=True)
-        self._thread.start()
+        """Start the watchdog that marks silent boards offline and expires waiting ones."""
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        """Stop the watchdog; safe twice."""
+        self._worker.stop()
 
     def _watch(self) -> None:
         interval = max(0.05, min(1.0, self.settings.offline_after / 4))
-        while not self._stop.wait(interval):
+        while not self._worker.stopping.wait(interval):
             for device in self.devices():
                 try:
                     device.check_alive(self.settings.offline_after)
