@@ -442,7 +442,9 @@ def test_a_key_conflict_is_shown_plainly_and_the_operator_approves_the_key_the_b
         expect(row.get_by_role("button", name="Reject both boards")).to_be_visible()
         expect(page.locator("#alerts .alert").first).to_be_visible()
         row.get_by_role("button", name=f"Approve key {board.fingerprint}").click()
-        wait_until(lambda: env.device(board.device_id).approved, message="the approval to land")
+        expect(page.locator("#device-message")).to_contain_text("done")
+        wait_until(lambda: env.device(board.device_id).approved, timeout=15,
+                   message="the approval to land")
         wait_until(lambda: env.status(board.device_id) == "online", timeout=15,
                    message="the genuine board online")
         expect(note).to_have_count(0)

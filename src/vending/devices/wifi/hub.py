@@ -40,7 +40,8 @@ class WifiHub:
         self.ring = KeyRing(keys)
         self.approvals = Approvals(registry, keys, self.ring, log, settings)
         self.authenticator = Authenticator(keys, self.ring, log, self.approvals.lock)
-        self.legacy = LegacyBoards(self)
+        self.legacy = LegacyBoards(self.approvals, registry, store, log, settings, self.hold,
+                                   self.settle_late)
         self._worker = Worker("wifi-watchdog", self._watch)
 
     def restore(self) -> None:

@@ -8,29 +8,41 @@ adds a board to the waiting list; the earlier firmware registers with a POST fir
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from ...commlog import ERROR, RX
+from ...commlog import ERROR, RX, CommunicationLog
 from ...errors import BadRequest, NotFound, Unauthorized
 from ...protocol import wifi as proto
-from ...store import UNKNOWN
+from ...store import UNKNOWN, Store
 from ..base import WIFI
+from ..registry import DeviceRegistry
+from .approval import Approvals
 from .device import WifiDevice, outcome_for
-
-if TYPE_CHECKING:
-    from .hub import WifiHub
+from .settings import WifiSettings
 
 logger = logging.getLogger("vending.wifi")
+
+# (device, transaction id, result, message, reason): the hub's one way to settle a late confirm.
+SettleLate = Callable[[WifiDevice, str, str, str, "str | None"], None]
 
 
 class LegacyBoards:
     """The protocol 1 endpoints, on the hub's devices."""
 
-    def __init__(self, hub: WifiHub) -> None:
-        self.hub = hub
+    def __init__(self, approvals: Approvals, registry: DeviceRegistry, store: Store,
+                 log: CommunicationLog, settings: WifiSettings, hold: Callable[[float], float],
+                 settle_late: SettleLate) -> None:
+        self.approvals = approvals
+        self.registry = registry
+        self.store = store
+        self.log = log
+        self.settings = settings
+        self.hold = hold
+        self.settle_late = settle_late
 
     def register(self, request: proto.LegacyRegister, source: str | None) -> dict[str, Any]:
-        device = self.hub.approvals.admit(request.device_id, 1, source)
+        device = self.approvals.admit(request.device_id, 1, source)
         if request.facts.slots:
             device.facts.slots = request.facts.slots
         device.heard(request.facts.ip_address or source)
@@ -41,9 +53,9 @@ class LegacyBoards:
     def poll(self, device_id: str, source: str | None) -> dict[str, Any] | None:
         if not proto.valid_device_id(device_id):
             raise BadRequest("device_id must be 1 to 64 letters, digits or _ . : -")
-        device = self.hub.approvals.admit(device_id, 1, source, create=False)
+        device = self.approvals.admit(device_id, 1, source, create=False)
         device.heard(source)
-        wait = self.hub.hold(self.hub.settings.legacy_hold)
+        wait = self.hold(self.settings.legacy_hold)
         command = device.take_command(wait)
         device.heard()
         if command is None:
@@ -52,7 +64,7 @@ class LegacyBoards:
 
     def _known(self, raw_id: str) -> WifiDevice:
         device_id = proto.legacy_id_from_mac(raw_id) or raw_id
-        device = self.hub.registry.get(device_id)
+        device = self.registry.get(device_id)
         if not isinstance(device, WifiDevice):
             raise NotFound(f"no WiFi board {device_id}; it must register first")
         if device.protocol >= 2:
@@ -73,9 +85,9 @@ class LegacyBoards:
             return {"status": "ok", "id": request_id}
         late = device.last_delivered
         if late is not None:
-            txn = self.hub.store.get(late)
+            txn = self.store.get(late)
             if txn.state == UNKNOWN:
-                self.hub.settle_late(device, late, result, message, None)
+                self.settle_late(device, late, result, message, None)
                 return {"status": "ok", "id": late, "settled": True}
         device.log(ERROR, "confirm with no vend in flight; ignored")
         logger.warning("ALERT: %s confirmed a vend the server did not send; check the machine",
@@ -83,16 +95,16 @@ class LegacyBoards:
         return {"status": "ignored"}
 
     def data(self, request: proto.LegacyData, source: str | None) -> dict[str, Any]:
-        device = self.hub.registry.get(request.device_id) if request.device_id else None
+        device = self.registry.get(request.device_id) if request.device_id else None
         if isinstance(device, WifiDevice):
             if device.protocol >= 2:
-                self.hub.log.add(device.device_id, WIFI, ERROR,
+                self.log.add(device.device_id, WIFI, ERROR,
                                  f"refused unsigned data from {source or '?'}: {request.text}")
                 raise Unauthorized(f"{device.device_id} is paired: it reports through the signed"
                                    " /esp32/v2/ endpoints only")
             device.heard(source)
             device.log(RX, f"data {request.text}")
         else:
-            self.hub.log.add(str(request.device_id or source or "?"), WIFI, RX,
+            self.log.add(str(request.device_id or source or "?"), WIFI, RX,
                              f"data {request.text}")
         return {"status": "ok"}
