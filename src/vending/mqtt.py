@@ -2,17 +2,22 @@
 and (only when allowed) vend commands through the same transaction path as the web page.
 
 Topics live under `<prefix>/<machine-id>/`; docs/integrations.md lists them. State is
-retained and republished in full on every (re)connection; events are not retained. The
-bridge never blocks a vend: event listeners only hand messages to paho's queue, and
-paho's network thread (`paho-mqtt-client-vending-<machine-id>`) does the I/O and the
-reconnecting, with back-off, while the controller carries on.
+retained and republished in full on every (re)connection. Events (vends, alerts, stock and
+board changes) come from the store's outbox, where they were written in the same
+transaction as their change: the thread `mqtt-outbox-<machine-id>` publishes them with
+QoS 1 in `seq` order and marks them delivered on the broker's PUBACK, so an outage or a
+restart delays them but loses none. The bridge never blocks a vend: paho's network thread
+does the I/O and the reconnecting, with back-off, while the controller carries on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
+import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, audit
@@ -29,6 +34,7 @@ from .events import (
     VEND_FINISHED,
     Event,
 )
+from .store import outbox
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -41,6 +47,11 @@ PRESS_PAYLOAD = "PRESS"
 KEY_PREFIX = "mqtt:"
 MAX_COMMAND_ID = 200
 MAX_QUEUED = 1000
+# Events published and not yet acknowledged by the broker, at most.
+OUTBOX_WINDOW = 100
+# Connected, events in flight, and no PUBACK for this long: publish them again.
+OUTBOX_STALL = 30.0
+PRUNE_EVERY = 3600.0
 
 
 def topic_part(value: str) -> str:
@@ -64,6 +75,9 @@ class MqttBridge:
         self.reconnect_min = config.mqtt_reconnect_min
         self.reconnect_max = config.mqtt_reconnect_max
         self.slots = config.slots
+        self.store = runtime.store
+        self.retention = config.mqtt_outbox_retention_hours * 3600.0
+        self.public_url = config.public_url
         self.connections = 0
         self.connect_failures = 0
         self._client: Any = None
@@ -75,6 +89,19 @@ class MqttBridge:
         # Transaction id -> command replies to publish when that vend finishes.
         self._waiting: dict[str, list[dict[str, Any]]] = {}
         self._last_vend: dict[str, Any] | None = None
+        # Outbox state: mids paho reported PUBACKed (appended on the network thread, which
+        # holds paho's lock, so no lock of ours is taken there), and mid -> seq in flight,
+        # owned by the outbox thread alone.
+        self._acks: deque[int] = deque()
+        self._inflight: dict[int, int] = {}
+        self._sent_upto = 0
+        self._last_progress = time.monotonic()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._outbox_thread: threading.Thread | None = None
+        self.events_published = 0
+        self.events_delivered = 0
+        self.store.on_outbox(self._wake.set)
         runtime.events.subscribe(self._on_event, {
             VEND_FINISHED, DEVICE_STATE, DEVICE_ADDED, DEVICE_REMOVED, SLOT_CHANGED,
             ALERT_RAISED, ALERT_ACKNOWLEDGED,
@@ -141,13 +168,26 @@ class MqttBridge:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.on_connect_fail = self._on_connect_fail
+        client.on_publish = self._on_publish
+        client.max_inflight_messages_set(OUTBOX_WINDOW)
         self._client = client
         logger.info("MQTT: connecting to %s as machine %s", self.url.redacted(), self.machine_id)
         client.connect_async(self.url.host, self.url.port, self.keepalive)
         client.loop_start()
+        self._stopping.clear()
+        self._outbox_thread = threading.Thread(target=self._run_outbox, daemon=True,
+                                               name=f"mqtt-outbox-{self.machine_id}")
+        self._outbox_thread.start()
 
     def stop(self) -> None:
         """Say offline (retained), disconnect and join the network thread; safe twice."""
+        if self._client is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        if self._outbox_thread is not None:
+            self._outbox_thread.join(5.0)
+            self._outbox_thread = None
         client, self._client = self._client, None
         if client is None:
             return
@@ -217,11 +257,96 @@ class MqttBridge:
         else:
             logger.debug("MQTT: still cannot reach %s", self.url.redacted())
 
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
+                    properties: Any) -> None:
+        self._acks.append(mid)
+        self._wake.set()
+
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
             self._command(message.topic, message.payload, bool(message.retain))
         except Exception:
             logger.exception("MQTT: handling a message on %s failed", message.topic)
+
+    # The outbox (thread mqtt-outbox-<machine-id>)
+
+    def _run_outbox(self) -> None:
+        next_prune = 0.0
+        while not self._stopping.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                self._settle_acks()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY
+                    self.store.outbox_prune(time.time() - self.retention)
+                if self._connected.is_set():
+                    self._publish_queued()
+            except sqlite3.Error as exc:
+                # The events stay queued in the database; try again shortly.
+                logger.warning("MQTT: cannot read or update the outbox (%s); retrying", exc)
+                self._stopping.wait(1.0)
+        # Record what the broker acknowledged in the last moments, so a restart resends less.
+        deadline = time.monotonic() + 1.0
+        while self._inflight and self._connected.is_set() and time.monotonic() < deadline:
+            self._wake.wait(0.05)
+            self._wake.clear()
+            try:
+                self._settle_acks()
+            except sqlite3.Error:
+                break
+
+    def _settle_acks(self) -> None:
+        seqs = []
+        while self._acks:
+            seq = self._inflight.pop(self._acks.popleft(), None)
+            if seq is not None:
+                seqs.append(seq)
+        if seqs:
+            self.store.outbox_delivered(seqs)
+            self.events_delivered += len(seqs)
+            self._last_progress = time.monotonic()
+
+    def _publish_queued(self) -> None:
+        """Hand queued events to paho in seq order, keeping at most OUTBOX_WINDOW in flight.
+
+        paho keeps an unacknowledged message and sends it again after a reconnection, so a
+        broker outage needs nothing from us; after a restart the database is the queue.
+        """
+        client = self._client
+        if client is None:
+            return
+        if self._inflight and time.monotonic() - self._last_progress > OUTBOX_STALL:
+            logger.warning("MQTT: no PUBACK for %d events in %gs; publishing them again",
+                           len(self._inflight), OUTBOX_STALL)
+            self._inflight.clear()
+            self._sent_upto = 0
+        while self._connected.is_set() and not self._stopping.is_set():
+            room = OUTBOX_WINDOW - len(self._inflight)
+            if room <= 0:
+                return
+            events = self.store.outbox_pending(self._sent_upto, room)
+            if not events:
+                return
+            if not self._inflight:
+                self._last_progress = time.monotonic()
+            for event in events:
+                payload = json.dumps(event.envelope(self.machine_id), separators=(",", ":"),
+                                     default=str)
+                info = client.publish(f"{self.base}/{event.topic}", payload, qos=1)
+                # NO_CONN (4): queued by paho, sent on reconnection; anything else: not queued.
+                if info.rc not in (0, 4):
+                    logger.debug("MQTT: event %d not queued (rc=%s); retrying", event.seq, info.rc)
+                    return
+                self._inflight[info.mid] = event.seq
+                self._sent_upto = event.seq
+                self.events_published += 1
+            self._settle_acks()
+
+    def outbox_status(self) -> dict[str, Any]:
+        """Queued and kept events, for /status and the bench."""
+        return {**self.store.outbox_counts(), "in_flight": len(self._inflight),
+                "published": self.events_published, "delivered": self.events_delivered}
 
     # Publishing
 
@@ -277,6 +402,7 @@ class MqttBridge:
             "mode": mode.get("mode"),
             "commands": self.commands_allowed,
             "active_alerts": self.rt.operations.active_alert_count(),
+            "url": self.public_url or None,
         }, retain=True)
 
     def _publish_device(self, device_id: str, transport: str, state: str, detail: str) -> None:
@@ -290,14 +416,23 @@ class MqttBridge:
                 "communication", "created_at", "finished_at")
         return {k: txn.get(k) for k in keys}
 
+    def _record_device(self, device_id: str, transport: str, state: str, detail: str) -> None:
+        """A board's change is not in the database: queue its event on its own."""
+        try:
+            self.store.record_event(outbox.DEVICE, {"device_id": device_id,
+                                                    "transport": transport, "state": state,
+                                                    "detail": detail})
+        except sqlite3.Error as exc:
+            logger.warning("MQTT: could not queue the event for %s going %s: %s", device_id,
+                           state, exc)
+
     def _on_event(self, event: Event) -> None:
-        if self._client is None:
+        if self._client is None and event.kind not in (DEVICE_STATE, DEVICE_REMOVED):
             return
         data = event.data
         if event.kind == VEND_FINISHED:
             summary = self._vend_summary(data["transaction"])
             self._last_vend = summary
-            self._publish(f"{self.base}/events/vend", summary, retain=False)
             self._publish(f"{self.base}/last_vend", summary, retain=True)
             self._publish_slot(summary["slot"])
             self._answer_waiting(data["transaction"])
@@ -310,19 +445,19 @@ class MqttBridge:
                     for topic, config in self._slot_discovery(number, data["slot"]["name"]).items():
                         self._publish(topic, config, retain=True)
         elif event.kind == DEVICE_STATE:
+            self._record_device(data["device_id"], data.get("transport", ""), data["state"],
+                                data.get("detail", ""))
             self._publish_device(data["device_id"], data.get("transport", ""), data["state"],
                                  data.get("detail", ""))
             self._publish_status()
         elif event.kind == DEVICE_ADDED:
             self._publish_status()
         elif event.kind == DEVICE_REMOVED:
+            self._record_device(data["device_id"], "", "removed", "")
             # An empty retained message deletes the board's retained state.
             self._publish(self.device_topic(data["device_id"]), "", retain=True)
             self._publish_status()
-        elif event.kind == ALERT_RAISED:
-            self._publish(f"{self.base}/alerts", data["alert"], retain=False)
-            self._publish_status()
-        elif event.kind == ALERT_ACKNOWLEDGED:
+        elif event.kind in (ALERT_RAISED, ALERT_ACKNOWLEDGED):
             self._publish_status()
 
     def _publish_slot(self, number: Any) -> None:

@@ -31,7 +31,7 @@ class Runtime:
         self.started_at = time.time()
         self.log = CommunicationLog(config.log_size)
         self.events = EventBus()
-        self.store = Store(config.database_path)
+        self.store = Store(config.database_path, outbox_events=bool(config.mqtt_url))
         self.machine_id = load_machine_id(config.data_dir)
         self.operations = OperationsStore(self.store)
         self.audit = AuditLog(self.operations)
