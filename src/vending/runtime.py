@@ -115,6 +115,16 @@ class Runtime:
             from .mqtt import MqttBridge
 
             self.add_part(MqttBridge(self, config))
+        self.fleet: Any = None
+        if config.fleet_url:
+            from .fleet import FleetView
+
+            self.fleet = FleetView(
+                config.fleet_url, config.data_dir / "fleet.sqlite3",
+                client_id=f"vending-fleet-{self.machine_id}", keepalive=config.mqtt_keepalive,
+                reconnect_min=config.mqtt_reconnect_min, reconnect_max=config.mqtt_reconnect_max,
+            )
+            self.add_part(self.fleet)
         from .devices.wifi import build_wifi
 
         self.wifi, self.discovery = build_wifi(self)
