@@ -191,6 +191,8 @@ class Config:
         "mqtt_url": "VENDING_MQTT_URL",
         "mqtt_commands": "VENDING_MQTT_COMMANDS",
         "mqtt_discovery_prefix": "VENDING_MQTT_DISCOVERY_PREFIX",
+        "mqtt_reconnect_min": "VENDING_MQTT_RECONNECT_MIN",
+        "mqtt_reconnect_max": "VENDING_MQTT_RECONNECT_MAX",
         "mqtt_outbox_retention_hours": "VENDING_MQTT_OUTBOX_RETENTION_HOURS",
         "mqtt_command_key": "VENDING_MQTT_COMMAND_KEY",
         "public_url": "VENDING_PUBLIC_URL",

@@ -95,6 +95,8 @@ class MqttBridge:
         self._acks: deque[int] = deque()
         self._inflight: dict[int, int] = {}
         self._sent_upto = 0
+        self._published_on = 0
+        self._draining_on = 0
         self._last_progress = time.monotonic()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -316,6 +318,16 @@ class MqttBridge:
         client = self._client
         if client is None:
             return
+        if self._published_on != self.connections:
+            # paho sends what was in flight again after a reconnection; new events wait until
+            # the broker has those, so every subscriber sees them in seq order.
+            if self._inflight:
+                if self._draining_on != self.connections:
+                    self._draining_on = self.connections
+                    self._last_progress = time.monotonic()
+                if time.monotonic() - self._last_progress <= OUTBOX_STALL:
+                    return
+            self._published_on = self.connections
         if self._inflight and time.monotonic() - self._last_progress > OUTBOX_STALL:
             logger.warning("MQTT: no PUBACK for %d events in %gs; publishing them again",
                            len(self._inflight), OUTBOX_STALL)

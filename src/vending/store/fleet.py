@@ -117,11 +117,16 @@ class FleetStore:
         return {row["machine_id"]: row["seq"] for row in rows}
 
     def gaps(self, machine_id: str) -> list[tuple[int, int]]:
-        """Missing seq ranges (first, last) between the first and the newest event received."""
+        """Missing seq ranges (first, last) up to the newest event received.
+
+        A machine numbers its events from 1, so events before the first one received are
+        missing too (sent before the fleet view subscribed, or lost with a broker's queue).
+        """
         rows = self._query(
-            "SELECT seq + 1 AS first, next - 1 AS last FROM (SELECT seq, LEAD(seq) OVER"
-            " (ORDER BY seq) AS next FROM events WHERE machine_id = ?) WHERE next > seq + 1",
-            (machine_id,),
+            "SELECT seq + 1 AS first, next - 1 AS last FROM (SELECT 0 AS seq, MIN(seq) AS next"
+            " FROM events WHERE machine_id = ? UNION ALL SELECT seq, LEAD(seq) OVER"
+            " (ORDER BY seq) FROM events WHERE machine_id = ?) WHERE next > seq + 1"
+            " ORDER BY first", (machine_id, machine_id),
         )
         return [(row["first"], row["last"]) for row in rows]
 
