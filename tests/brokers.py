@@ -42,17 +42,18 @@ class Mosquitto:
     """One broker process on a fixed free port; stop() and start() again for a restart."""
 
     def __init__(self, binary: str, workdir: Path, persistence: bool = False,
-                 extra: str = "") -> None:
+                 extra: str = "", anonymous: bool = True) -> None:
         self.binary = binary
         self.port = free_port()
         self.config = workdir / "mosquitto.conf"
         # With persistence, sessions, subscriptions and queued messages survive a restart,
         # as on a real broker; the queue per client is unbounded for catch-up runs.
-        # Started as root, mosquitto drops to user "mosquitto", who may not write here.
         stored = (f"persistence true\npersistence_location {workdir}/\nmax_queued_messages 0\n"
-                  f"user {getpass.getuser()}\n" if persistence else "persistence false\n")
+                  if persistence else "persistence false\n")
+        # Started as root, mosquitto drops to user "mosquitto", who cannot read a test's files.
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{stored}"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous {str(anonymous).lower()}\n"
+            f"user {getpass.getuser()}\n{stored}"
             f"log_dest stderr\nlog_type error\nlog_type warning\n{extra}",
             encoding="ascii",
         )

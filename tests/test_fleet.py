@@ -445,3 +445,140 @@ def test_the_fleet_page_lists_machines_and_links_each_to_its_page(make_app):
     assert [e["seq"] for e in events["events"]] == [3]
     assert json.loads(json.dumps(client.get("/api/fleet").get_json()))["machines"][0][
         "machine_id"] == "shop1"
+
+
+class TestSignedCommands:
+    KEY = "k" * 32
+
+    def start(self, make_app, broker, **overrides):
+        app = make_app(mqtt_url=broker.url, mqtt_commands=True, mqtt_command_key=self.KEY,
+                       **FAST, **overrides)
+        bridge = bridge_of(app)
+        wait_until(lambda: bridge.ready, 10.0, message="the bridge to subscribe")
+        return app, bridge
+
+    @needs_broker
+    def test_a_signed_command_vends_once_even_when_delivered_twice(self, broker, make_app):
+        from vending.mqtt import sign_command
+
+        app, bridge = self.start(make_app, broker)
+        sub = Subscriber(broker.port, bridge.result_topic)
+        try:
+            command = sign_command(self.KEY, bridge.machine_id, 2, "order-1")
+            sub.publish(bridge.command_topic, command)
+            first = sub.wait_for(bridge.result_topic)
+            sub.publish(bridge.command_topic, command)
+            again = sub.wait_for(bridge.result_topic, lambda m: m.json()["replayed"])
+            assert first.json()["status"] == "success"
+            assert again.json()["transaction_id"] == first.json()["transaction_id"]
+            assert app.extensions["vending"].store.counts()["success"] == 1
+        finally:
+            sub.close()
+
+    @needs_broker
+    def test_unsigned_forged_stale_and_other_machines_commands_are_refused(self, broker,
+                                                                           make_app):
+        from vending.mqtt import sign_command
+
+        app, bridge = self.start(make_app, broker)
+        sub = Subscriber(broker.port, bridge.result_topic)
+        try:
+            attempts = {
+                "unsigned": {"slot": 1, "id": "a"},
+                "wrong key": sign_command("x" * 32, bridge.machine_id, 1, "b"),
+                "other machine": sign_command(self.KEY, "othermachine", 1, "c"),
+                "stale": sign_command(self.KEY, bridge.machine_id, 1, "d",
+                                      int(time.time()) - 3600),
+                "slot changed": {**sign_command(self.KEY, bridge.machine_id, 1, "e"), "slot": 2},
+            }
+            for payload in attempts.values():
+                sub.publish(bridge.command_topic, payload)
+            wait_until(lambda: len(sub.on(bridge.result_topic)) == len(attempts), 10.0,
+                       message="every refusal")
+            answers = [m.json() for m in sub.on(bridge.result_topic)]
+            assert {a["error"] for a in answers} == {"bad_signature"}
+            # Home Assistant buttons cannot sign, so they are neither announced nor obeyed.
+            sub.publish(bridge.button_topic(1), "PRESS", qos=0)
+            sub.publish(bridge.command_topic, sign_command(self.KEY, bridge.machine_id, 1, "f"))
+            sub.wait_for(bridge.result_topic, lambda m: m.json().get("id") == "f")
+            assert app.extensions["vending"].store.counts()["success"] == 1
+            assert not any("button" in topic for topic in bridge.discovery_messages())
+        finally:
+            sub.close()
+
+    def test_a_short_command_key_is_refused(self, tmp_path):
+        with pytest.raises(ValueError, match="mqtt_command_key"):
+            test_config(tmp_path, mqtt_command_key="short")
+
+
+def docs_acl() -> str:
+    """The ACL file docs/integrations.md tells operators to write."""
+    text = (ROOT / "docs" / "integrations.md").read_text(encoding="utf-8")
+    block = text.split("<!-- fleet-acl -->", 1)[1]
+    return block.split("```", 2)[1].strip("\n") + "\n"
+
+
+@needs_broker
+def test_with_the_documented_acl_one_machines_user_cannot_pose_as_or_command_another(
+        tmp_path, make_app):
+    import shutil
+
+    passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    workdir = tmp_path / "acl-broker"
+    workdir.mkdir()
+    users = {"fleet": "fleet-secret", "shopa": "a-secret", "shopb": "b-secret"}
+    passwd = workdir / "passwd"
+    passwd.touch()
+    for user, password in users.items():
+        subprocess.run([passwd_tool, "-b", str(passwd), user, password], check=True,
+                       capture_output=True)
+    (workdir / "acl").write_text(docs_acl(), encoding="ascii")
+    broker = Mosquitto(MOSQUITTO, workdir, anonymous=False, extra=(
+        f"password_file {passwd}\nacl_file {workdir / 'acl'}\n")).start()
+    try:
+        data = tmp_path / "shopa"
+        data.mkdir()
+        (data / "machine_id").write_text("shopa\n")
+        url = f"mqtt://shopa:a-secret@127.0.0.1:{broker.port}/vending"
+        app = create_app(test_config(data, mqtt_url=url, mqtt_commands=True, **FAST))
+        bridge = bridge_of(app)
+        wait_until(lambda: bridge.ready, 10.0, message="shop A to connect")
+        fleet = make_app(fleet_url=f"mqtt://fleet:fleet-secret@127.0.0.1:{broker.port}/vending",
+                         simulator=False, **FAST).extensions["vending"].fleet
+        wait_until(lambda: "shopa" in fleet.store.machine_ids(), 10.0, message="the fleet")
+
+        import paho.mqtt.client as mqtt
+
+        intruder = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        intruder.username_pw_set("shopb", "b-secret")
+        intruder.connect("127.0.0.1", broker.port)
+        intruder.loop_start()
+        try:
+            # Shop B's credentials: a forged event for shop A and a command to shop A.
+            intruder.publish("vending/shopa/events/vend", json.dumps(
+                {"machine_id": "shopa", "seq": 999, "event": "vend", "time": 1.0, "slot": 1,
+                 "status": "success", "transaction_id": "forged"}), qos=1).wait_for_publish(5)
+            intruder.publish(bridge.command_topic, json.dumps({"slot": 1, "id": "x"}),
+                             qos=1).wait_for_publish(5)
+        finally:
+            intruder.disconnect()
+            intruder.loop_stop()
+        # The fleet may command shop A; its vend's event reaches the fleet after the forgeries.
+        fleet_client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        fleet_client.username_pw_set("fleet", "fleet-secret")
+        fleet_client.connect("127.0.0.1", broker.port)
+        fleet_client.loop_start()
+        try:
+            fleet_client.publish(bridge.command_topic, json.dumps({"slot": 2, "id": "ok"}),
+                                 qos=1).wait_for_publish(5)
+        finally:
+            fleet_client.disconnect()
+            fleet_client.loop_stop()
+        wait_until(lambda: any(e["event"] == "vend" for e in fleet.store.events("shopa")),
+                   10.0, message="the fleet's command to vend")
+        vends = [e for e in fleet.store.events("shopa") if e["event"] == "vend"]
+        assert [(v["slot"], v["transaction_id"] != "forged") for v in vends] == [(2, True)]
+        assert app.extensions["vending"].store.counts()["success"] == 1
+        app.extensions["vending"].stop()
+    finally:
+        broker.stop()

@@ -12,6 +12,8 @@ does the I/O and the reconnecting, with back-off, while the controller carries o
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import sqlite3
@@ -52,6 +54,23 @@ OUTBOX_WINDOW = 100
 # Connected, events in flight, and no PUBACK for this long: publish them again.
 OUTBOX_STALL = 30.0
 PRUNE_EVERY = 3600.0
+# A signed command older or newer than this (seconds) is refused, so one overheard long ago
+# cannot be played again once its id has been forgotten.
+COMMAND_MAX_SKEW = 300.0
+
+
+def command_signature(key: str, machine_id: str, command_id: str, slot: int, ts: int) -> str:
+    """HMAC-SHA256 (hex) under the machine's key of vend, machine, id, slot, ts on lines."""
+    message = f"vend\n{machine_id}\n{command_id}\n{slot}\n{ts}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def sign_command(key: str, machine_id: str, slot: int, command_id: str,
+                 ts: int | None = None) -> dict[str, Any]:
+    """The JSON of a signed vend command for `machine_id` (what a fleet server sends)."""
+    ts = int(time.time()) if ts is None else ts
+    return {"slot": slot, "id": command_id, "ts": ts,
+            "sig": command_signature(key, machine_id, command_id, slot, ts)}
 
 
 def topic_part(value: str) -> str:
@@ -71,6 +90,9 @@ class MqttBridge:
         self.base = f"{self.url.prefix}/{self.machine_id}"
         self.discovery_prefix = config.mqtt_discovery_prefix.strip("/") or "homeassistant"
         self.commands_allowed = config.mqtt_commands
+        self.command_key = config.mqtt_command_key
+        # Home Assistant cannot sign a button press: with signed commands there are no buttons.
+        self.buttons = self.commands_allowed and not self.command_key
         self.keepalive = config.mqtt_keepalive
         self.reconnect_min = config.mqtt_reconnect_min
         self.reconnect_max = config.mqtt_reconnect_max
@@ -218,8 +240,10 @@ class MqttBridge:
         self._connected.set()
         if self.commands_allowed:
             # QoS 0 for button presses: at most once, so a redelivery never vends twice.
-            _, self._subscribe_mid = client.subscribe(
-                [(self.command_topic, 1), (f"{self.base}/slots/+/vend", 0)])
+            topics = [(self.command_topic, 1)]
+            if self.buttons:
+                topics.append((f"{self.base}/slots/+/vend", 0))
+            _, self._subscribe_mid = client.subscribe(topics)
         self.publish_all()
         if not self.commands_allowed:
             self._ready.set()
@@ -381,8 +405,8 @@ class MqttBridge:
         self._publish(self.availability_topic, ONLINE_PAYLOAD, retain=True)
         for topic, config in self.discovery_messages().items():
             self._publish(topic, config, retain=True)
-        if not self.commands_allowed:
-            # Take away buttons announced while commands were allowed.
+        if not self.buttons:
+            # Take away buttons announced while unsigned commands were allowed.
             for number in range(1, self.slots + 1):
                 self._publish(self._discovery_topic("button", f"slot_{number}_vend"), "",
                               retain=True)
@@ -413,6 +437,7 @@ class MqttBridge:
             "active_device": mode.get("active_device"),
             "mode": mode.get("mode"),
             "commands": self.commands_allowed,
+            "signed_commands": bool(self.commands_allowed and self.command_key),
             "active_alerts": self.rt.operations.active_alert_count(),
             "url": self.public_url or None,
         }, retain=True)
@@ -515,7 +540,7 @@ class MqttBridge:
                 "icon": "mdi:package-variant",
             },
         }
-        if self.commands_allowed:
+        if self.buttons:
             messages[self._discovery_topic("button", f"slot_{number}_vend")] = {
                 **self._common(f"slot_{number}_vend", f"Vend slot {number} ({slot_name})"),
                 "command_topic": self.button_topic(number),
@@ -570,7 +595,8 @@ class MqttBridge:
             self._json_command(raw)
             return
         parts = topic[len(self.base) + 1:].split("/")
-        if len(parts) == 3 and parts[0] == "slots" and parts[2] == "vend" and parts[1].isdigit():
+        if (self.buttons and len(parts) == 3 and parts[0] == "slots" and parts[2] == "vend"
+                and parts[1].isdigit()):
             payload = raw.decode("utf-8", "replace").strip()
             if payload != PRESS_PAYLOAD:
                 logger.warning("MQTT: ignored %r on %s; a button press is %r", payload[:40],
@@ -598,7 +624,29 @@ class MqttBridge:
         if isinstance(slot, bool) or not isinstance(slot, int):
             self._refuse(command_id, None, "invalid_slot", "slot must be a whole number")
             return
+        if self.command_key and not self._signed(body, command_id, slot):
+            return
         self._vend(slot, KEY_PREFIX + command_id, command_id, "command")
+
+    def _signed(self, body: dict[str, Any], command_id: str, slot: int) -> bool:
+        """True for a command signed with this machine's key, recently; else refused."""
+        ts, sig = body.get("ts"), body.get("sig")
+        problem = ""
+        if isinstance(ts, bool) or not isinstance(ts, int) or not isinstance(sig, str):
+            problem = ("a signed command needs ts (whole epoch seconds) and sig (see"
+                       " docs/integrations.md)")
+        elif abs(time.time() - ts) > COMMAND_MAX_SKEW:
+            problem = (f"ts is more than {COMMAND_MAX_SKEW:g}s from this machine's clock; sign"
+                       " it again now (and check both clocks)")
+        elif not hmac.compare_digest(
+                sig, command_signature(self.command_key, self.machine_id, command_id, slot, ts)):
+            problem = "the signature does not match this machine's command key"
+        if problem:
+            self.rt.audit.record(audit.MQTT_VEND, "mqtt", "command", audit.REFUSED,
+                                 f"slot={slot} id={command_id} -> bad_signature: {problem}")
+            self._refuse(command_id, slot, "bad_signature", problem)
+            return False
+        return True
 
     def _vend(self, slot: int, key: str | None, command_id: str | None, origin: str) -> None:
         reply = {"id": command_id, "slot": slot, "origin": origin}
