@@ -317,6 +317,8 @@ class Store:
             "finished_at": txn.finished_at,
             # Filled in once products and prices exist; consumers treat None as "not priced".
             "product": None, "price": None,
+            # Whether this vend is a sale (what a fleet counts); a success, for now.
+            "sale": txn.state == SUCCESS,
             "stock": row["stock"] if row is not None else None,
             "previous_status": previous, "settled": previous == UNKNOWN,
         }, txn.finished_at)

@@ -198,13 +198,14 @@ class FleetStore:
 
     def _sales(self, machine_id: str, since: float) -> dict[str, Any]:
         # A vend counts once, by transaction, whether it succeeded at once or was settled
-        # later; prices are absent until the machine knows them, so the amount says so.
+        # later; `sale` says whether the machine counts it (older events: a success).
         row = self._query(
             "SELECT COUNT(DISTINCT json_extract(body, '$.transaction_id')) AS vends,"
             " SUM(json_extract(body, '$.price')) AS amount,"
             " SUM(json_extract(body, '$.price') IS NULL) AS unpriced FROM events"
             " WHERE machine_id = ? AND event = 'vend' AND time >= ?"
-            " AND json_extract(body, '$.status') = 'success'", (machine_id, since))[0]
+            " AND COALESCE(json_extract(body, '$.sale'), json_extract(body, '$.status') ="
+            " 'success')", (machine_id, since))[0]
         return {"vends": row["vends"], "amount": row["amount"],
                 "unpriced": row["unpriced"] or 0}
 
