@@ -33,16 +33,7 @@ import paho.mqtt.client as mqtt
 
 from vending import Config, create_app
 from vending.store import Store, outbox
-
-
-def wait_until(condition: Any, timeout: float, interval: float = 0.005,
-               message: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-    return value
+from vending.waiting import wait_until
 
 
 def free_port() -> int:
@@ -175,7 +166,7 @@ def catch_up(work: Path, port: int, queued: int) -> tuple[float, float]:
                             simulator=False))
     rt = app.extensions["vending"]
     store = rt.store
-    with store._write() as db:
+    with store.write() as db:
         for index in range(queued):
             outbox.append(db, outbox.STOCK, {"slot": 1, "name": "Slot 1", "stock": index,
                                              "sold_out": False})

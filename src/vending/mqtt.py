@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from . import __version__, audit
 from .config import Config, parse_mqtt_url
@@ -39,7 +39,12 @@ from .events import (
 from .store import outbox
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .audit import AuditLog
+    from .events import EventBus
+    from .store import Transaction
+    from .view import MachineView
+
+    VendFunction = Callable[[int, Optional[str]], tuple[Transaction, bool]]
 
 logger = logging.getLogger("vending.mqtt")
 
@@ -73,6 +78,17 @@ def sign_command(key: str, machine_id: str, slot: int, command_id: str,
             "sig": command_signature(key, machine_id, command_id, slot, ts)}
 
 
+class EventOutbox(Protocol):
+    """The store's outbox, as the bridge uses it (vending.store.Store provides it)."""
+
+    def on_outbox(self, listener: Callable[[], None]) -> None: ...
+    def record_event(self, event: str, body: dict[str, Any]) -> None: ...
+    def outbox_pending(self, after: int = 0, limit: int = 100) -> list[outbox.OutboxEvent]: ...
+    def outbox_delivered(self, seqs: list[int]) -> None: ...
+    def outbox_prune(self, delivered_before: float) -> int: ...
+    def outbox_counts(self) -> dict[str, Any]: ...
+
+
 def topic_part(value: str) -> str:
     """A safe single topic level / Home Assistant object id from an arbitrary name."""
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in value) or "_"
@@ -83,10 +99,17 @@ class MqttBridge:
 
     name = "mqtt"
 
-    def __init__(self, runtime: Runtime, config: Config) -> None:
-        self.rt = runtime
+    def __init__(self, config: Config, *, events: EventBus, view: MachineView, vend: VendFunction,
+                 audit_log: AuditLog, machine_id: str, outbox: EventOutbox) -> None:
+        """Given only what it uses: events to follow, a read-only view to publish, a vend
+        function for commands (the web page's transaction path), the audit log and the
+        outbox its events wait in."""
+        self.view = view
+        self.outbox = outbox
+        self.request_vend = vend
+        self.audit_log = audit_log
         self.url = parse_mqtt_url(config.mqtt_url)
-        self.machine_id = runtime.machine_id
+        self.machine_id = machine_id
         self.base = f"{self.url.prefix}/{self.machine_id}"
         self.discovery_prefix = config.mqtt_discovery_prefix.strip("/") or "homeassistant"
         self.commands_allowed = config.mqtt_commands
@@ -97,7 +120,6 @@ class MqttBridge:
         self.reconnect_min = config.mqtt_reconnect_min
         self.reconnect_max = config.mqtt_reconnect_max
         self.slots = config.slots
-        self.store = runtime.store
         self.retention = config.mqtt_outbox_retention_hours * 3600.0
         self.public_url = config.public_url
         self.connections = 0
@@ -125,8 +147,8 @@ class MqttBridge:
         self._outbox_thread: threading.Thread | None = None
         self.events_published = 0
         self.events_delivered = 0
-        self.store.on_outbox(self._wake.set)
-        runtime.events.subscribe(self._on_event, {
+        self.outbox.on_outbox(self._wake.set)
+        events.subscribe(self._on_event, {
             VEND_FINISHED, DEVICE_STATE, DEVICE_ADDED, DEVICE_REMOVED, SLOT_CHANGED,
             ALERT_RAISED, ALERT_ACKNOWLEDGED,
         })
@@ -305,7 +327,7 @@ class MqttBridge:
                 self._settle_acks()
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + PRUNE_EVERY
-                    self.store.outbox_prune(time.time() - self.retention)
+                    self.outbox.outbox_prune(time.time() - self.retention)
                 if self._connected.is_set():
                     self._publish_queued()
             except sqlite3.Error as exc:
@@ -329,7 +351,7 @@ class MqttBridge:
             if seq is not None:
                 seqs.append(seq)
         if seqs:
-            self.store.outbox_delivered(seqs)
+            self.outbox.outbox_delivered(seqs)
             self.events_delivered += len(seqs)
             self._last_progress = time.monotonic()
 
@@ -361,7 +383,7 @@ class MqttBridge:
             room = OUTBOX_WINDOW - len(self._inflight)
             if room <= 0:
                 return
-            events = self.store.outbox_pending(self._sent_upto, room)
+            events = self.outbox.outbox_pending(self._sent_upto, room)
             if not events:
                 return
             if not self._inflight:
@@ -381,7 +403,7 @@ class MqttBridge:
 
     def outbox_status(self) -> dict[str, Any]:
         """Queued and kept events, for /status and the bench."""
-        return {**self.store.outbox_counts(), "in_flight": len(self._inflight),
+        return {**self.outbox.outbox_counts(), "in_flight": len(self._inflight),
                 "published": self.events_published, "delivered": self.events_delivered}
 
     # Publishing
@@ -410,15 +432,15 @@ class MqttBridge:
             for number in range(1, self.slots + 1):
                 self._publish(self._discovery_topic("button", f"slot_{number}_vend"), "",
                               retain=True)
-        for device in self.rt.registry.devices():
+        for device in self.view.devices():
             info = device.info()
             self._publish_device(device.device_id, info.get("type", device.transport),
                                  info.get("status", device.state), info.get("status_detail", ""))
-        for slot in self.rt.store.slots(self.slots):
+        for slot in self.view.slots():
             self._publish(self.slot_topic(slot.number), slot.to_dict(), retain=True)
         last = self._last_vend
         if last is None:
-            page, _ = self.rt.store.transactions(limit=20)
+            page = self.view.recent_transactions(20)
             finished = [t for t in page if t.is_final]
             last = self._vend_summary(finished[0].to_dict()) if finished else None
         if last is not None:
@@ -427,8 +449,8 @@ class MqttBridge:
         self._publish_status()
 
     def _publish_status(self) -> None:
-        devices = self.rt.registry.devices()
-        mode = self.rt.registry.communication_mode()
+        devices = self.view.devices()
+        mode = self.view.communication_mode()
         self._publish(f"{self.base}/status", {
             "machine_id": self.machine_id,
             "version": __version__,
@@ -438,7 +460,7 @@ class MqttBridge:
             "mode": mode.get("mode"),
             "commands": self.commands_allowed,
             "signed_commands": bool(self.commands_allowed and self.command_key),
-            "active_alerts": self.rt.operations.active_alert_count(),
+            "active_alerts": self.view.active_alert_count(),
             "url": self.public_url or None,
         }, retain=True)
 
@@ -456,7 +478,7 @@ class MqttBridge:
     def _record_device(self, device_id: str, transport: str, state: str, detail: str) -> None:
         """A board's change is not in the database: queue its event on its own."""
         try:
-            self.store.record_event(outbox.DEVICE, {"device_id": device_id,
+            self.outbox.record_event(outbox.DEVICE, {"device_id": device_id,
                                                     "transport": transport, "state": state,
                                                     "detail": detail})
         except sqlite3.Error as exc:
@@ -501,7 +523,7 @@ class MqttBridge:
         if not isinstance(number, int) or not 1 <= number <= self.slots:
             return
         try:
-            slot = self.rt.store.slot(number)
+            slot = self.view.slot(number)
         except VendingError:
             return
         self._publish(self.slot_topic(number), slot.to_dict(), retain=True)
@@ -577,7 +599,7 @@ class MqttBridge:
                 "icon": "mdi:history",
             },
         }
-        for slot in self.rt.store.slots(self.slots):
+        for slot in self.view.slots():
             messages.update(self._slot_discovery(slot.number, slot.name))
         return messages
 
@@ -642,7 +664,7 @@ class MqttBridge:
                 sig, command_signature(self.command_key, self.machine_id, command_id, slot, ts)):
             problem = "the signature does not match this machine's command key"
         if problem:
-            self.rt.audit.record(audit.MQTT_VEND, "mqtt", "command", audit.REFUSED,
+            self.audit_log.record(audit.MQTT_VEND, "mqtt", "command", audit.REFUSED,
                                  f"slot={slot} id={command_id} -> bad_signature: {problem}")
             self._refuse(command_id, slot, "bad_signature", problem)
             return False
@@ -652,20 +674,20 @@ class MqttBridge:
         reply = {"id": command_id, "slot": slot, "origin": origin}
         detail = f"slot={slot} origin={origin}" + (f" id={command_id}" if command_id else "")
         try:
-            txn, created = self.rt.service.request_vend(slot, key)
+            txn, created = self.request_vend(slot, key)
         except IdempotencyKeyInFlight as exc:
             # The same command again while its vend runs: answer both when it finishes.
             self._wait_for(str(exc.extra.get("transaction_id")), {**reply, "replayed": True})
             return
         except VendingError as exc:
-            self.rt.audit.record(audit.MQTT_VEND, "mqtt", origin, audit.REFUSED,
+            self.audit_log.record(audit.MQTT_VEND, "mqtt", origin, audit.REFUSED,
                                  f"{detail} -> {exc.code}: {exc.detail}")
             self._refuse(command_id, slot, exc.code, exc.detail, origin)
             return
         if not created:
             self._publish_result({**reply, "replayed": True}, txn.to_dict())
             return
-        self.rt.audit.record(audit.MQTT_VEND, "mqtt", origin, audit.OK,
+        self.audit_log.record(audit.MQTT_VEND, "mqtt", origin, audit.OK,
                              f"{detail} transaction={txn.id}")
         self._wait_for(txn.id, {**reply, "replayed": False})
 
@@ -673,7 +695,7 @@ class MqttBridge:
         with self._lock:
             self._waiting.setdefault(txn_id, []).append(reply)
         # The vend may have finished before we registered; then nobody else will answer.
-        txn = self.rt.store.get(txn_id)
+        txn = self.view.transaction(txn_id)
         if txn.is_final:
             self._answer_waiting(txn.to_dict())
 
