@@ -19,6 +19,7 @@ from typing import Any
 
 from .config import parse_mqtt_url
 from .store.fleet import FleetStore, Received
+from .threads import Worker
 
 logger = logging.getLogger("vending.fleet")
 
@@ -43,7 +44,7 @@ class FleetView:
         self.duplicates = 0
         self._queue: queue.Queue[tuple[Received, Any] | None] = queue.Queue()
         self._client: Any = None
-        self._writer: threading.Thread | None = None
+        self._writer = Worker("fleet-writer", self._run_writer, wake=lambda: self._queue.put(None))
         self._connected = threading.Event()
         self._highest = self.store.highest_seqs()
 
@@ -71,8 +72,6 @@ class FleetView:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self._client = client
-        self._writer = threading.Thread(target=self._run_writer, name="fleet-writer",
-                                        daemon=True)
         self._writer.start()
         logger.info("fleet: subscribing to %s", self.url.redacted())
         client.connect_async(self.url.host, self.url.port, self.keepalive)
@@ -84,10 +83,7 @@ class FleetView:
         if client is not None:
             client.disconnect()
             client.loop_stop()
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join(5.0)
-            self._writer = None
+        self._writer.stop()
         self.store.close()
 
     # paho callbacks (network thread)

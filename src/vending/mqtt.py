@@ -37,6 +37,7 @@ from .events import (
     Event,
 )
 from .store import outbox
+from .threads import Worker
 
 if TYPE_CHECKING:
     from .audit import AuditLog
@@ -143,8 +144,9 @@ class MqttBridge:
         self._draining_on = 0
         self._last_progress = time.monotonic()
         self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._outbox_thread: threading.Thread | None = None
+        self._outbox_worker = Worker(f"mqtt-outbox-{machine_id}", self._run_outbox,
+                                     wake=self._wake.set)
+        self._stopping = self._outbox_worker.stopping
         self.events_published = 0
         self.events_delivered = 0
         self.outbox.on_outbox(self._wake.set)
@@ -220,20 +222,13 @@ class MqttBridge:
         logger.info("MQTT: connecting to %s as machine %s", self.url.redacted(), self.machine_id)
         client.connect_async(self.url.host, self.url.port, self.keepalive)
         client.loop_start()
-        self._stopping.clear()
-        self._outbox_thread = threading.Thread(target=self._run_outbox, daemon=True,
-                                               name=f"mqtt-outbox-{self.machine_id}")
-        self._outbox_thread.start()
+        self._outbox_worker.start()
 
     def stop(self) -> None:
         """Say offline (retained), disconnect and join the network thread; safe twice."""
         if self._client is None:
             return
-        self._stopping.set()
-        self._wake.set()
-        if self._outbox_thread is not None:
-            self._outbox_thread.join(5.0)
-            self._outbox_thread = None
+        self._outbox_worker.stop()
         client, self._client = self._client, None
         if client is None:
             return
