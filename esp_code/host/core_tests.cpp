@@ -539,10 +539,8 @@ static std::vector<uint8_t> bytesOf(const std::string& hex) {
 
 static void testHmac() {
   g_test = "SHA-256 of abc";
-  Sha256 sha;
-  sha.update(reinterpret_cast<const uint8_t*>("abc"), 3);
   uint8_t d[32];
-  sha.finish(d);
+  sha256(reinterpret_cast<const uint8_t*>("abc"), 3, d);
   char hex[65];
   toHex(d, 32, hex);
   CHECK(std::string(hex) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "%s", hex);

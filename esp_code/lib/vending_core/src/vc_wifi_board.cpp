@@ -1,11 +1,12 @@
 #include "vc_wifi_board.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "vc_codec.h"
 #include "vc_json.h"
-#include "vc_sha256.h"
+#include "vc_crypto.h"
 
 namespace vending {
 
@@ -35,9 +36,12 @@ WifiBoard::WifiBoard(const WifiBoardConfig& config, VendEngine& engine, WifiLink
       discoveryBackoff_(config.discoveryBaseMs, config.discoveryMaxMs),
       retryBackoff_(config.retryBaseMs, config.retryMaxMs) {}
 
-void WifiBoard::sayf(const char* format, const char* a, const char* b, const char* c) {
+void WifiBoard::sayf(const char* format, ...) {
   char text[200];
-  snprintf(text, sizeof(text), format, a, b, c);
+  va_list args;
+  va_start(args, format);
+  vsnprintf(text, sizeof(text), format, args);
+  va_end(args);
   console_.say(text);
 }
 

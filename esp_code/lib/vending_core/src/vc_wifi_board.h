@@ -10,7 +10,7 @@
 
 #include "vc_engine.h"
 #include "vc_wifi.h"
-#include "vc_x25519.h"
+#include "vc_crypto.h"
 
 namespace vending {
 
@@ -132,7 +132,11 @@ class WifiBoard : public EngineListener {
   void confirmFromJournal(const char* id, bool reconcile);
   void later(uint32_t now, uint32_t ms) { nextTry_ = now + ms; }
   uint32_t jitter();
-  void sayf(const char* format, const char* a = "", const char* b = "", const char* c = "");
+  // A console line from a literal printf format (the compiler checks it against the arguments).
+#if defined(__GNUC__)
+  __attribute__((format(printf, 2, 3)))
+#endif
+  void sayf(const char* format, ...);
 
   WifiBoardConfig config_;
   VendEngine& engine_;
