@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <string>
@@ -624,6 +625,7 @@ int main(int argc, char** argv) {
   testWifiExtras();
   testJson();
   testWifiBoard();
-  printf("%d checks, %d failed\n", g_checks, g_failures);
+  testReadBody();
+  printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
   return g_failures == 0 ? 0 : 1;
 }
