@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import __version__, audit
-from .config import Config, parse_mqtt_url
+from .config import MqttSettings, parse_mqtt_url
 from .devices.base import BUSY, ONLINE
 from .errors import IdempotencyKeyInFlight, VendingError
 from .events import (
@@ -58,22 +58,22 @@ class MqttBridge:
 
     name = "mqtt"
 
-    def __init__(self, config: Config, *, events: EventBus, view: MachineView, vend: VendFunction,
-                 audit_log: AuditLog, machine_id: str) -> None:
+    def __init__(self, settings: MqttSettings, *, events: EventBus, view: MachineView,
+                 vend: VendFunction, audit_log: AuditLog, machine_id: str) -> None:
         """Given only what it uses: events to follow, a read-only view to publish, a vend
         function for commands (the web page's transaction path) and the audit log."""
         self.view = view
         self.request_vend = vend
         self.audit_log = audit_log
-        self.url = parse_mqtt_url(config.mqtt_url)
+        self.url = parse_mqtt_url(settings.url)
         self.machine_id = machine_id
         self.base = f"{self.url.prefix}/{self.machine_id}"
-        self.discovery_prefix = config.mqtt_discovery_prefix.strip("/") or "homeassistant"
-        self.commands_allowed = config.mqtt_commands
-        self.keepalive = config.mqtt_keepalive
-        self.reconnect_min = config.mqtt_reconnect_min
-        self.reconnect_max = config.mqtt_reconnect_max
-        self.slots = config.slots
+        self.discovery_prefix = settings.discovery_prefix.strip("/") or "homeassistant"
+        self.commands_allowed = settings.commands
+        self.keepalive = settings.keepalive
+        self.reconnect_min = settings.reconnect_min
+        self.reconnect_max = settings.reconnect_max
+        self.slots = view.slot_count
         self.connections = 0
         self.connect_failures = 0
         self._client: Any = None
