@@ -195,7 +195,8 @@ def _wifi_online(result: TestResult, api: _Api, board: Any, discovery_port: int)
         result.add(FAIL, "WiFi board found the server by discovery",
                    f"{device_id} sent discovery to 127.0.0.1:{discovery_port} but"
                    f" {'got no answer' if found is None else 'did not ask to pair'}"
-                   f" within {E2E_DISCOVERY_TIMEOUT:g} s (board: {'; '.join(board.events[-3:]) or 'no events'})",
+                   f" within {E2E_DISCOVERY_TIMEOUT:g} s"
+                   f" (board: {'; '.join(board.events[-3:]) or 'no events'})",
                    "a firewall may block UDP on 127.0.0.1; " + E2E_FIX)
         return False
     result.add(OK, "WiFi board found the server by discovery",
