@@ -4,7 +4,11 @@ The environment name is derived (`VENDING_` + the setting's name in capitals) an
 command-line option where a setting has one. `python src/app.py --help` and the table in
 docs/settings.md are generated from these declarations (after a change:
 `venv/bin/python -c "import vending.config as c; c.write_settings_doc()"`).
-Defaults < environment < command line. Components receive their section (config.serial,
+Defaults < environment < command line.
+
+To add a setting, declare it once, in Config or in the section of the component that uses it:
+`retention_days: float = setting(400.0, "days an entry is kept", flag="--retention-days")`,
+validate it in Config.validate, then regenerate docs/settings.md (below). Components receive their section (config.serial,
 config.wifi, config.vend, config.alerts, config.mqtt) directly; tests build a Config with flat
 names, `Config(serial_scan=False, vend_timeout=3.0)`, the same names the environment uses.
 """
