@@ -8,9 +8,11 @@ Defaults < environment < command line.
 
 To add a setting, declare it once, in Config or in the section of the component that uses it:
 `retention_days: float = setting(400.0, "days an entry is kept", flag="--retention-days")`,
-validate it in Config.validate, then regenerate docs/settings.md (below). Components receive their section (config.serial,
-config.wifi, config.vend, config.alerts, config.mqtt) directly; tests build a Config with flat
-names, `Config(serial_scan=False, vend_timeout=3.0)`, the same names the environment uses.
+validate it in Config.validate, then regenerate docs/settings.md (above).
+
+Components receive their section (config.serial, config.wifi, config.vend, config.alerts,
+config.mqtt) directly; tests build a Config with flat names, `Config(serial_scan=False,
+vend_timeout=3.0)`, the same names the environment uses.
 """
 
 from __future__ import annotations
