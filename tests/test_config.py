@@ -91,6 +91,12 @@ EARLIER_ENV = {
     "mqtt_url": ("VENDING_MQTT_URL", "mqtt://127.0.0.1:1883/shop"),
     "mqtt_commands": ("VENDING_MQTT_COMMANDS", True),
     "mqtt_discovery_prefix": ("VENDING_MQTT_DISCOVERY_PREFIX", "ha"),
+    "mqtt_reconnect_min": ("VENDING_MQTT_RECONNECT_MIN", 2.0),
+    "mqtt_reconnect_max": ("VENDING_MQTT_RECONNECT_MAX", 30.0),
+    "mqtt_outbox_retention_hours": ("VENDING_MQTT_OUTBOX_RETENTION_HOURS", 24.0),
+    "mqtt_command_key": ("VENDING_MQTT_COMMAND_KEY", "a-command-key-of-16+"),
+    "public_url": ("VENDING_PUBLIC_URL", "http://shop-1.lan:5000"),
+    "fleet_url": ("VENDING_FLEET_URL", "mqtt://127.0.0.1:1883/fleet"),
 }
 
 
@@ -121,10 +127,14 @@ EARLIER_FLAGS = [
     (["--webhook-url", "http://127.0.0.1:9/x"], "webhook_urls", ["http://127.0.0.1:9/x"]),
     (["--mqtt-url", "mqtt://127.0.0.1/x"], "mqtt_url", "mqtt://127.0.0.1/x"),
     (["--mqtt-commands"], "mqtt_commands", True),
+    (["--fleet", "mqtt://127.0.0.1/f"], "fleet_url", "mqtt://127.0.0.1/f"),
+    (["--fleet", "mqtt://127.0.0.1/f"], "simulator", False),
+    (["--fleet", "mqtt://127.0.0.1/f", "--simulator"], "simulator", True),
 ]
 
 
-@pytest.mark.parametrize(("argv", "name", "value"), EARLIER_FLAGS, ids=[f[0][0] for f in EARLIER_FLAGS])
+@pytest.mark.parametrize(("argv", "name", "value"), EARLIER_FLAGS,
+                         ids=[" ".join(f[0][::2]) + f" {f[1]}" for f in EARLIER_FLAGS])
 def test_every_option_of_the_earlier_release_still_sets_its_setting(argv, name, value):
     assert getattr(config_from_args(argv, {}), name) == value
 

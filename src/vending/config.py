@@ -30,14 +30,17 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def setting(default: Any = MISSING, help: str = "", *, factory: Any = None,
-            flag: str | None = None, env: bool = True, name: str | None = None,
+            flag: str | Sequence[str] | None = None, env: bool = True, name: str | None = None,
             choices: Sequence[str] | None = None, metavar: str | None = None,
             secret: bool = False) -> Any:
     """Declare one setting. `flag` is its command-line option: `--no-x` for a setting that is on
-    by default, `--x` for one that is off, `--x VALUE` otherwise (repeatable for a list).
+    by default, `--x` for one that is off, `--x VALUE` otherwise (repeatable for a list); a
+    boolean may name a second option that sets it to its default explicitly.
     `name` keeps a name from earlier releases when it is not the section prefix + the field;
     env=False keeps a setting out of the environment (tests set it)."""
-    meta = {"help": help, "flag": flag, "env": env, "name": name,
+    flags = (flag,) if isinstance(flag, str) or flag is None else tuple(flag)
+    meta = {"help": help, "flag": flags[0], "also": flags[1] if len(flags) > 1 else None,
+            "env": env, "name": name,
             "choices": tuple(choices) if choices else None, "metavar": metavar, "secret": secret}
     if factory is not None:
         return field(default_factory=factory, metadata={"setting": meta}, repr=not secret)
@@ -54,7 +57,8 @@ class Setting:
     kind: str  # "bool", "int", "float", "str", "Path", "list[str]"
     default: Any
     help: str
-    flag: str | None
+    flag: str | None  # the command-line option, if any
+    also: str | None  # a boolean's second option, setting its default explicitly
     env: bool
     choices: tuple[str, ...] | None
     metavar: str | None
@@ -206,6 +210,9 @@ class MqttSettings:
     keepalive: int = setting(30, "seconds between MQTT keep-alives")
     reconnect_min: float = setting(1.0, "first wait before reconnecting to the broker, seconds")
     reconnect_max: float = setting(60.0, "longest wait between reconnections, seconds")
+    outbox_retention_hours: float = setting(168.0, "hours delivered outbox events are kept")
+    command_key: str = setting("", "shared secret of this machine's signed MQTT commands (16+"
+                               " characters); set, unsigned commands are refused", secret=True)
 
 
 SECTIONS: dict[str, type] = {
@@ -225,7 +232,7 @@ class Config:
                              flag="--data-dir", metavar="DIR")
     slots: int = setting(5, "number of slots (1 to 99)", flag="--slots")
     simulator: bool = setting(True, "a simulated board, so the page works with no hardware",
-                              flag="--no-simulator")
+                              flag=("--no-simulator", "--simulator"))
     sim_motor_time: float = setting(1.0, "seconds the simulated motor runs")
     sim_device_id: str = setting("SIMULATOR", "device id of the simulated board", env=False)
     discovery: bool = setting(True, "answer WiFi boards' UDP discovery", flag="--no-discovery")
@@ -244,6 +251,12 @@ class Config:
     trust_localhost: bool = setting(True, "requests from this machine (the kiosk) need no sign-in")
     admin_token: str = setting("", "operator token (16+ characters); empty: generated once and"
                                " kept in the data directory", secret=True)
+    public_url: str = setting("", "this machine's page as the fleet view links to it, e.g."
+                              " http://shop-1.lan:5000")
+    fleet_url: str = setting("", "fleet view: show every machine publishing under this broker URL,"
+                             " e.g. mqtt://user:pass@host:1883/vending; with --fleet, no simulator,"
+                             " scanning or discovery unless asked for", flag="--fleet",
+                             metavar="URL", secret=True)
     start_threads: bool = setting(True, "start background threads (tests that want none say no)",
                                   env=False)
 
@@ -325,6 +338,15 @@ class Config:
             raise ValueError("webhook_retry_base must be > 0 and at most webhook_retry_max")
         if self.mqtt_url:
             parse_mqtt_url(self.mqtt_url)
+        if self.fleet_url:
+            parse_mqtt_url(self.fleet_url)
+        if self.mqtt_outbox_retention_hours <= 0:
+            raise ValueError("mqtt_outbox_retention_hours must be above 0")
+        if self.mqtt_command_key and len(self.mqtt_command_key) < 16:
+            raise ValueError("mqtt_command_key (VENDING_MQTT_COMMAND_KEY) must be at least 16"
+                             " characters")
+        if self.public_url and urlsplit(self.public_url).scheme not in ("http", "https"):
+            raise ValueError(f"public_url {self.public_url!r} must start with http:// or https://")
         if not 0 <= self.wifi_legacy_hold <= 2.0:
             raise ValueError("wifi_legacy_hold must be 0..2 s: the earlier firmware gives up after 3 s")
         if not 0 <= self.wifi_poll_hold <= 60.0:
@@ -399,7 +421,7 @@ def _declared(kind: type, section: str, prefix: str) -> Iterator[Setting]:
         yield Setting(
             name=meta["name"] or prefix + f.name, section=section, field=f.name,
             kind=_kind(f.type), default=_default(kind, f.name), help=meta["help"],
-            flag=meta["flag"], env=meta["env"], choices=meta["choices"],
+            flag=meta["flag"], also=meta["also"], env=meta["env"], choices=meta["choices"],
             metavar=meta["metavar"], secret=meta["secret"],
         )
 
@@ -434,6 +456,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
             help_text = f"{turn}{s.help} ({state}default {'on' if s.default else 'off'})"
             parser.add_argument(s.flag, dest=s.name, action="store_const",
                                 const=not s.default, default=None, help=help_text)
+            if s.also:
+                parser.add_argument(s.also, dest=s.name, action="store_const", const=s.default,
+                                    help=f"keep {s.name} {'on' if s.default else 'off'} where"
+                                    " another option would change it")
             continue
         shown = "" if s.secret or s.default in ("", []) else f", default {s.default}"
         help_text = f"{s.help} ({s.env_name or 'no environment variable'}{shown})"
@@ -456,6 +482,9 @@ def config_from_args(argv: Sequence[str] | None = None,
                      environ: Mapping[str, str] | None = None) -> Config:
     """Defaults < environment < command line."""
     args = vars(build_arg_parser().parse_args(argv))
+    if args["fleet_url"] and args["simulator"] is None:
+        # A fleet server watches machines; it is not one unless told to be (--simulator).
+        args.update(simulator=False, serial_scan=False, discovery=False)
     return Config.from_env(environ, **{k: v for k, v in args.items() if v is not None})
 
 
@@ -472,8 +501,9 @@ def settings_markdown() -> str:
             default = "on" if s.default else "off"
         else:
             default = f"`{s.default}`"
+        options = ", ".join(f"`{flag}`" for flag in (s.flag, s.also) if flag) or "-"
         rows.append(f"| `{s.name}` | {f'`{s.env_name}`' if s.env_name else '-'} |"
-                    f" {f'`{s.flag}`' if s.flag else '-'} | {default} | {s.help} |")
+                    f" {options} | {default} | {s.help} |")
     return "\n".join(rows) + "\n"
 
 
