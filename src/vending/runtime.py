@@ -16,9 +16,12 @@ from .devices.simulator import SimulatedDevice
 from .events import SERIAL_RECONNECT, VEND_FINISHED, EventBus
 from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
 from .metrics import Metrics
+from .money import Currency
+from .reports import Business
 from .service import VendService, VendSettings
 from .store import Store
 from .store.operations import OperationsStore, load_machine_id
+from .store.sales import SalesStore
 
 logger = logging.getLogger("vending")
 
@@ -36,6 +39,10 @@ class Runtime:
         self.operations = OperationsStore(self.store)
         self.audit = AuditLog(self.operations)
         self.store.ensure_slots(config.slots)
+        self.currency = Currency(config.currency, config.currency_decimals)
+        self.sales = SalesStore(self.store)
+        self.business = Business(self.store, self.sales, self.currency, config.slots,
+                                 self.machine_id, config.machine_serial)
         # Built before the boards so it hears their first state changes.
         self.alerts = AlertCenter(
             self.store, self.operations, self.events,

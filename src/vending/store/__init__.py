@@ -15,6 +15,19 @@ from ..errors import InvalidSlot, NotFound, SoldOut
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 
+# A slot with its planogram entry; the price in force is the slot's own, else the product's.
+SLOT_SELECT = (
+    "SELECT s.number, s.name, s.stock, s.updated_at, p.product_id, pr.name AS product_name,"
+    " COALESCE(p.price, pr.default_price) AS price, p.capacity, p.par"
+    " FROM slots s LEFT JOIN planogram p ON p.slot = s.number"
+    " LEFT JOIN products pr ON pr.id = p.product_id"
+)
+# A vend with the product and price it was asked at.
+TRANSACTION_SELECT = (
+    "SELECT t.*, v.product_id, v.product_name, v.price"
+    " FROM transactions t LEFT JOIN vend_prices v ON v.transaction_id = t.id"
+)
+
 PENDING = "pending"
 SENT = "sent"
 SUCCESS = "success"
@@ -42,6 +55,10 @@ class Transaction:
     finished_at: float | None
     checked_at: float | None
     check_note: str | None
+    # The product and price in force when the vend was asked for (table vend_prices).
+    product_id: int | None = None
+    product_name: str | None = None
+    price: int | None = None
 
     @property
     def is_final(self) -> bool:
@@ -63,6 +80,13 @@ class Slot:
     name: str
     stock: int | None
     updated_at: float
+    # The planogram (table planogram): price is the one in force, the slot's own or else
+    # its product's default, in minor units; None when the slot has neither.
+    product_id: int | None = None
+    product_name: str | None = None
+    price: int | None = None
+    capacity: int | None = None
+    par: int | None = None
 
     @property
     def sold_out(self) -> bool:
@@ -70,6 +94,15 @@ class Slot:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "sold_out": self.sold_out}
+
+
+def counts_as_sale(txn: Transaction) -> bool:
+    """Whether a successful vend is a sale and takes an item off the stock.
+
+    The place for the `simulated` flag of issue 13 (branch `faults`): a vend the simulated
+    board served dispensed nothing, so it must return False here once that flag exists.
+    """
+    return True
 
 
 class Store:
@@ -126,11 +159,11 @@ class Store:
 
     def slots(self, count: int) -> list[Slot]:
         """The configured slots 1..count, in order."""
-        rows = self._query("SELECT * FROM slots WHERE number <= ? ORDER BY number", (count,))
+        rows = self._query(f"{SLOT_SELECT} WHERE s.number <= ? ORDER BY s.number", (count,))
         return [Slot(**dict(row)) for row in rows]
 
     def slot(self, number: int) -> Slot:
-        rows = self._query("SELECT * FROM slots WHERE number = ?", (number,))
+        rows = self._query(f"{SLOT_SELECT} WHERE s.number = ?", (number,))
         if not rows:
             raise InvalidSlot(f"slot {number} does not exist")
         return Slot(**dict(rows[0]))
@@ -183,6 +216,13 @@ class Store:
                 "INSERT INTO transactions (id, slot, state, device_id, communication, message,"
                 " idempotency_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (txn_id, slot, PENDING, device_id, communication, "queued", idempotency_key, now),
+            )
+            # The price is fixed when the customer asks: a slot without one sells at 0.
+            db.execute(
+                "INSERT INTO vend_prices (transaction_id, product_id, product_name, price)"
+                " SELECT ?, product_id, product_name, COALESCE(price, 0)"
+                f" FROM ({SLOT_SELECT} WHERE s.number = ?)",
+                (txn_id, slot),
             )
             if idempotency_key is not None:
                 db.execute(
@@ -247,10 +287,19 @@ class Store:
             "UPDATE transactions SET state = ?, message = ?, reason = ?, finished_at = ? WHERE id = ?",
             (state, message, reason, now, txn.id),
         )
-        if state == SUCCESS:
+        if state == SUCCESS and counts_as_sale(txn):
             db.execute(
                 "UPDATE slots SET stock = stock - 1, updated_at = ? WHERE number = ? AND stock > 0",
                 (now, txn.slot),
+            )
+            # The sale goes into the ledger in this same database transaction as the success,
+            # at the price the vend was asked at: never one without the other.
+            db.execute(
+                "INSERT OR IGNORE INTO sales (transaction_id, slot, product_id, product_name,"
+                " price, sold_at) SELECT t.id, t.slot, v.product_id, v.product_name,"
+                " COALESCE(v.price, 0), ? FROM transactions t"
+                " LEFT JOIN vend_prices v ON v.transaction_id = t.id WHERE t.id = ?",
+                (now, txn.id),
             )
         return self._get(db, txn.id)
 
@@ -302,7 +351,7 @@ class Store:
 
     @staticmethod
     def _get(db: sqlite3.Connection, txn_id: str) -> Transaction:
-        row = db.execute("SELECT * FROM transactions WHERE id = ?", (txn_id,)).fetchone()
+        row = db.execute(f"{TRANSACTION_SELECT} WHERE t.id = ?", (txn_id,)).fetchone()
         if row is None:
             raise NotFound(f"no transaction {txn_id}")
         return Transaction(**dict(row))
@@ -315,12 +364,12 @@ class Store:
         where, params = [], []
         for column, value in (("state", state), ("slot", slot), ("device_id", device_id)):
             if value is not None:
-                where.append(f"{column} = ?")
+                where.append(f"t.{column} = ?")
                 params.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        total = self._query(f"SELECT COUNT(*) FROM transactions{clause}", tuple(params))[0][0]
+        total = self._query(f"SELECT COUNT(*) FROM transactions t{clause}", tuple(params))[0][0]
         rows = self._query(
-            f"SELECT * FROM transactions{clause} ORDER BY created_at DESC, rowid DESC"
+            f"{TRANSACTION_SELECT}{clause} ORDER BY t.created_at DESC, t.rowid DESC"
             " LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )
