@@ -84,12 +84,10 @@ class Audit:
 def build(audit: Audit) -> str:
     """The DEX/UCS text, CR LF line ends."""
     body = [
-        f"ST*001*0001",
+        "ST*001*0001",
         f"ID1*{field(audit.serial, 20)}*{field(audit.model, 20)}*{field(audit.build, 4)}***",
         f"ID4*{audit.currency.decimals}*{audit.currency.numeric}*{audit.currency.code}",
-        "VA1*{}*{}*{}*{}".format(
-            sum(c.value_init for c in audit.columns), sum(c.count_init for c in audit.columns),
-            sum(c.value_reset for c in audit.columns), sum(c.count_reset for c in audit.columns)),
+        f"VA1*{sum(c.value_init for c in audit.columns)}*{sum(c.count_init for c in audit.columns)}*{sum(c.value_reset for c in audit.columns)}*{sum(c.count_reset for c in audit.columns)}",
     ]
     for column in audit.columns:
         body.append(f"PA1*{column.number}*{column.price}*{field(column.product, 20)}")
