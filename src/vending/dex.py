@@ -81,13 +81,19 @@ class Audit:
     events: list[Event]
 
 
+def _totals(columns: list[Column]) -> tuple[int, int, int, int]:
+    """VA1: value and count since initialisation, then since reset."""
+    return (sum(c.value_init for c in columns), sum(c.count_init for c in columns),
+            sum(c.value_reset for c in columns), sum(c.count_reset for c in columns))
+
+
 def build(audit: Audit) -> str:
     """The DEX/UCS text, CR LF line ends."""
     body = [
         "ST*001*0001",
         f"ID1*{field(audit.serial, 20)}*{field(audit.model, 20)}*{field(audit.build, 4)}***",
         f"ID4*{audit.currency.decimals}*{audit.currency.numeric}*{audit.currency.code}",
-        f"VA1*{sum(c.value_init for c in audit.columns)}*{sum(c.count_init for c in audit.columns)}*{sum(c.value_reset for c in audit.columns)}*{sum(c.count_reset for c in audit.columns)}",
+        "VA1*{}*{}*{}*{}".format(*_totals(audit.columns)),  # noqa: UP032
     ]
     for column in audit.columns:
         body.append(f"PA1*{column.number}*{column.price}*{field(column.product, 20)}")
