@@ -31,7 +31,8 @@ def _render(template: str, page: str, **context):
 def index():
     """Slot buttons: vend and watch each vend's outcome."""
     rt = runtime()
-    return _render("index.html", "vend", slots=rt.store.slots(rt.config.slots))
+    return _render("index.html", "vend", slots=rt.store.slots(rt.config.slots),
+                   currency=rt.currency)
 
 
 @bp.get("/devices")
