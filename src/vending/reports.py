@@ -71,6 +71,25 @@ class Business:
         """Slot -> (count, value) sold since local midnight."""
         return self.sales.per_slot(start=local_midnight(time.time()))
 
+    # The Reports page
+
+    def summary(self, start: float | None, end: float | None = None) -> dict[str, Any]:
+        """Sales of a period: totals, by product, by hour, top sellers, slots that sold none."""
+        by_product, totals = self.sales.report("product", start, end)
+        by_hour, _ = self.sales.report("hour", start, end)
+        by_slot, _ = self.sales.report("slot", start, end)
+        hours = [0] * 24
+        for row in by_hour:
+            hours[int(row["key"])] = row["count"]
+        sold = {row["key"] for row in by_slot}
+        return {
+            "totals": totals,
+            "by_product": sorted(by_product, key=lambda r: (-r["value"], r["label"])),
+            "top": sorted(by_product, key=lambda r: (-r["count"], -r["value"], r["label"]))[:5],
+            "hours": hours,
+            "idle_slots": [s for s in self.store.slots(self.slots) if s.number not in sold],
+        }
+
     # DEX
 
     def dex_audit(self, events: int = 20) -> dex.Audit:
@@ -102,7 +121,12 @@ class Business:
         return dex.build(self.dex_audit())
 
 
-def local_midnight(now: float) -> float:
-    """Epoch seconds of the last local midnight before `now`."""
+def local_midnight(now: float, days_back: int = 0) -> float:
+    """Epoch seconds of the local midnight `days_back` days before the one before `now`."""
     stamp = time.localtime(now)
-    return time.mktime((stamp.tm_year, stamp.tm_mon, stamp.tm_mday, 0, 0, 0, 0, 0, -1))
+    return time.mktime((stamp.tm_year, stamp.tm_mon, stamp.tm_mday - days_back, 0, 0, 0, 0, 0,
+                        -1))
+
+
+# The Reports page's periods: (name, label, days before today's midnight).
+PERIODS = (("today", "Today", 0), ("7d", "7 days", 6), ("30d", "30 days", 29))

@@ -554,7 +554,41 @@
     watchMode();
   }
 
-  const PAGES = { vend: vendPage, devices: devicesPage, log: logPage, history: historyPage, stock: stockPage };
+  // ---- Reports page -------------------------------------------------------------------
+
+  function reportsPage() {
+    const message = $("#reports-message");
+
+    $("#print-pick-list").addEventListener("click", function () { window.print(); });
+    $("#collect-form").addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const answer = await api("POST", "/collections", { note: event.target.elements.note.value });
+      if (answer.status === 201) {
+        window.location.reload();
+      } else {
+        message.textContent = "Not recorded: " + (answer.body.detail || answer.status);
+      }
+    });
+    $("#refill-form").addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const slots = $$("input[name=slot]:checked", event.target).map(function (box) { return Number(box.value); });
+      if (!slots.length) { message.textContent = "Choose at least one slot to refill."; return; }
+      const answer = await api("POST", "/slots/refill", { slots: slots });
+      if (answer.status !== 200) {
+        message.textContent = "Nothing refilled: " + (answer.body.detail || answer.status);
+        return;
+      }
+      answer.body.slots.forEach(function (slot) {
+        const cell = $('.refill-stock[data-slot="' + slot.number + '"]');
+        if (cell) { cell.textContent = slot.stock; }
+      });
+      message.textContent = "Refilled slot" + (slots.length > 1 ? "s " : " ") + slots.join(", ") + ".";
+    });
+    watchMode();
+  }
+
+  const PAGES = { vend: vendPage, devices: devicesPage, log: logPage, history: historyPage, stock: stockPage,
+                  reports: reportsPage };
   const start = PAGES[document.body.dataset.page];
   if (start) { start(); }
 })();
