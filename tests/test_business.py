@@ -85,12 +85,12 @@ class TestPlanogram:
     def test_par_above_capacity_is_refused_and_nothing_changes(self, client):
         before = client.get("/slots").get_json()["slots"][0]
         response = client.patch("/slots/1", json={"capacity": 5, "par": 6, "name": "Renamed"})
-        assert response.status_code == 400 and "par" in response.get_json()["detail"]
+        assert response.status_code == 409 and "par" in response.get_json()["detail"]
         assert client.get("/slots").get_json()["slots"][0] == before
 
     def test_a_slot_given_a_product_that_does_not_exist_is_refused(self, client):
         response = client.patch("/slots/1", json={"product_id": 42})
-        assert response.status_code == 400 and "no product 42" in response.get_json()["detail"]
+        assert response.status_code == 404 and "no product 42" in response.get_json()["detail"]
 
     def test_a_currency_from_the_config_is_used_with_its_decimal_places(self, make_app):
         client = make_app(currency="jpy", currency_decimals=0).test_client()
@@ -165,7 +165,9 @@ class TestSales:
             assert sum(r["value"] for r in rows) == 420 and sum(r["count"] for r in rows) == 3
         empty = client.get("/reports/sales?from=2001-01-01&to=2001-01-31").get_json()
         assert empty["rows"] == [] and empty["total"]["count"] == 0
-        for bad in ("group=week", "from=yesterday", "format=xml", "from=2026-02-01&to=2026-01-01"):
+        backwards = client.get("/reports/sales?from=2026-02-01&to=2026-01-01").get_json()
+        assert backwards["rows"] == [] and backwards["total"]["count"] == 0
+        for bad in ("group=week", "from=yesterday", "format=xml", "to=2026-13-01"):
             response = client.get(f"/reports/sales?{bad}")
             assert response.status_code == 400, bad
             assert set(response.get_json()) == {"error", "detail"}
@@ -227,7 +229,7 @@ class TestRestock:
     def test_a_refill_that_includes_a_slot_without_capacity_changes_no_slot_at_all(self, client):
         client.patch("/slots/1", json={"capacity": 10, "stock": 2})
         response = client.post("/slots/refill", json={"slots": [1, 5]})
-        assert response.status_code == 400 and "slot(s) 5" in response.get_json()["detail"]
+        assert response.status_code == 409 and "slot(s) 5" in response.get_json()["detail"]
         assert client.get("/slots").get_json()["slots"][0]["stock"] == 2
         assert _audit(client, "refill")[0]["outcome"] == "refused"
 

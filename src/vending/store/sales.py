@@ -148,7 +148,7 @@ class SalesStore:
             product_id = changes.get("product_id")
             if product_id is not None and db.execute(
                     "SELECT 1 FROM products WHERE id = ?", (product_id,)).fetchone() is None:
-                raise BadRequest(f"no product {product_id}; create it with POST /products first")
+                raise NotFound(f"no product {product_id}; create it with POST /products first")
             db.execute("INSERT OR IGNORE INTO planogram (slot) VALUES (?)", (number,))
             for column, value in changes.items():
                 db.execute(f"UPDATE planogram SET {column} = ? WHERE slot = ?", (value, number))
@@ -157,7 +157,7 @@ class SalesStore:
             if row["capacity"] is not None and row["par"] is not None \
                     and row["par"] > row["capacity"]:
                 # Raising rolls the whole change back.
-                raise BadRequest(f"par ({row['par']}) cannot be above capacity"
+                raise Conflict(f"par ({row['par']}) cannot be above capacity"
                                  f" ({row['capacity']}) for slot {number}")
             db.execute("UPDATE slots SET updated_at = ? WHERE number = ?", (time.time(), number))
 
@@ -177,7 +177,7 @@ class SalesStore:
                 raise NotFound(f"slot(s) {', '.join(map(str, missing))} do not exist")
             no_capacity = [n for n in wanted if before[n].capacity is None]
             if no_capacity:
-                raise BadRequest(
+                raise Conflict(
                     f"slot(s) {', '.join(map(str, no_capacity))} have no capacity; set one with"
                     " PATCH /slots/<n> {\"capacity\": ...} first. Nothing was refilled.")
             now = time.time()

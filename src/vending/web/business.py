@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from .. import audit
-from ..errors import BadRequest
+from ..errors import BadRequest, NotFound
 from ..events import SLOT_CHANGED
 from ..money import MAX_PRICE
 from ..store.sales import GROUPS
@@ -49,15 +50,26 @@ def price_value(raw: Any, name: str = "price", nullable: bool = False) -> int | 
     return value
 
 
+# Control characters, and halves of a character (lone surrogates) that no UTF-8 can hold.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _text(body: dict[str, Any], name: str, limit: int, nullable: bool = False) -> str | None:
     value = body[name]
     if value is None and nullable:
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > limit \
-            or not value.isprintable():
-        raise BadRequest(f"{name} must be 1 to {limit} printable characters"
-                         f"{', or null' if nullable else ''}")
+            or _UNPRINTABLE.search(value):
+        raise BadRequest(f"{name} must be 1 to {limit} characters, not all spaces and no"
+                         f" control characters{', or null' if nullable else ''}")
     return value.strip()
+
+
+def _known_id(product_id: int) -> int:
+    """A product id SQLite can hold; a bigger one names no product (404, not a 500)."""
+    if not 1 <= product_id <= 2**62:
+        raise NotFound(f"no product {product_id}; GET /products lists them")
+    return product_id
 
 
 def _check_fields(body: dict[str, Any], allowed: set[str]) -> None:
@@ -113,7 +125,7 @@ def change_product(product_id: int):
         changes["default_price"] = price_value(body["default_price"], "default_price")
     if not changes:
         raise BadRequest('nothing to change: send "name", "sku" and/or "default_price"')
-    _, product = rt.sales.update_product(product_id, **changes)
+    _, product = rt.sales.update_product(_known_id(product_id), **changes)
     _announce_slots(lambda slot: slot.product_id == product_id)
     return jsonify(product.to_dict())
 
@@ -122,7 +134,7 @@ def change_product(product_id: int):
 @audited(audit.DELETE_PRODUCT)
 def delete_product(product_id: int):
     """Remove a product that no slot holds; past sales keep its name."""
-    product = runtime().sales.delete_product(product_id)
+    product = runtime().sales.delete_product(_known_id(product_id))
     return jsonify({"deleted": product.to_dict()})
 
 
@@ -148,7 +160,7 @@ def refill():
     body = json_body(required=False)
     _check_fields(body, {"slots"})
     numbers = body.get("slots")
-    if numbers is None:
+    if "slots" not in body:
         numbers = [s.number for s in rt.store.slots(rt.config.slots) if s.capacity is not None]
         if not numbers:
             raise BadRequest("no slot has a capacity yet; set one with PATCH /slots/<n>"
@@ -195,30 +207,35 @@ def collect():
 # Reports
 
 
+_EPOCH_SECONDS = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,6})?$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def _moment(name: str, end: bool) -> float | None:
     """?from= / ?to=: a date (local), a local date and time, one with an offset, or epoch s."""
     raw = (request.args.get(name) or "").strip()
     if not raw:
         return None
-    try:
+    if _EPOCH_SECONDS.match(raw):
         return float(raw)
-    except ValueError:
-        pass
     try:
         parsed = datetime.fromisoformat(raw)
     except ValueError:
         raise BadRequest(f"{name} must be a date (2026-12-01), a date and time"
                          f" (2026-12-01T14:00) or epoch seconds, got {raw!r}") from None
     if end and len(raw) == 10:
-        parsed += timedelta(days=1)  # ?to=2026-12-01 includes that whole day
-    return parsed.timestamp()
+        # ?to=2026-12-01 includes that whole day.
+        parsed = parsed + timedelta(days=1) if parsed.date() < date.max else parsed
+    try:
+        return parsed.timestamp()
+    except (OverflowError, OSError, ValueError):
+        # Beyond what the C library's local time handles (year 1, year 9999): as UTC.
+        return (parsed.replace(tzinfo=parsed.tzinfo or timezone.utc) - _EPOCH).total_seconds()
 
 
 def _period() -> tuple[float | None, float | None]:
-    start, end = _moment("from", False), _moment("to", True)
-    if start is not None and end is not None and end < start:
-        raise BadRequest("to must not be before from")
-    return start, end
+    """[from, to); a `to` before `from` is an empty period, as a query over no time."""
+    return _moment("from", False), _moment("to", True)
 
 
 def _format() -> str:

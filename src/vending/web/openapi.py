@@ -359,13 +359,14 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                                   "additionalProperties": False, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 40, "pattern": "\\S"},
                 "stock": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000},
-                "product_id": {"type": ["integer", "null"], "minimum": 1},
+                "product_id": {"type": ["integer", "null"], "minimum": 1, "maximum": 2**62},
                 "price": _PRICE_OR_NULL,
                 "capacity": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000},
                 "par": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000}}}),
             "responses": {"200": _json(_ref("Slot"), "the slot"),
-                          "400": _error("bad change, no such product, or par above capacity"),
-                          "404": _error("no such slot")},
+                          "400": _error("bad change"),
+                          "404": _error("no such slot or product"),
+                          "409": _error("par above capacity")},
         }},
         "/slots/{number}/restock": {"post": {
             "summary": "Add items to a slot", "parameters": [number_param],
@@ -603,15 +604,20 @@ def _operations_paths(slot_schema: dict[str, Any]) -> dict[str, Any]:
 def _business_paths(slots: int) -> dict[str, Any]:
     """Products, refill, collections and reports (web/business.py)."""
     product_param = _path("product_id", {"type": "integer"}, "product id")
+    # Something besides spaces, and no control characters (web/business.py: _text).
+    text = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
     product_body = {"type": "object", "additionalProperties": False, "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 60, "pattern": "^[ -~]*\\S[ -~]*$"},
-        "sku": {"type": ["string", "null"], "minLength": 1, "maxLength": 40,
-                "pattern": "^[ -~]*\\S[ -~]*$"},
+        "name": {"type": "string", "minLength": 1, "maxLength": 60, "pattern": text},
+        "sku": {"type": ["string", "null"], "minLength": 1, "maxLength": 40, "pattern": text},
         "default_price": _PRICE}}
+    moment = {"anyOf": [{"type": "string", "format": "date"},
+                        {"type": "string", "format": "date-time"},
+                        {"type": "string", "pattern": "^[0-9]{1,12}(\\.[0-9]{1,6})?$"},
+                        {"type": "string", "maxLength": 0}]}
     period = [
-        _query("from", {"type": "string"},
+        _query("from", moment,
                "from this moment: 2026-12-01, 2026-12-01T14:00 (local time) or epoch seconds"),
-        _query("to", {"type": "string"}, "until this moment, excluded (a date: that whole day)"),
+        _query("to", moment, "until this moment, excluded (a date: that whole day)"),
     ]
     csv_or_json = {"type": "string", "enum": ["json", "csv"]}
     return {
@@ -645,7 +651,8 @@ def _business_paths(slots: int) -> dict[str, Any]:
                     "type": "integer", "minimum": 1, "maximum": slots}}}}, required=False),
             "responses": {"200": _json({"type": "object", "properties": {
                 "slots": {"type": "array", "items": _ref("Slot")}}}, "the refilled slots"),
-                "400": _error("a slot without capacity, or bad slots: nothing refilled")},
+                "400": _error("bad slots: nothing refilled"),
+                "409": _error("a slot without capacity: nothing refilled")},
         }},
         "/collections": {
             "get": {"summary": "Collections, and totals since the last one and since install",

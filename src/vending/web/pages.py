@@ -9,7 +9,6 @@ from flask import Blueprint, render_template, request
 from ..errors import BadRequest
 from ..reports import PERIODS, local_midnight
 from . import charts
-
 from .auth import COOKIE_NAME
 from .common import runtime
 
