@@ -96,13 +96,15 @@ class Business:
         """The figures of the DEX file, read from the ledger."""
         since_init = self.sales.per_slot()
         since_reset = self.sales.per_slot(since_collection=True)
+        skus = {p.id: p.sku for p in self.sales.products()}
         columns = []
         for slot in self.store.slots(self.slots):
             count_init, value_init = since_init.get(slot.number, (0, 0))
             count_reset, value_reset = since_reset.get(slot.number, (0, 0))
-            columns.append(dex.Column(
-                slot.number, slot.price or 0, slot.product_name or slot.name,
-                count_init, value_init, count_reset, value_reset))
+            # PA103 identifies the product: its SKU or barcode when it has one.
+            product = skus.get(slot.product_id) or slot.product_name or slot.name
+            columns.append(dex.Column(slot.number, slot.price or 0, product,
+                                      count_init, value_init, count_reset, value_reset))
         init = self.sales.totals(since_collection=False)
         reset = self.sales.totals(since_collection=True)
         from . import __version__
