@@ -87,7 +87,7 @@ def test_the_audit_file_adds_up_to_the_ledger_since_initialisation_and_since_res
                                str(sum(s["price"] for s in reset)), str(len(reset))]]
     columns = {int(pa1[0]): (pa1, pa2) for pa1, pa2 in zip(records["PA1"], records["PA2"])}
     assert sorted(columns) == [1, 2, 3, 4, 5]
-    for number, (pa1, pa2) in columns.items():
+    for number, (_, pa2) in columns.items():
         mine = [s for s in sales if s["slot"] == number]
         mine_reset = [s for s in mine if s["collection_id"] is None]
         assert pa2 == [str(len(mine)), str(sum(s["price"] for s in mine)),
