@@ -251,7 +251,7 @@
         if (!box) { return; }
         box.classList.toggle("sold-out", slot.sold_out);
         $(".name", box).textContent = slot.name;
-        $(".product", box).textContent = slot.product_name || "";
+        $(".product", box).textContent = slot.product_name && slot.product_name !== slot.name ? slot.product_name : "";
         $(".price", box).textContent = slot.price_text || "";
         $(".stock", box).textContent = slot.sold_out ? "Sold out" : (slot.stock === null ? "\u00a0" : slot.stock + " left");
         if (!inFlight.has(slot.number)) { button(slot.number).disabled = slot.sold_out; }
