@@ -489,3 +489,30 @@ def test_the_pick_list_prints_alone_on_one_page(shop_server, browse):
         expect(page.locator(hidden)).to_be_hidden()
     pdf = page.pdf(format="A4")
     assert len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf)) == 1, "the pick list takes one page"
+
+
+def test_the_slots_page_adds_a_product_and_sets_a_slot_s_product_price_capacity_and_par(
+        live_server, browse):
+    store = runtime_of(live_server).store
+    page = browse(live_server, "/stock")
+    page.get_by_label("Product name").fill("Sparkling water")
+    page.get_by_label("Default price (EUR)").fill("1.5")
+    page.get_by_role("button", name="Add product").click()
+    expect(page.locator("#products li")).to_have_text(["Sparkling water: 1.50 EUR"])
+    form = page.locator('form.slot-edit[data-slot="2"]')
+    form.get_by_label("Product", exact=False).first.select_option(label="Sparkling water")
+    form.get_by_label("Capacity").fill("12")
+    form.get_by_label("Par", exact=True).fill("4")
+    form.get_by_role("button", name="Save").click()
+    expect(page.locator("#stock-message")).to_have_text("Slot 2 saved.")
+    expect(form.get_by_label("Price (EUR)")).to_have_value("1.50")
+    slot = store.slot(2)
+    assert (slot.product_name, slot.price, slot.capacity, slot.par) == ("Sparkling water", 150, 12, 4)
+    form.get_by_label("Price (EUR)").fill("1,75")
+    form.get_by_role("button", name="Save").click()
+    expect(form.get_by_label("Price (EUR)")).to_have_value("1.75")
+    assert store.slot(2).price == 175
+    form.get_by_label("Price (EUR)").fill("1.755")
+    form.get_by_role("button", name="Save").click()
+    expect(page.locator("#stock-message")).to_have_text("Not saved: the price is not an amount.")
+    assert store.slot(2).price == 175

@@ -62,9 +62,10 @@ def history():
 
 @bp.get("/stock")
 def stock():
-    """Slot names, stock and restocking."""
+    """Slot names, stock, restocking, the planogram and the product catalogue."""
     rt = runtime()
-    return _render("stock.html", "stock", slots=rt.store.slots(rt.config.slots))
+    return _render("stock.html", "stock", slots=rt.store.slots(rt.config.slots),
+                   products=rt.sales.products(), currency=rt.currency)
 
 
 @bp.get("/reports")
