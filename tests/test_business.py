@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 from shop import ledger, shop
 
 from vending import Config
@@ -117,6 +118,19 @@ class TestSales:
             ("Water", 150), ("Still water", 200)]
         report = client.get("/reports/sales?group=slot").get_json()
         assert report["rows"] == [{"key": 1, "label": "Slot 1", "count": 2, "value": 350}]
+
+    def test_a_price_changed_while_the_vend_runs_changes_nothing_about_its_sale(self, machine):
+        app, board = machine
+        client = app.test_client()
+        client.patch("/slots/1", json={"price": 150})
+        board.delay_next("DONE", 0.5)  # the motor runs; its confirmation comes half a second late
+        running = client.post("/vend/1?wait=0").get_json()
+        assert running["status"] in ("pending", "sent")
+        client.patch("/slots/1", json={"price": 990})
+        wait_until(lambda: client.get(f"/vend/{running['transaction_id']}").get_json()["status"]
+                   == "success", message="the vend to succeed")
+        assert [(s["transaction_id"], s["price"]) for s in ledger(app)] == [
+            (running["transaction_id"], 150)]
 
     def test_failed_and_unknown_vends_are_counted_apart_and_never_as_sales(self, machine):
         app, board = machine
