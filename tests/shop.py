@@ -47,5 +47,4 @@ def shop(data_dir: Path, **overrides: Any) -> Iterator[tuple[Flask, SerialBoardS
 def ledger(app: Flask) -> list[dict[str, Any]]:
     """Every sale, read straight from the database (not through any report)."""
     store = app.extensions["vending"].store
-    with store._lock:
-        return [dict(row) for row in store._db.execute("SELECT * FROM sales ORDER BY id")]
+    return [dict(row) for row in store.query("SELECT * FROM sales ORDER BY id")]

@@ -85,18 +85,18 @@ class SalesStore:
     # Products
 
     def products(self) -> list[Product]:
-        rows = self.store._query("SELECT * FROM products ORDER BY name COLLATE NOCASE, id")
+        rows = self.store.query("SELECT * FROM products ORDER BY name COLLATE NOCASE, id")
         return [Product(**dict(row)) for row in rows]
 
     def product(self, product_id: int) -> Product:
-        rows = self.store._query("SELECT * FROM products WHERE id = ?", (product_id,))
+        rows = self.store.query("SELECT * FROM products WHERE id = ?", (product_id,))
         if not rows:
             raise NotFound(f"no product {product_id}; GET /products lists them")
         return Product(**dict(rows[0]))
 
     def add_product(self, name: str, default_price: int, sku: str | None = None) -> Product:
         now = time.time()
-        with self.store._write() as db:
+        with self.store.write() as db:
             cur = db.execute(
                 "INSERT INTO products (name, sku, default_price, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?)", (name, sku, default_price, now, now))
@@ -106,7 +106,7 @@ class SalesStore:
     def update_product(self, product_id: int, name: Any = _UNSET, sku: Any = _UNSET,
                        default_price: Any = _UNSET) -> tuple[Product, Product]:
         """Change a product; returns (before, after)."""
-        with self.store._write() as db:
+        with self.store.write() as db:
             row = db.execute("SELECT * FROM products WHERE id = ?", (product_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no product {product_id}; GET /products lists them")
@@ -121,7 +121,7 @@ class SalesStore:
 
     def delete_product(self, product_id: int) -> Product:
         """Remove a product no slot holds; its past sales keep its name."""
-        with self.store._write() as db:
+        with self.store.write() as db:
             row = db.execute("SELECT * FROM products WHERE id = ?", (product_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no product {product_id}; GET /products lists them")
@@ -142,7 +142,7 @@ class SalesStore:
         allowed = {"product_id", "price", "capacity", "par"}
         if not changes or set(changes) - allowed:
             raise ValueError(f"planogram changes must be among {sorted(allowed)}")
-        with self.store._write() as db:
+        with self.store.write() as db:
             if db.execute("SELECT 1 FROM slots WHERE number = ?", (number,)).fetchone() is None:
                 raise NotFound(f"slot {number} does not exist")
             product_id = changes.get("product_id")
@@ -169,7 +169,7 @@ class SalesStore:
         before (and refilled over) or after (and counted) - never lost in between.
         """
         wanted = sorted(set(numbers))
-        with self.store._write() as db:
+        with self.store.write() as db:
             before = {row["number"]: Slot(**dict(row)) for row in db.execute(
                 f"{SLOT_SELECT} WHERE s.number IN ({','.join('?' * len(wanted))})", wanted)}
             missing = [n for n in wanted if n not in before]
@@ -194,7 +194,7 @@ class SalesStore:
     def collect(self, who: str, note: str = "") -> Collection:
         """Close the current period: every uncollected sale now belongs to this collection."""
         now = time.time()
-        with self.store._write() as db:
+        with self.store.write() as db:
             row = db.execute("SELECT COUNT(*), COALESCE(SUM(price), 0) FROM sales"
                              " WHERE collection_id IS NULL").fetchone()
             cur = db.execute(
@@ -207,7 +207,7 @@ class SalesStore:
                 "SELECT * FROM collections WHERE id = ?", (collection_id,)).fetchone()))
 
     def collections(self, limit: int = 100) -> list[Collection]:
-        rows = self.store._query("SELECT * FROM collections ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self.store.query("SELECT * FROM collections ORDER BY id DESC LIMIT ?", (limit,))
         return [Collection(**dict(row)) for row in rows]
 
     def last_collection(self) -> Collection | None:
@@ -218,8 +218,8 @@ class SalesStore:
 
     def totals(self, since_collection: bool) -> Totals:
         """Paid vends and vends counted apart, since install or since the last collection."""
-        with self.store._lock:
-            db = self.store._db
+        # One transaction, so the figures are of one moment.
+        with self.store.write() as db:
             last = db.execute("SELECT MAX(time) FROM collections").fetchone()[0]
             sale_filter = " WHERE collection_id IS NULL" if since_collection else ""
             count, value = db.execute(
@@ -246,7 +246,7 @@ class SalesStore:
     def sales(self, start: float | None = None, end: float | None = None) -> list[dict[str, Any]]:
         """Ledger rows with start <= sold_at < end, oldest first."""
         where, params = self._period(start, end)
-        rows = self.store._query(f"SELECT * FROM sales{where} ORDER BY id", tuple(params))
+        rows = self.store.query(f"SELECT * FROM sales{where} ORDER BY id", tuple(params))
         return [dict(row) for row in rows]
 
     @staticmethod
@@ -267,8 +267,7 @@ class SalesStore:
             raise BadRequest(f"group must be one of {', '.join(GROUPS)}, got {group!r}")
         key, label = _GROUP_SQL[group]
         where, params = self._period(start, end)
-        with self.store._lock:
-            db = self.store._db
+        with self.store.write() as db:
             rows = [dict(row) for row in db.execute(
                 f"SELECT {key} AS key, {label} AS label, COUNT(*) AS count,"
                 f" SUM(price) AS value FROM sales{where} GROUP BY {key} ORDER BY {key}",
@@ -291,14 +290,14 @@ class SalesStore:
         where, params = self._period(start, None)
         if since_collection:
             where += (" AND" if where else " WHERE") + " collection_id IS NULL"
-        rows = self.store._query(
+        rows = self.store.query(
             f"SELECT slot, COUNT(*), COALESCE(SUM(price), 0) FROM sales{where} GROUP BY slot",
             tuple(params))
         return {row[0]: (row[1], row[2]) for row in rows}
 
     def events(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest failed and unknown vends, newest first (for the DEX event records)."""
-        rows = self.store._query(
+        rows = self.store.query(
             "SELECT id, slot, state, reason, finished_at FROM transactions WHERE state IN (?, ?)"
             " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
             (FAILED, UNKNOWN, limit))
