@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import dex
+from . import __version__, dex
 from .money import Currency
 from .store import Store
 from .store.sales import SalesStore
@@ -107,8 +107,6 @@ class Business:
                                       count_init, value_init, count_reset, value_reset))
         init = self.sales.totals(since_collection=False)
         reset = self.sales.totals(since_collection=True)
-        from . import __version__
-
         serial = self.machine_serial or self.machine_id
         return dex.Audit(
             communication_id=f"FVM{self.machine_id}".upper(), serial=serial,

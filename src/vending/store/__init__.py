@@ -99,10 +99,11 @@ class Slot:
 def counts_as_sale(txn: Transaction) -> bool:
     """Whether a successful vend is a sale and takes an item off the stock.
 
-    The place for the `simulated` flag of issue 13 (branch `faults`): a vend the simulated
-    board served dispensed nothing, so it must return False here once that flag exists.
+    A vend the simulated board served dispensed nothing: once issue 13 (branch `faults`) gives
+    transactions their `simulated` flag, such a vend is never a sale and takes no stock. Until
+    then every success counts, as before.
     """
-    return True
+    return not getattr(txn, "simulated", False)
 
 
 class Store:
