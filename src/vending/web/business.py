@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from .. import audit
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, Conflict, NotFound
 from ..events import SLOT_CHANGED
 from ..money import MAX_PRICE
 from ..store.sales import GROUPS
@@ -163,8 +163,8 @@ def refill():
     if "slots" not in body:
         numbers = [s.number for s in rt.store.slots(rt.config.slots) if s.capacity is not None]
         if not numbers:
-            raise BadRequest("no slot has a capacity yet; set one with PATCH /slots/<n>"
-                             ' {"capacity": 10}')
+            raise Conflict("no slot has a capacity yet; set one with PATCH /slots/<n>"
+                           ' {"capacity": 10}')
     if not isinstance(numbers, list) or not numbers or len(numbers) > rt.config.slots:
         raise BadRequest(f'slots must be a list of 1 to {rt.config.slots} slot numbers,'
                          ' e.g. {"slots": [1, 3]}')
