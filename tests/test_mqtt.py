@@ -155,6 +155,7 @@ def test_a_vend_event_carries_product_and_price_and_the_slot_its_sales_today(
         event = subscriber.wait_for(f"{bridge.base}/events/vend").json()
         assert (event["product_id"], event["product_name"], event["price"], event["currency"]) == (
             product["id"], "Water", 150, "EUR")
+        assert event["sale"] is True and event["product"] == "Water"
         slot = subscriber.wait_for(f"{bridge.base}/slots/2",
                                    lambda m: m.json()["sales_today"]["count"] == 1).json()
         assert slot["sales_today"] == {"count": 1, "value": 150, "amount": "1.50"}

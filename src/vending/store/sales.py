@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import BadRequest, Conflict, NotFound
-from . import FAILED, SLOT_SELECT, UNKNOWN, Slot, Store
+from . import FAILED, SLOT_SELECT, UNKNOWN, Slot, Store, outbox
 
 GROUPS = ("slot", "product", "day", "hour")
 
@@ -187,6 +187,10 @@ class SalesStore:
                     " updated_at = ? WHERE number = ?", (number, now, number))
             after = {row["number"]: Slot(**dict(row)) for row in db.execute(
                 f"{SLOT_SELECT} WHERE s.number IN ({','.join('?' * len(wanted))})", wanted)}
+            for number in wanted:
+                slot = after[number]
+                self.store.emit(db, outbox.STOCK, {"slot": slot.number, "name": slot.name,
+                                                   "stock": slot.stock, "sold_out": slot.sold_out})
         return [(before[n], after[n]) for n in wanted]
 
     # Collections
@@ -203,8 +207,10 @@ class SalesStore:
             collection_id = cur.lastrowid
             db.execute("UPDATE sales SET collection_id = ? WHERE collection_id IS NULL",
                        (collection_id,))
-            return Collection(**dict(db.execute(
+            collection = Collection(**dict(db.execute(
                 "SELECT * FROM collections WHERE id = ?", (collection_id,)).fetchone()))
+            self.store.emit(db, outbox.COLLECTION, collection.to_dict(), now)
+            return collection
 
     def collections(self, limit: int = 100) -> list[Collection]:
         rows = self.store.query("SELECT * FROM collections ORDER BY id DESC LIMIT ?", (limit,))
