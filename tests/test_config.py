@@ -97,6 +97,8 @@ EARLIER_ENV = {
     "mqtt_command_key": ("VENDING_MQTT_COMMAND_KEY", "a-command-key-of-16+"),
     "public_url": ("VENDING_PUBLIC_URL", "http://shop-1.lan:5000"),
     "fleet_url": ("VENDING_FLEET_URL", "mqtt://127.0.0.1:1883/fleet"),
+    "currency": ("VENDING_CURRENCY", "USD"), "currency_decimals": ("VENDING_CURRENCY_DECIMALS", 3),
+    "machine_serial": ("VENDING_MACHINE_SERIAL", "VM-0042"),
 }
 
 
@@ -130,6 +132,7 @@ EARLIER_FLAGS = [
     (["--fleet", "mqtt://127.0.0.1/f"], "fleet_url", "mqtt://127.0.0.1/f"),
     (["--fleet", "mqtt://127.0.0.1/f"], "simulator", False),
     (["--fleet", "mqtt://127.0.0.1/f", "--simulator"], "simulator", True),
+    (["--currency", "usd"], "currency", "USD"), (["--currency-decimals", "0"], "currency_decimals", 0),
 ]
 
 

@@ -251,6 +251,12 @@ class Config:
     trust_localhost: bool = setting(True, "requests from this machine (the kiosk) need no sign-in")
     admin_token: str = setting("", "operator token (16+ characters); empty: generated once and"
                                " kept in the data directory", secret=True)
+    currency: str = setting("EUR", "ISO 4217 code of the prices; prices are whole numbers of its"
+                            " minor units (cents)", flag="--currency")
+    currency_decimals: int = setting(2, "decimal places of the currency",
+                                     flag="--currency-decimals")
+    machine_serial: str = setting("", "the machine's serial number in the DEX audit file (ID1);"
+                                  " empty: the machine id")
     public_url: str = setting("", "this machine's page as the fleet view links to it, e.g."
                               " http://shop-1.lan:5000")
     fleet_url: str = setting("", "fleet view: show every machine publishing under this broker URL,"
@@ -340,6 +346,15 @@ class Config:
             parse_mqtt_url(self.mqtt_url)
         if self.fleet_url:
             parse_mqtt_url(self.fleet_url)
+        self.currency = str(self.currency).strip().upper()
+        if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isascii():
+            raise ValueError(f"currency must be an ISO 4217 code such as EUR or USD,"
+                             f" got {self.currency!r}")
+        if not 0 <= self.currency_decimals <= 4:
+            raise ValueError(f"currency_decimals must be 0..4, got {self.currency_decimals}")
+        if len(self.machine_serial) > 20 or any(c in self.machine_serial for c in "*\r\n"):
+            raise ValueError("machine_serial must be at most 20 characters, without * or line"
+                             " breaks (it goes into the DEX file)")
         if self.mqtt_outbox_retention_hours <= 0:
             raise ValueError("mqtt_outbox_retention_hours must be above 0")
         if self.mqtt_command_key and len(self.mqtt_command_key) < 16:
