@@ -38,6 +38,11 @@ REVOKE_DEVICE = "revoke_device"
 REJECT_DEVICE = "reject_device"
 SIMULATE_FAULT = "simulate_fault"
 REFUSALS_SUMMARY = "refused_requests"
+ADD_PRODUCT = "add_product"
+CHANGE_PRODUCT = "change_product"
+DELETE_PRODUCT = "delete_product"
+REFILL = "refill"
+COLLECT = "collect"
 
 CSV_COLUMNS = ("id", "time", "action", "who", "source", "outcome", "detail")
 DETAIL_MAX = 1000

@@ -1,7 +1,7 @@
 """CSV exports that are safe to open in a spreadsheet.
 
 Board-reported messages, slot names and device ids come from the network; a cell that
-starts with = + - @ (or a tab or carriage return) would run as a formula in Excel or
+starts with = + - @ (or a tab, carriage return or newline) would run as a formula in Excel or
 LibreOffice, so such cells get a leading apostrophe (OWASP "CSV injection").
 """
 
@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def cell(value: Any) -> Any:
@@ -22,11 +22,12 @@ def cell(value: Any) -> Any:
     return value
 
 
-def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A CSV document with `header` and every row's text cells neutralised."""
+def to_csv(header: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> str:
+    """A CSV document with `header` (None: rows only) and every row's text cells neutralised."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(header)
+    if header is not None:
+        writer.writerow(header)
     for row in rows:
         writer.writerow([cell(value) for value in row])
     return buffer.getvalue()

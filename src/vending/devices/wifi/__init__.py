@@ -10,9 +10,9 @@
 Request bodies arrive already parsed into the typed values of `vending.protocol.wifi`.
 """
 
+from ...config import WifiSettings
 from .auth import AuthContext, sign_response
 from .device import WifiDevice
 from .hub import WifiHub, build_wifi
-from .settings import WifiSettings
 
 __all__ = ["AuthContext", "WifiDevice", "WifiHub", "WifiSettings", "build_wifi", "sign_response"]

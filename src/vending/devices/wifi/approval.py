@@ -12,6 +12,7 @@ import logging
 import threading
 
 from ...commlog import INFO, RX, CommunicationLog
+from ...config import WifiSettings
 from ...errors import (
     BadRequest,
     Conflict,
@@ -29,7 +30,6 @@ from ..base import CONNECTING, OFFLINE
 from ..registry import DeviceRegistry
 from .device import Claim, WifiDevice
 from .keys import KeyRing, derive_pairing
-from .settings import WifiSettings
 
 logger = logging.getLogger("vending.wifi")
 
@@ -125,7 +125,7 @@ class Approvals:
             raise ServiceBusy(f"{len(waiting)} boards are already waiting for approval; approve"
                               " or reject some on the web page first")
         mine = sum(1 for d in waiting if source is not None and d.source == source)
-        if source is not None and mine >= self.settings.max_pending_per_source:
+        if source is not None and mine >= self.settings.pending_per_source:
             raise TooManyWaiting(f"{mine} boards from {source} are already waiting for approval;"
                                  " an operator must approve or reject them first")
 

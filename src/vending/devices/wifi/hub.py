@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ...commlog import ERROR, INFO, RX, CommunicationLog
+from ...config import WifiSettings
 from ...errors import Conflict, Forbidden, KeyConflict, NotFound, ServiceBusy
 from ...protocol import wifi as proto
 from ...store import FAILED, SUCCESS, UNKNOWN, Store
@@ -20,7 +22,6 @@ from .auth import AuthContext, Authenticator
 from .device import WifiDevice, outcome_for
 from .keys import KeyRing
 from .legacy import LegacyBoards
-from .settings import WifiSettings
 
 logger = logging.getLogger("vending.wifi")
 
@@ -221,12 +222,7 @@ def build_wifi(runtime: Any) -> tuple[WifiHub, Any]:
     hub = WifiHub(
         runtime.registry, runtime.store, runtime.log,
         WifiDeviceStore(runtime.store, config.data_dir / "device-keys"),
-        WifiSettings(poll_hold=config.wifi_poll_hold, legacy_hold=config.wifi_legacy_hold,
-                     offline_after=config.wifi_offline_after,
-                     auto_approve=config.auto_approve_devices,
-                     max_held_polls=config.held_polls_limit,
-                     max_pending_per_source=config.wifi_pending_per_source,
-                     pending_expiry=config.wifi_pending_expiry),
+        replace(config.wifi, max_held_polls=config.held_polls_limit),
     )
     hub.restore()
     runtime.add_part(hub)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...commlog import ERROR, RX, CommunicationLog
+from ...config import WifiSettings
 from ...errors import BadRequest, NotFound, Unauthorized
 from ...protocol import wifi as proto
 from ...store import UNKNOWN, Store
@@ -19,7 +20,6 @@ from ..base import WIFI
 from ..registry import DeviceRegistry
 from .approval import Approvals
 from .device import WifiDevice, outcome_for
-from .settings import WifiSettings
 
 logger = logging.getLogger("vending.wifi")
 
