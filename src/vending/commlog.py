@@ -37,6 +37,7 @@ class CommunicationLog:
         self._entries: deque[LogEntry] = deque(maxlen=size)
         self._lock = threading.Lock()
         self._last_id = 0
+        self._clears = 0
 
     def add(self, device_id: str, transport: str, direction: str, message: str) -> LogEntry:
         """Append one line; over-long messages are cut so one bad line cannot fill memory."""
@@ -51,6 +52,11 @@ class CommunicationLog:
     @property
     def last_id(self) -> int:
         return self._last_id
+
+    @property
+    def revision(self) -> tuple[int, int]:
+        """Changes whenever what `since()` would answer can have changed."""
+        return self._clears, self._last_id
 
     def since(
         self, since: int = 0, device_id: str | None = None, direction: str | None = None,
@@ -72,3 +78,4 @@ class CommunicationLog:
         """Drop every entry; ids keep growing so clients are not confused."""
         with self._lock:
             self._entries.clear()
+            self._clears += 1

@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+# Threads are started only when needed (vending/serving.py), but each costs a stack: on a
+# 32-bit Pi a few hundred are what the address space allows. Connections use poll(), so
+# their count is bounded by memory and the open-file limit, which the server raises.
+MAX_THREADS = 256
+MAX_CONNECTIONS = 10000
+
 
 def _env_bool(value: str) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off", "")
@@ -89,6 +95,10 @@ class Config:
     # Each held WiFi long-poll occupies one waitress thread: 100 boards plus the UI fit in
     # 128, and polls beyond wifi_max_held_polls are answered at once (bench/bench_wifi.py).
     threads: int = 128
+    # The HTTP front (vending/serving.py): the pool starts small and grows to `threads`.
+    connection_limit: int = 1000
+    connections_per_address: int = 32
+    request_deadline: float = 10.0
 
     # WiFi boards.
     wifi_poll_hold: float = 25.0
@@ -159,6 +169,9 @@ class Config:
         "simulator": "VENDING_SIMULATOR",
         "slots": "VENDING_SLOTS",
         "threads": "VENDING_THREADS",
+        "connection_limit": "VENDING_CONNECTION_LIMIT",
+        "connections_per_address": "VENDING_CONNECTIONS_PER_ADDRESS",
+        "request_deadline": "VENDING_REQUEST_DEADLINE",
         "wifi_poll_hold": "VENDING_WIFI_POLL_HOLD",
         "wifi_legacy_hold": "VENDING_WIFI_LEGACY_HOLD",
         "wifi_offline_after": "VENDING_WIFI_OFFLINE_AFTER",
@@ -204,6 +217,16 @@ class Config:
                      "serial_rescan_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be more than 0 seconds")
+        if not 4 <= self.threads <= MAX_THREADS:
+            raise ValueError(f"threads must be 4..{MAX_THREADS} (each held WiFi long-poll needs"
+                             f" one), got {self.threads}")
+        if not 10 <= self.connection_limit <= MAX_CONNECTIONS:
+            raise ValueError(f"connection_limit must be 10..{MAX_CONNECTIONS},"
+                             f" got {self.connection_limit}")
+        if self.connections_per_address < 1:
+            raise ValueError("connections_per_address must be at least 1")
+        if not 1.0 <= self.request_deadline <= 300.0:
+            raise ValueError("request_deadline must be 1..300 s")
         if self.log_size < 10:
             raise ValueError("log_size must be at least 10")
         self.log_level = str(self.log_level).upper()
@@ -297,7 +320,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-discovery", action="store_true", help="do not answer UDP discovery")
     parser.add_argument("--no-simulator", action="store_true", help="no simulated device")
     parser.add_argument("--slots", type=int, help="number of slots (VENDING_SLOTS, default 5)")
-    parser.add_argument("--threads", type=int, help="HTTP worker threads (default 128)")
+    parser.add_argument("--threads", type=int, help="most HTTP worker threads, 4..256 (default 128)")
     parser.add_argument("--auto-approve-devices", action="store_true",
                         help="let new WiFi boards vend without approval (bench setups only)")
     parser.add_argument("--dev", action="store_true", help="Flask's development server")

@@ -104,6 +104,11 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
+    @property
+    def revision(self) -> int:
+        """Grows with every row written: what was read before is stale once it has moved."""
+        return self._db.total_changes
+
     def ping(self) -> bool:
         """True when the database answers."""
         try:
