@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 TX = "tx"  # controller -> board
@@ -25,7 +27,14 @@ class LogEntry:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"id": self.id, "time": self.time, "device_id": self.device_id,
+                "transport": self.transport, "direction": self.direction,
+                "message": self.message}
+
+    @cached_property
+    def json(self) -> str:
+        """The entry as JSON, encoded once: every open log view asks for the same lines."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
 
 
 class CommunicationLog:

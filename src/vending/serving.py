@@ -109,7 +109,12 @@ class ElasticDispatcher(ThreadedTaskDispatcher):
                 self.set_thread_count(running + 1)
             except RuntimeError:  # the OS refused a thread (memory): the task waits its turn
                 logger.warning("could not start another HTTP worker thread; requests queue")
-        super().add_task(task)
+        with self.lock:
+            self.queue.append(task)
+            self.queue_cv.notify()
+            if not grow and len(self.queue) > idle and running >= self.maximum:
+                logger.debug("all %d HTTP worker threads are busy; %d requests wait",
+                             running, len(self.queue))
 
     def trim(self, now: float) -> None:
         """Stop idle threads above what is busy (plus two spare) once that lasted TRIM_AFTER."""

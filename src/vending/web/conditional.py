@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Callable
 
 from flask import Response, request
 
@@ -45,6 +46,29 @@ def not_modified(etag: str) -> Response | None:
     if request.if_none_match.contains_weak(etag):
         return conditional_json(b"", etag)
     return None
+
+
+class RecentBodies:
+    """The last few bodies by ETag: tabs opening the same view share one encoding."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._bodies: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, etag: str, build: Callable[[], str]) -> str:
+        """The body cached under `etag`, built (outside the lock) when missing."""
+        with self._lock:
+            body = self._bodies.get(etag)
+            if body is not None:
+                self._bodies.move_to_end(etag)
+                return body
+        body = build()
+        with self._lock:
+            self._bodies[etag] = body
+            while len(self._bodies) > self._size:
+                self._bodies.popitem(last=False)
+        return body
 
 
 class StatusSnapshots:

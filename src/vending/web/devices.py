@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from .. import audit
 from ..commlog import DIRECTIONS
 from ..devices.simulator import FAULTS, SimulatedDevice
 from ..errors import BadRequest
 from .common import int_arg, json_body, runtime, whole_number
-from .conditional import conditional_json, etag_of, not_modified
+from .conditional import RecentBodies, conditional_json, etag_of, not_modified
 from .operations import audited
 
 bp = Blueprint("devices", __name__, url_prefix="/esp32")
@@ -150,12 +150,18 @@ def communication_log():
     unchanged = not_modified(etag)
     if unchanged is not None:
         return unchanged
-    entries, truncated = rt.log.since(since, device_id, direction, limit)
-    return conditional_json(json.dumps({
-        "entries": [e.to_dict() for e in entries],
-        "last_id": rt.log.last_id,
-        "truncated": truncated,
-    }, separators=(",", ":")), etag)
+
+    def build() -> str:
+        entries, truncated = rt.log.since(since, device_id, direction, limit)
+        return (f'{{"entries":[{",".join(e.json for e in entries)}],'
+                f'"last_id":{rt.log.last_id},"truncated":{json.dumps(truncated)}}}')
+
+    return conditional_json(current_app.extensions["vending_log_bodies"].get(etag, build), etag)
+
+
+@bp.record_once
+def _body_cache(state) -> None:
+    state.app.extensions["vending_log_bodies"] = RecentBodies()
 
 
 @bp.post("/communication/log/clear")
