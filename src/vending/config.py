@@ -83,6 +83,8 @@ class Config:
     log_level: str = "INFO"
     # Advertise the web UI and the discovery port over mDNS (vending.local).
     mdns: bool = True
+    # GET /metrics (Prometheus); prometheus_client is imported only when this is on.
+    metrics: bool = False
     mdns_name: str = "vending"
 
     # USB serial boards (timeouts in seconds; tests shorten them).
@@ -184,6 +186,7 @@ class Config:
         "log_size": "VENDING_LOG_SIZE",
         "log_level": "VENDING_LOG_LEVEL",
         "mdns": "VENDING_MDNS",
+        "metrics": "VENDING_METRICS",
         "mdns_name": "VENDING_MDNS_NAME",
         "trust_localhost": "VENDING_TRUST_LOCALHOST",
         "admin_token": "VENDING_ADMIN_TOKEN",
@@ -329,6 +332,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="how much to log to stderr (VENDING_LOG_LEVEL, default INFO)")
     parser.add_argument("--no-mdns", action="store_true",
                         help="do not advertise vending.local over mDNS (VENDING_MDNS=0)")
+    parser.add_argument("--metrics", action="store_true",
+                        help="serve GET /metrics for Prometheus (VENDING_METRICS=1; off by default)")
     parser.add_argument("--low-stock-level", type=int,
                         help="alert when a slot has this many items or fewer (default 2)")
     parser.add_argument("--webhook-url", action="append", dest="webhook_urls", metavar="URL",
@@ -356,6 +361,8 @@ def config_from_args(argv: Sequence[str] | None = None,
         overrides["serial_scan"] = False
     if args.no_discovery:
         overrides["discovery"] = False
+    if args.metrics:
+        overrides["metrics"] = True
     if args.no_simulator:
         overrides["simulator"] = False
     if args.dev:
