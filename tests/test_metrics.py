@@ -94,7 +94,7 @@ def test_metrics_are_off_by_default_with_a_404_that_says_how_to_turn_them_on(mak
     assert "--metrics" in response.get_json()["detail"]
 
 
-def test_building_the_app_without_metrics_mqtt_or_mdns_imports_none_of_their_libraries(
+def test_building_the_app_without_metrics_mqtt_mdns_or_webhooks_imports_none_of_their_libraries(
         tmp_path) -> None:
     script = (
         "import sys\n"

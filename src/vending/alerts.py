@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from .audit import one_line
 from .devices.base import BUSY, OFFLINE, ONLINE
 from .events import (
@@ -325,7 +323,7 @@ class WebhookSender:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._session: requests.Session | None = None
+        self._session: Any = None  # a requests.Session while the thread runs
         self._warned: set[str] = set()
 
     def start(self) -> None:
@@ -337,6 +335,8 @@ class WebhookSender:
         if dropped:
             logger.warning("%d alert posts to webhook URLs no longer configured were dropped",
                            dropped)
+        import requests  # only with webhooks configured: it is 5 MiB of a Pi's memory
+
         self._session = requests.Session()
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
         self._thread.start()
@@ -395,6 +395,8 @@ class WebhookSender:
             digest = hmac.new(self.settings.webhook_secret.encode("utf-8"), body,
                               hashlib.sha256).hexdigest()
             headers["X-Vending-Signature"] = f"sha256={digest}"
+        import requests  # imported by start() already: a lookup
+
         error = ""
         try:
             assert self._session is not None
