@@ -102,7 +102,8 @@ def test_building_the_app_without_metrics_mqtt_mdns_or_webhooks_imports_none_of_
         "from vending import Config, create_app\n"
         f"create_app(Config(data_dir=Path({str(tmp_path)!r}), port=0, serial_scan=False,"
         " discovery=False, mdns=False, start_threads=False))\n"
-        "print(sorted(m for m in ('prometheus_client', 'paho', 'zeroconf') if m in sys.modules))\n"
+        "optional = ('prometheus_client', 'paho', 'zeroconf', 'requests')\n"
+        "print(sorted(m for m in optional if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60, check=True).stdout
