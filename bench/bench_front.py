@@ -192,6 +192,19 @@ def measure(kind: str, seconds: float, trickle: bool) -> dict[str, float | None]
             stop(process)
 
 
+def measure_all(kinds: list[str], seconds: float, rounds: int
+                ) -> tuple[dict[str, list[dict[str, float | None]]], float, float]:
+    """Every kind, `rounds` times in rotating order: (runs by kind, load at start, at end)."""
+    load_start = os.getloadavg()[0]
+    runs: dict[str, list[dict[str, float | None]]] = {kind: [] for kind in kinds}
+    for round_no in range(rounds):
+        order = kinds[round_no % len(kinds):] + kinds[:round_no % len(kinds)]
+        for kind in order:
+            runs[kind].append(measure(kind, seconds, trickle=round_no == 0))
+            print(f"round {round_no + 1} {kind}: {runs[kind][-1]}", flush=True)
+    return runs, load_start, os.getloadavg()[0]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per wrk run")
@@ -201,16 +214,8 @@ def main() -> int:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
-    kinds = args.kinds.split(",")
-    load_start = os.getloadavg()
-    runs: dict[str, list[dict[str, float | None]]] = {kind: [] for kind in kinds}
-    for round_no in range(args.rounds):
-        order = kinds[round_no % len(kinds):] + kinds[:round_no % len(kinds)]
-        for kind in order:
-            runs[kind].append(measure(kind, args.seconds, trickle=round_no == 0))
-            print(f"round {round_no + 1} {kind}: {runs[kind][-1]}", flush=True)
-    load_end = os.getloadavg()
-    table = render(runs, args, load_start, load_end)
+    runs, load_start, load_end = measure_all(args.kinds.split(","), args.seconds, args.rounds)
+    table = "\n".join(render(runs, args.seconds, args.rounds, load_start, load_end)) + "\n"
     print(table)
     if args.out:
         Path(args.out).write_text(table)
@@ -222,7 +227,9 @@ def median(runs: list[dict[str, float | None]], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def render(runs, args, load_start, load_end) -> str:
+def render(runs: dict[str, list[dict[str, float | None]]], seconds: float, rounds: int,
+           load_start: float, load_end: float) -> list[str]:
+    """The comparison as markdown lines."""
     base = {key: median(runs[BASELINE], key) for key in runs[BASELINE][0]} \
         if BASELINE in runs else {}
 
@@ -236,8 +243,8 @@ def render(runs, args, load_start, load_end) -> str:
         return text
 
     lines = [
-        f"Command: `python bench/bench_front.py --seconds {args.seconds:g} --rounds {args.rounds}`;"
-        f" load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end"
+        f"Command: `python bench/bench_front.py --seconds {seconds:g} --rounds {rounds}`;"
+        f" load average {load_start:.2f} at the start, {load_end:.2f} at the end"
         f" ({os.cpu_count()} cores, shared with other work).",
         "",
         "| server | /status req/s | /status p99 | log (200 entries) req/s | log p99 |"
@@ -257,7 +264,7 @@ def render(runs, args, load_start, load_end) -> str:
             f" {cell(kind, 'cond50_p99', ms=True)} | {cell(kind, 'threads_start', ratio=False)} |"
             f" {cell(kind, 'rss_start', ratio=False)} MiB | {cell(kind, 'threads_load', ratio=False)} |"
             f" {cell(kind, 'rss_load', ratio=False)} MiB | {trickled} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ class Page(threading.Thread):
             self.stop_event.wait(0.2)
 
 
-def idle(boards: int, seconds: float) -> None:
+def idle(boards: int, seconds: float) -> dict[str, float]:
+    """CPU share of one core, threads and RSS: the lone server, then with boards and pages."""
     with served("idle", legacy=False) as (server, url):
         time.sleep(2)
         start = cpu_seconds(server.pid)
@@ -105,15 +106,22 @@ def idle(boards: int, seconds: float) -> None:
             stop.set()
             for page in pages:
                 page.join(5)
-    print(f"idle CPU, server alone (baseline): {alone * 100:.2f}% of one core;"
-          f" threads {threads_alone}, RSS {rss_alone:.1f} MiB")
-    print(f"idle CPU, {boards} boards long-polling + 2 pages: {busy * 100:.2f}% of one core"
-          f" ({busy / alone if alone else float('inf'):.1f}x the lone server);"
-          f" threads {threads}, RSS {rss:.1f} MiB, descriptors {fds};"
-          f" page requests {sum(p.requests for p in pages)}, errors {sum(p.errors for p in pages)}")
+    return {"alone": alone, "threads_alone": threads_alone, "rss_alone": rss_alone,
+            "busy": busy, "threads": threads, "rss": rss, "fds": fds, "boards": boards,
+            "requests": sum(p.requests for p in pages), "errors": sum(p.errors for p in pages)}
 
 
-def soak(minutes: float) -> None:
+def print_idle(r: dict[str, float]) -> None:
+    print(f"idle CPU, server alone (baseline): {r['alone'] * 100:.2f}% of one core;"
+          f" threads {r['threads_alone']:.0f}, RSS {r['rss_alone']:.1f} MiB")
+    print(f"idle CPU, {r['boards']:.0f} boards long-polling + 2 pages: {r['busy'] * 100:.2f}%"
+          f" of one core; threads {r['threads']:.0f}, RSS {r['rss']:.1f} MiB,"
+          f" descriptors {r['fds']:.0f}; page requests {r['requests']:.0f},"
+          f" errors {r['errors']:.0f}")
+
+
+def soak(minutes: float) -> dict[str, object]:
+    """Samples of (seconds, threads, RSS MiB, fds) over a steady vend load, and the counts."""
     samples: list[tuple[float, int, float, int]] = []
     vends = failed = 0
     with served("soak", False, {"VENDING_DEVICE_QUEUE_LIMIT": "100"}) as (server, url), \
@@ -143,15 +151,27 @@ def soak(minutes: float) -> None:
         stop.set()
         for page in pages:
             page.join(5)
+    return {"minutes": minutes, "vends": vends, "failed": failed, "samples": samples}
+
+
+def growth(result: dict[str, object]) -> tuple[tuple, tuple, float]:
+    """(first sample after the one-minute warm-up, last sample, median RSS after warm-up)."""
+    samples = result["samples"]
     warm = [s for s in samples if s[0] >= 60] or samples
-    first, last = warm[0], warm[-1]
-    print(f"soak: {minutes:g} min, {vends} vends ({failed} not 200), {len(samples)} samples")
+    return warm[0], warm[-1], statistics.median(s[2] for s in warm)
+
+
+def print_soak(result: dict[str, object]) -> None:
+    samples = result["samples"]
+    print(f"soak: {result['minutes']:g} min, {result['vends']} vends ({result['failed']} not 200),"
+          f" {len(samples)} samples")
     print("  t(s)  threads  RSS(MiB)  fds")
     for t, threads, rss, fds in samples:
         print(f"  {t:5.0f}  {threads:7d}  {rss:8.1f}  {fds:4d}")
+    first, last, rss_median = growth(result)
     print(f"soak growth after warm-up ({first[0]:.0f} s -> {last[0]:.0f} s): threads"
           f" {first[1]} -> {last[1]}, RSS {first[2]:.1f} -> {last[2]:.1f} MiB"
-          f" (median {statistics.median(s[2] for s in warm):.1f}), fds {first[3]} -> {last[3]}")
+          f" (median {rss_median:.1f}), fds {first[3]} -> {last[3]}")
 
 
 def main() -> int:
@@ -164,9 +184,9 @@ def main() -> int:
     print(f"load average at the start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)",
           flush=True)
     if args.only in (None, "idle"):
-        idle(args.boards, args.idle_seconds)
+        print_idle(idle(args.boards, args.idle_seconds))
     if args.only in (None, "soak"):
-        soak(args.soak_minutes)
+        print_soak(soak(args.soak_minutes))
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     return 0
 
