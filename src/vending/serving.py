@@ -189,9 +189,18 @@ class GuardedServer(TcpWSGIServer):
         if len(self.active_channels) >= self.adj.connection_limit and not self._evict_idle():
             self._refuse(conn, f"{self.adj.connection_limit} connections are open and all busy")
             return
-        channel = self.channel_class(self, conn, addr, self.adj, map=self._map)
+        try:
+            channel = self.channel_class(self, conn, addr, self.adj, map=self._map)
+        except OSError:  # the client left between accept() and here
+            self._refuse(conn, f"{host} closed the connection at once")
+            return
         self._address_of[channel._fileno] = host
         self._per_address[host] += 1
+
+    def handle_error(self) -> None:
+        # wasyncore's default closes the dispatcher that raised: here the listener (and the
+        # trigger with it), so one bad accept would leave a server that no longer listens.
+        logger.exception("error while accepting a connection; still listening")
 
     def _refuse(self, conn: Any, why: str) -> None:
         logger.debug("refused a connection: %s", why)
@@ -295,8 +304,12 @@ class BackgroundServer:
                     channel.close()
 
         if self._thread.is_alive():
-            server.trigger.pull_trigger(close_every_channel)
-            self._thread.join(5)
+            try:
+                server.trigger.pull_trigger(close_every_channel)
+                self._thread.join(5)
+            except OSError:  # the trigger is gone: close from here, the loop wakes within 1 s
+                close_every_channel()
+                self._thread.join(5)
         if self._thread.is_alive() or not self._thread.ident:
             close_every_channel()
         server.task_dispatcher.shutdown()
