@@ -294,7 +294,25 @@ def front_section(sizes: Sizes) -> list[str]:
         *bench_front.render(runs, sizes.front_seconds, sizes.front_rounds, load_start,
                             load_end),
         "",
+        *FRONT_CHOICE,
+        "",
     ]
+
+
+FRONT_CHOICE = [
+    "Why waitress (hardened, src/vending/serving.py): granian answers the most requests per"
+    " second here, but runs the app in a worker process it spawns (about twice the RSS, and"
+    " the controller's threads, serial ports and shutdown would have to move into that"
+    " process), and a WSGI app still holds one of its threads per long-poll. cheroot and"
+    " gunicorn's gthread read a request on a worker thread, so 300 trickling connections"
+    " starve them (last column), and gunicorn does not run on Windows. waitress reads"
+    " requests on its I/O thread, installs as one pure-Python wheel everywhere, and with"
+    " poll(), a request deadline, per-address caps, eviction at the limit and a pool that"
+    " grows on demand it withstands the slow-client and descriptor attacks"
+    " (tests/test_http_front.py) with 7 threads after start instead of 131. Most of a request's"
+    " time is Flask's own work, which every candidate pays alike: none reaches three times the"
+    " earlier version on this shared 2-core machine.",
+]
 
 
 def soak_section(sizes: Sizes) -> list[str]:
