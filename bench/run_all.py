@@ -216,11 +216,11 @@ def wifi_section(sizes: Sizes) -> list[str]:
         "## Memory and threads with 1, 10 and 100 WiFi boards",
         "",
         "Same runs: the server process's RSS and thread count (Linux /proc) after the vends.",
-        "Waitress starts a fixed pool of worker threads (128 by default, `--threads`), and each"
-        " held long-poll occupies one of them while it waits, so the pool must be larger than"
-        " the number of boards; on top of the pool the server keeps one vend dispatcher thread"
-        " per board that has had a vend, which is why the count grows with the boards the"
-        f" {sizes.wifi_vends} random vends reached.",
+        "The HTTP worker pool starts with 4 threads and grows as requests wait (up to"
+        " `--threads`, 128 by default); each held long-poll occupies one while it waits, so"
+        " with 100 boards it holds about 100; on top of the pool the server keeps one vend"
+        " dispatcher thread per board that has had a vend, which is why the count grows with"
+        f" the boards the {sizes.wifi_vends} random vends reached.",
         "",
         *table(["boards", "RSS long-poll", "RSS baseline", "ratio", "threads long-poll",
                 "threads baseline", "ratio"], footprint_rows),
@@ -410,7 +410,8 @@ def main() -> int:
         "Written by `bench/run_all.py`; do not edit by hand, rerun it.",
         "",
         f"- Machine: {machine()}",
-        f"- Run: {mode} mode (`python bench/run_all.py{' --quick' if args.quick else ''}`),"
+        f"- Run: {mode} mode (`python bench/run_all.py{' --quick' if args.quick else ''}"
+        f"{f' --soak-minutes {args.soak_minutes:g}' if args.soak_minutes else ''}`),"
         f" {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()},"
         f" {time.monotonic() - started:.0f} s in all",
         "- Every figure is the median over repeated runs, next to a baseline measured in the"
