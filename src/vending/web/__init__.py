@@ -9,7 +9,7 @@ from ..errors import NotFound
 
 def init_app(app: Flask) -> None:
     """Register error handlers, the operator guard and every blueprint."""
-    from . import api, auth, boards, devices, errors, fleet, openapi, operations, pages
+    from . import api, auth, boards, business, devices, errors, fleet, openapi, operations, pages
 
     errors.init_app(app)
     auth.init_app(app)
@@ -20,6 +20,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(fleet.bp)
+    app.register_blueprint(business.bp)
     if app.extensions["vending"].config.metrics:
         from . import metrics
 
