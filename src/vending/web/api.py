@@ -5,18 +5,24 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from .. import __version__, audit, exports
+from .. import audit, exports
 from ..errors import BadRequest, InvalidSlot
 from ..events import SLOT_CHANGED
 from ..store import STATES, Slot, Transaction
 from .auth import identify
 from .business import price_value
 from .common import float_arg, int_arg, json_body, runtime, whole_number
+from .conditional import OPERATOR, PUBLIC, StatusSnapshots, conditional_json, not_modified
 from .operations import audited
 
 bp = Blueprint("api", __name__)
+
+
+@bp.record_once
+def _status_cache(state) -> None:
+    state.app.extensions["vending_status"] = StatusSnapshots()
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -251,64 +257,22 @@ def restock_slot(number: int):
     return jsonify(_slot_body(slot))
 
 
-# What /status shows a client that is neither this machine nor a signed-in operator:
-# enough for a monitor (up, which transport, counts), nothing that names or locates a board.
-PUBLIC_STATUS_FIELDS = ("service", "version", "online", "uptime", "communication_mode",
-                        "selection", "esp32_connected", "transactions", "transports")
-
-
-def status_for_client(snapshot: dict[str, Any], operator: bool) -> dict[str, Any]:
-    """The /status answer for who asks: the whole `snapshot` for operators (and this
-    machine), else health and counts only: no device ids, addresses, keys or fingerprints.
-
-    The one place that decides it, so a cached snapshot can be shared by both kinds of
-    client and filtered on the way out.
-    """
-    if operator:
-        return snapshot
-    devices = snapshot.get("devices", [])
-    public = {name: snapshot[name] for name in PUBLIC_STATUS_FIELDS if name in snapshot}
-    public["device_counts"] = {
-        "total": len(devices),
-        "online": sum(1 for d in devices if d.get("status") in ("online", "busy")),
-        "pending_approval": sum(1 for d in devices if d.get("status") == "pending_approval"),
-    }
-    public["queued"] = sum(snapshot.get("queues", {}).values())
-    public["slots"] = len(snapshot.get("slots", []))
-    public["detail"] = ("signed-in operators and this machine see devices, slots and queues;"
-                        " sign in at /login")
-    return public
-
-
-def status_snapshot() -> dict[str, Any]:
-    """Everything /status tells an operator."""
-    rt = runtime()
-    devices = [d.info() for d in rt.registry.devices()]
-    mode = rt.registry.communication_mode()
-    return {
-        "service": "flask-vending-machine",
-        "version": __version__,
-        "online": True,
-        "uptime": round(time.time() - rt.started_at, 1),
-        "communication_mode": mode["mode"],
-        "selection": mode["selection"],
-        "active_device": mode["active_device"],
-        "esp32_connected": any(d["type"] != "simulation" and d["status"] in ("online", "busy")
-                               for d in devices),
-        "devices": devices,
-        "slots": [s.to_dict() for s in rt.store.slots(rt.config.slots)],
-        "transactions": rt.store.counts(),
-        "queues": rt.service.queue_lengths(),
-        "transports": rt.transports,
-        "log_last_id": rt.log.last_id,
-    }
-
-
 @bp.get("/status")
 def status():
-    """System status: devices, the active one, slots and vend counts (health and counts
-    only for an unauthenticated network client)."""
-    return jsonify(status_for_client(status_snapshot(), identify() is not None))
+    """System status: devices, the active one, slots and vend counts (ETag: 304 if unchanged);
+    health and counts only for an unauthenticated network client."""
+    rt = runtime()
+    head, etag = current_app.extensions["vending_status"].get(rt, status_audience())
+    unchanged = not_modified(etag)
+    if unchanged is not None:
+        return unchanged
+    return conditional_json(f'{head},"uptime":{time.time() - rt.started_at:.1f}}}', etag)
+
+
+def status_audience() -> str:
+    """Whose view of /status this request gets: the whole of it for this machine and
+    signed-in operators, health and counts only for anyone else (`status_for_client`)."""
+    return OPERATOR if identify() is not None else PUBLIC
 
 
 @bp.get("/health")
