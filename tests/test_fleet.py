@@ -180,6 +180,9 @@ class TestTheOutbox:
             queued = [row["seq"] for row in outbox_rows(data / "vending.sqlite3")
                       if row["delivered_at"] is None]
             assert len(queued) >= 3
+            metrics = app.extensions["vending"].metrics.snapshot()
+            assert metrics["vending_mqtt_outbox_queued{}"] == len(queued)
+            assert metrics["vending_mqtt_outbox_oldest_age_seconds{}"] > 0
             broker.start()
             wait_until(lambda: not [r for r in outbox_rows(data / "vending.sqlite3")
                                     if r["delivered_at"] is None], 15.0,

@@ -121,6 +121,7 @@ class Runtime:
                 vend=self.service.request_vend, audit_log=self.audit, machine_id=self.machine_id,
                 outbox=self.store,
             ))
+            self.metrics.watch_outbox(self.store.outbox_counts)
         self.fleet: Any = None
         if config.fleet_url:
             from .fleet import FleetView
