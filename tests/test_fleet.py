@@ -249,6 +249,20 @@ class TestTheFleetStore:
         finally:
             store.close()
 
+    def test_retained_slot_state_fills_in_only_what_no_event_has_told(self, tmp_path):
+        store = FleetStore(tmp_path / "fleet.sqlite3")
+        try:
+            at = time.time()
+            store.record([
+                Received("slot", "m1", {"number": 1, "name": "Cola", "stock": 5}, at),
+                Received("event", "m1", self.envelope(1, "stock", slot=2, stock=3), at),
+                Received("slot", "m1", {"number": 2, "name": "Water", "stock": 9}, at),
+            ])
+            assert store.machine("m1")["slots"] == [
+                {"slot": 1, "name": "Cola", "stock": 5}, {"slot": 2, "name": None, "stock": 3}]
+        finally:
+            store.close()
+
     def test_the_fleet_keeps_its_history_after_a_restart(self, tmp_path):
         path = tmp_path / "fleet.sqlite3"
         store = FleetStore(path)

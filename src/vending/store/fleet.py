@@ -23,7 +23,7 @@ SCHEMA_PATH = Path(__file__).with_name("fleet.sql")
 class Received:
     """One message for the store: an event envelope, an availability or a status."""
 
-    kind: str  # "event", "availability" or "status"
+    kind: str  # "event", "availability", "status" or "slot" (retained state)
     machine_id: str
     data: Any
     at: float
@@ -80,6 +80,14 @@ class FleetStore:
                         db.execute("UPDATE machines SET status = ?, status_at = ?"
                                    " WHERE machine_id = ?",
                                    (json.dumps(item.data), item.at, item.machine_id))
+                    elif item.kind == "slot":
+                        # A machine's retained slot state fills in slots no event has told
+                        # about yet (stock set before the fleet view listened); events,
+                        # ordered by seq, decide after that.
+                        db.execute("INSERT OR IGNORE INTO slots (machine_id, slot, name, stock,"
+                                   " seq) VALUES (?, ?, ?, ?, 0)",
+                                   (item.machine_id, item.data["number"], item.data.get("name"),
+                                    item.data.get("stock")))
                     elif self._event(db, item.machine_id, item.data, item.at):
                         new.append((item.machine_id, int(item.data["seq"])))
                 db.execute("COMMIT")
