@@ -324,6 +324,7 @@ class Store:
             "sale": txn.state == SUCCESS,
             "stock": row["stock"] if row is not None else None,
             "previous_status": previous, "settled": previous == UNKNOWN,
+            **({"settled_from": previous} if previous == UNKNOWN else {}),
         }, txn.finished_at)
 
     def recover_interrupted(self) -> list[Transaction]:
