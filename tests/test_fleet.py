@@ -87,11 +87,12 @@ def outbox_rows(database: Path) -> list[sqlite3.Row]:
         db.close()
 
 
-def ledger(database: Path) -> list[sqlite3.Row]:
+def ledger(database: Path, table: str = "transactions") -> list[sqlite3.Row]:
+    """A machine's own rows: its transactions, or its sales ledger (table `sales`)."""
     db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        return db.execute("SELECT * FROM transactions ORDER BY created_at").fetchall()
+        return db.execute(f"SELECT * FROM {table}").fetchall()
     finally:
         db.close()
 
@@ -226,7 +227,7 @@ class TestTheFleetStore:
         store = FleetStore(tmp_path / "fleet.sqlite3")
         now = time.time()
         try:
-            vend = dict(slot=1, stock=4, price=1.5)
+            vend = dict(slot=1, stock=4, price=150, currency="EUR")
             store.record([
                 Received("event", "m1", {**self.envelope(1, **vend, transaction_id="a",
                                                          status="unknown"), "time": now}, now),
@@ -243,7 +244,8 @@ class TestTheFleetStore:
                 Received("availability", "m1", "online", now),
             ])
             summary = store.machine("m1", now)
-            assert summary["sales_today"] == {"vends": 2, "amount": 3.0, "unpriced": 0}
+            assert summary["sales_today"] == {"vends": 2, "amount": 300, "currency": "EUR",
+                                              "amount_text": "3.00 EUR", "unpriced": 0}
             assert [a["id"] for a in summary["open_alerts"]] == [8]
             assert summary["online"] and summary["last_vend"]["transaction_id"] == "b"
         finally:
@@ -311,6 +313,10 @@ class Controller:
     def vend(self, slot: int) -> dict:
         return requests.post(f"http://127.0.0.1:{self.port}/vend/{slot}", timeout=15).json()
 
+    def set_price(self, slot: int, price: int) -> None:
+        requests.patch(f"http://127.0.0.1:{self.port}/slots/{slot}", json={"price": price},
+                       timeout=5).raise_for_status()
+
     def jam_next(self) -> None:
         requests.post(f"http://127.0.0.1:{self.port}/esp32/devices/SIMULATOR/simulate",
                       json={"fault": "jam"}, timeout=5).raise_for_status()
@@ -347,7 +353,8 @@ def test_three_machines_through_an_outage_and_a_restart_every_event_exactly_once
         wait_until(lambda: all(fleet.store.machine_ids().count(i) and
                                fleet.store.machine(i)["online"] for i in ids), 15.0,
                    message="the fleet to see three machines online")
-        for machine in machines:
+        for n, machine in enumerate(machines):
+            machine.set_price(2, 150 + n)
             assert machine.vend(1)["status"] == "success"
 
         broker.stop()
@@ -388,8 +395,9 @@ def test_three_machines_through_an_outage_and_a_restart_every_event_exactly_once
             summary = fleet.store.machine(machine.machine_id)
             assert summary["gaps"] == [] and summary["missing"] == 0
             txns = ledger(machine.database)
-            successes = [t for t in txns if t["state"] == "success"]
-            assert summary["sales_today"]["vends"] == len(successes)
+            sales = ledger(machine.database, "sales")
+            assert summary["sales_today"]["vends"] == len(sales)
+            assert (summary["sales_today"]["amount"] or 0) == sum(s["price"] for s in sales)
             vend_events = {e["transaction_id"]: e["status"] for e in stored if e["event"] == "vend"}
             assert vend_events == {t["id"]: t["state"] for t in txns}
             assert [a["kind"] for a in summary["open_alerts"]] == ["vend_failed"]

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..money import ISO_4217, Currency
+
 SCHEMA_PATH = Path(__file__).with_name("fleet.sql")
 
 
@@ -210,11 +212,17 @@ class FleetStore:
         row = self._query(
             "SELECT COUNT(DISTINCT json_extract(body, '$.transaction_id')) AS vends,"
             " SUM(json_extract(body, '$.price')) AS amount,"
-            " SUM(json_extract(body, '$.price') IS NULL) AS unpriced FROM events"
+            " SUM(json_extract(body, '$.price') IS NULL) AS unpriced,"
+            " MAX(json_extract(body, '$.currency')) AS currency FROM events"
             " WHERE machine_id = ? AND event = 'vend' AND time >= ?"
             " AND COALESCE(json_extract(body, '$.sale'), json_extract(body, '$.status') ="
             " 'success')", (machine_id, since))[0]
-        return {"vends": row["vends"], "amount": row["amount"],
+        # Prices are whole minor units of the machine's currency (cents for EUR).
+        amount, code = row["amount"], row["currency"]
+        text = None
+        if amount is not None and code:
+            text = Currency(code, ISO_4217.get(code, (0, 2))[1]).format(int(amount))
+        return {"vends": row["vends"], "amount": amount, "currency": code, "amount_text": text,
                 "unpriced": row["unpriced"] or 0}
 
     def _open_alerts(self, machine_id: str) -> list[dict[str, Any]]:
