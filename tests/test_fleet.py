@@ -175,7 +175,7 @@ class TestTheOutbox:
                 assert client.post(f"/vend/{slot}").get_json()["status"] == "success"
             app.extensions["vending"].stop()
             # Restarted while the broker is still down: the queue is the database.
-            app = create_app(test_config(data, mqtt_url=broker.url, **FAST))
+            app = create_app(test_config(data, mqtt_url=broker.url, metrics=True, **FAST))
             client = app.test_client()
             client.post("/vend/4")
             queued = [row["seq"] for row in outbox_rows(data / "vending.sqlite3")
