@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .audit import one_line
-from .devices.base import BUSY, OFFLINE, ONLINE
+from .devices.base import BUSY, CONNECTING, OFFLINE, ONLINE, PENDING_APPROVAL
 from .events import (
     ALERT_ACKNOWLEDGED,
     ALERT_RAISED,
@@ -33,6 +33,7 @@ from .events import (
     DEVICE_STATE,
     SLOT_CHANGED,
     VEND_FINISHED,
+    VEND_SETTLED,
     Event,
     EventBus,
 )
@@ -103,8 +104,9 @@ class AlertCenter:
         self._seen_online: set[str] = set()
         self._down: set[str] = set()
         self._auth_failures: dict[str, deque[float]] = defaultdict(deque)
-        events.subscribe(self._on_event, {VEND_FINISHED, DEVICE_STATE, DEVICE_REMOVED,
-                                          SLOT_CHANGED, DEVICE_PENDING_APPROVAL, AUTH_FAILED})
+        events.subscribe(self._on_event, {VEND_FINISHED, VEND_SETTLED, DEVICE_STATE,
+                                          DEVICE_REMOVED, SLOT_CHANGED, DEVICE_PENDING_APPROVAL,
+                                          AUTH_FAILED})
 
     # Lifecycle
 
@@ -121,6 +123,10 @@ class AlertCenter:
             self._queue.put(None)
             self._thread.join(10.0)
             self._thread = None
+        else:
+            # Never started (a runtime built and stopped without serving): record them here.
+            self._queue.put(None)
+            self._run()
         self.webhooks.stop()
 
     def shutting_down(self) -> None:
@@ -183,6 +189,18 @@ class AlertCenter:
         self.events.publish(ALERT_ACKNOWLEDGED, alert=alert.to_dict())
         return alert
 
+    def resolve(self, kind: str, subject: str, why: str,
+                data: dict[str, Any] | None = None) -> list[Alert]:
+        """Acknowledge the active alerts that reality has answered (matching `data`, if given)."""
+        resolved = []
+        for alert in self.ops.active_alerts(kind, subject):
+            if data and any(alert.data.get(key) != value for key, value in data.items()):
+                continue
+            resolved.append(self.acknowledge(alert.id, f"system: {why}"))
+            logger.info("alert id=%d kind=%s subject=%s resolved: %s", alert.id, kind,
+                        json.dumps(subject), one_line(why))
+        return resolved
+
     # Low-stock levels
 
     def low_stock_level(self, slot: int) -> int:
@@ -210,6 +228,8 @@ class AlertCenter:
         """Turn one event into alerts; runs on the alerts thread (or at shutdown)."""
         if event.kind == VEND_FINISHED:
             self._vend_finished(event.data["transaction"])
+        elif event.kind == VEND_SETTLED:
+            self._vend_settled(event.data["transaction"])
         elif event.kind == SLOT_CHANGED:
             slot = event.data.get("slot") or {}
             if "number" in slot:
@@ -233,10 +253,6 @@ class AlertCenter:
         elif event.kind == AUTH_FAILED:
             self._auth_failed(event)
 
-    def note_transaction(self, transaction: dict[str, Any]) -> None:
-        """Alert for a vend finished outside the event bus (recovered after a crash)."""
-        self._vend_finished(transaction)
-
     def _vend_finished(self, txn: dict[str, Any]) -> None:
         status = txn.get("status")
         slot = txn.get("slot")
@@ -253,6 +269,17 @@ class AlertCenter:
                 f"vend {txn.get('transaction_id')} on slot {slot} failed ({txn.get('reason')}):"
                 f" {txn.get('message')}", data)
         elif status == "success" and isinstance(slot, int):
+            self._check_stock(slot)
+
+    def _vend_settled(self, txn: dict[str, Any]) -> None:
+        """A vend recorded `unknown` got its outcome from the board: its alert is answered."""
+        status = txn.get("status")
+        slot = txn.get("slot")
+        outcome = "dispensed" if status == "success" else "not dispensed"
+        self.resolve(VEND_UNKNOWN, f"slot {slot}",
+                     f"the board reported {status} later ({outcome}): {txn.get('message')}",
+                     {"transaction_id": txn.get("transaction_id")})
+        if status == "success" and isinstance(slot, int):
             self._check_stock(slot)
 
     def _check_stock(self, number: int) -> None:
@@ -278,6 +305,9 @@ class AlertCenter:
     def _device_state(self, data: dict[str, Any]) -> None:
         device_id = str(data.get("device_id", ""))
         state = data.get("state")
+        # Only approval takes a board from pending approval to connecting or online.
+        if state == ONLINE or (state == CONNECTING and data.get("previous") == PENDING_APPROVAL):
+            self.resolve(APPROVAL_REQUESTED, device_id, "the board was approved")
         if state in (ONLINE, BUSY):
             self._seen_online.add(device_id)
             if device_id in self._down:

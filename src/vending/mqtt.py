@@ -27,6 +27,7 @@ from .events import (
     DEVICE_STATE,
     SLOT_CHANGED,
     VEND_FINISHED,
+    VEND_SETTLED,
     Event,
 )
 
@@ -76,7 +77,7 @@ class MqttBridge:
         self._waiting: dict[str, list[dict[str, Any]]] = {}
         self._last_vend: dict[str, Any] | None = None
         runtime.events.subscribe(self._on_event, {
-            VEND_FINISHED, DEVICE_STATE, DEVICE_ADDED, DEVICE_REMOVED, SLOT_CHANGED,
+            VEND_FINISHED, VEND_SETTLED, DEVICE_STATE, DEVICE_ADDED, DEVICE_REMOVED, SLOT_CHANGED,
             ALERT_RAISED, ALERT_ACKNOWLEDGED,
         })
 
@@ -301,6 +302,15 @@ class MqttBridge:
             self._publish(f"{self.base}/last_vend", summary, retain=True)
             self._publish_slot(summary["slot"])
             self._answer_waiting(data["transaction"])
+        elif event.kind == VEND_SETTLED:
+            # A vend recorded `unknown` got its real outcome from the board later.
+            summary = {**self._vend_summary(data["transaction"]), "settled_from": data["previous"]}
+            self._publish(f"{self.base}/events/vend", summary, retain=False)
+            if self._last_vend is not None and (
+                    self._last_vend.get("transaction_id") == summary["transaction_id"]):
+                self._last_vend = summary
+                self._publish(f"{self.base}/last_vend", summary, retain=True)
+            self._publish_slot(summary["slot"])
         elif event.kind == SLOT_CHANGED:
             number = (data.get("slot") or {}).get("number")
             if isinstance(number, int):

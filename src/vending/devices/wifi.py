@@ -40,6 +40,7 @@ from .base import (
     WIFI,
     Device,
     OnSent,
+    SettleLate,
     VendOutcome,
     VendRequest,
 )
@@ -290,9 +291,11 @@ class WifiHub:
     name = "wifi"
 
     def __init__(self, registry: DeviceRegistry, store: Store, log: CommunicationLog,
-                 keys: WifiDeviceStore, settings: WifiSettings) -> None:
+                 keys: WifiDeviceStore, settings: WifiSettings,
+                 settle_late: SettleLate) -> None:
         self.registry = registry
-        self.store = store
+        self.store = store  # read only: vend states change in the vend service (settle_late)
+        self.settle_late = settle_late
         self.log = log
         self.keys = keys
         self.settings = settings
@@ -669,12 +672,11 @@ class WifiHub:
 
     def _settle(self, device: WifiDevice, txn_id: str, result: str, message: str,
                 reason: str | None) -> None:
-        state = SUCCESS if result == "success" else FAILED
         outcome = _outcome_for(result, 0, message, reason)
-        txn = self.store.settle_unknown(txn_id, state, f"settled by the board: {outcome.message}",
-                                        outcome.reason)
-        device.log(INFO, f"vend {txn_id} settled {txn.state} by the board's late confirmation")
-        logger.warning("vend %s was unknown; the board now reports %s", txn_id, txn.state)
+        state = self.settle_late(txn_id, VendOutcome(outcome.state,
+                                                     f"settled by the board: {outcome.message}",
+                                                     outcome.reason))
+        device.log(INFO, f"vend {txn_id} settled {state} by the board's late confirmation")
 
     # Operators
 
@@ -765,6 +767,7 @@ def build_wifi(runtime: Any) -> tuple[WifiHub, Any]:
                      offline_after=config.wifi_offline_after,
                      auto_approve=config.auto_approve_devices,
                      max_held_polls=config.held_polls_limit),
+        runtime.service.settle_late,
     )
     hub.restore()
     runtime.add_part(hub)
