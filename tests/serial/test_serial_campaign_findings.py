@@ -32,7 +32,7 @@ def test_a_port_that_fails_under_the_reader_is_reported_lost_at_once_not_at_the_
 
     from vending.commlog import CommunicationLog
     from vending.devices.registry import DeviceRegistry
-    from vending.devices.serial_link import SerialConnection, SerialMonitor, SerialSettings
+    from vending.devices.serial_link import SerialMonitor, SerialSettings
     from vending.devices.serial_ports import open_port
     from vending.events import EventBus
 
@@ -43,7 +43,7 @@ def test_a_port_that_fails_under_the_reader_is_reported_lost_at_once_not_at_the_
     settings = SerialSettings(handshake_timeout=30.0, ping_interval=30.0, rescan_interval=30.0)
     log = CommunicationLog(100)
     monitor = SerialMonitor(settings, DeviceRegistry(), log, None, EventBus(), ports=[path])
-    connection = SerialConnection(monitor, path, open_port(path, settings.baudrate))
+    connection = monitor.connection_for(path, open_port(path, settings.baudrate))
     # The device vanishes before the reader's first look: pyserial's `in_waiting` then
     # raises a bare OSError (EIO), not the SerialException its reader thread handles.
     os.close(master)
