@@ -37,6 +37,7 @@ from .events import (
     Event,
     EventBus,
 )
+from .protocol.states import VendState
 from .store import Store
 from .store.operations import Alert, OperationsStore
 
@@ -257,29 +258,29 @@ class AlertCenter:
         status = txn.get("status")
         slot = txn.get("slot")
         data = {k: txn.get(k) for k in ("transaction_id", "slot", "device_id", "reason", "message")}
-        if status == "unknown":
+        if status == VendState.UNKNOWN:
             self.raise_alert(
                 VEND_UNKNOWN, CRITICAL, f"slot {slot}",
                 f"vend {txn.get('transaction_id')} on slot {slot} ({txn.get('device_id')}) has no"
                 f" confirmation ({txn.get('reason')}): {txn.get('message')}; check the machine and"
                 " mark it as checked", data)
-        elif status == "failed":
+        elif status == VendState.FAILED:
             self.raise_alert(
                 VEND_FAILED, WARNING, f"slot {slot}",
                 f"vend {txn.get('transaction_id')} on slot {slot} failed ({txn.get('reason')}):"
                 f" {txn.get('message')}", data)
-        elif status == "success" and isinstance(slot, int):
+        elif status == VendState.SUCCESS and isinstance(slot, int):
             self._check_stock(slot)
 
     def _vend_settled(self, txn: dict[str, Any]) -> None:
         """A vend recorded `unknown` got its outcome from the board: its alert is answered."""
         status = txn.get("status")
         slot = txn.get("slot")
-        outcome = "dispensed" if status == "success" else "not dispensed"
+        outcome = "dispensed" if status == VendState.SUCCESS else "not dispensed"
         self.resolve(VEND_UNKNOWN, f"slot {slot}",
                      f"the board reported {status} later ({outcome}): {txn.get('message')}",
                      {"transaction_id": txn.get("transaction_id")})
-        if status == "success" and isinstance(slot, int):
+        if status == VendState.SUCCESS and isinstance(slot, int):
             self._check_stock(slot)
 
     def _check_stock(self, number: int) -> None:

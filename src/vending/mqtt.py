@@ -30,6 +30,7 @@ from .events import (
     VEND_SETTLED,
     Event,
 )
+from .protocol.states import VendState
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -501,7 +502,7 @@ class MqttBridge:
     def _publish_result(self, reply: dict[str, Any], txn: dict[str, Any]) -> None:
         self._publish(self.result_topic, {
             **reply, "transaction_id": txn["transaction_id"], "status": txn["status"],
-            "success": txn["status"] == "success", "reason": txn.get("reason"),
+            "success": txn["status"] == VendState.SUCCESS, "reason": txn.get("reason"),
             "message": txn.get("message"),
         }, retain=False)
 

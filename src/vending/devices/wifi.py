@@ -27,7 +27,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..protocol import wifi as proto
-from ..store import FAILED, SUCCESS, UNKNOWN, Store
+from ..store import FAILED, SENT, SUCCESS, UNKNOWN, Store
 from ..store.wifi import WifiDeviceRecord, WifiDeviceStore
 from .base import (
     CONNECTING,
@@ -665,7 +665,7 @@ class WifiHub:
             return "duplicate" if result == "success" else "conflict"
         if state == FAILED:
             return "duplicate" if result != "success" else "conflict"
-        if state == "sent":
+        if state == SENT:
             # The dispatcher is between giving up and recording unknown; the board retries.
             raise ServiceBusy("this vend is being closed; send the confirmation again shortly")
         return "conflict"
