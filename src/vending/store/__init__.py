@@ -101,17 +101,20 @@ class Store:
                 self._closed = True
                 self._db.close()
 
-    def _write(self) -> _WriteTransaction:
-        return _WriteTransaction(self._db, self._lock)
+    def write(self) -> WriteTransaction:
+        """`with store.write() as db:` runs its statements as one committed, synced transaction
+        (BEGIN IMMEDIATE), or none of them if the block raises."""
+        return WriteTransaction(self._db, self._lock)
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """The rows of one read-only statement."""
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
     def ping(self) -> bool:
         """True when the database answers."""
         try:
-            self._query("SELECT 1")
+            self.query("SELECT 1")
             return True
         except sqlite3.Error:
             return False
@@ -121,7 +124,7 @@ class Store:
     def ensure_slots(self, count: int) -> None:
         """Create slots 1..count that do not exist yet."""
         now = time.time()
-        with self._write() as db:
+        with self.write() as db:
             for number in range(1, count + 1):
                 db.execute(
                     "INSERT OR IGNORE INTO slots (number, name, stock, updated_at) VALUES (?, ?, NULL, ?)",
@@ -130,11 +133,11 @@ class Store:
 
     def slots(self, count: int) -> list[Slot]:
         """The configured slots 1..count, in order."""
-        rows = self._query("SELECT * FROM slots WHERE number <= ? ORDER BY number", (count,))
+        rows = self.query("SELECT * FROM slots WHERE number <= ? ORDER BY number", (count,))
         return [Slot(**dict(row)) for row in rows]
 
     def slot(self, number: int) -> Slot:
-        rows = self._query("SELECT * FROM slots WHERE number = ?", (number,))
+        rows = self.query("SELECT * FROM slots WHERE number = ?", (number,))
         if not rows:
             raise InvalidSlot(f"slot {number} does not exist")
         return Slot(**dict(rows[0]))
@@ -143,7 +146,7 @@ class Store:
 
     def update_slot(self, number: int, name: Any = _UNSET, stock: Any = _UNSET) -> Slot:
         """Change a slot's name and/or stock (None = not counted)."""
-        with self._write() as db:
+        with self.write() as db:
             if db.execute("SELECT 1 FROM slots WHERE number = ?", (number,)).fetchone() is None:
                 raise NotFound(f"slot {number} does not exist")
             if name is not self._UNSET:
@@ -165,7 +168,7 @@ class Store:
         slot, so two customers cannot both be promised the last item.
         """
         now = time.time()
-        with self._write() as db:
+        with self.write() as db:
             if idempotency_key is not None:
                 row = db.execute(
                     "SELECT transaction_id FROM idempotency_keys WHERE key = ?", (idempotency_key,)
@@ -205,7 +208,7 @@ class Store:
 
     def mark_sent(self, txn_id: str, device_id: str, communication: str) -> Transaction:
         """Record that the command is about to reach a board; committed before it does."""
-        with self._write() as db:
+        with self.write() as db:
             cur = db.execute(
                 "UPDATE transactions SET state = ?, device_id = ?, communication = ?, sent_at = ?,"
                 " message = ? WHERE id = ? AND state = ?",
@@ -217,7 +220,7 @@ class Store:
 
     def reassign(self, txn_id: str, device_id: str, communication: str) -> Transaction:
         """Move a still-pending vend to another device (fail-over before anything was sent)."""
-        with self._write() as db:
+        with self.write() as db:
             db.execute(
                 "UPDATE transactions SET device_id = ?, communication = ? WHERE id = ? AND state = ?",
                 (device_id, communication, txn_id, PENDING),
@@ -228,7 +231,7 @@ class Store:
         """Close an open vend; a success takes one item off the slot's stock."""
         if state not in FINAL_STATES:
             raise ValueError(f"{state!r} is not a final state")
-        with self._write() as db:
+        with self.write() as db:
             txn = self._get(db, txn_id)
             if txn.is_final:
                 return txn
@@ -237,7 +240,7 @@ class Store:
     def settle_unknown(self, txn_id: str, state: str, message: str,
                        reason: str | None = None) -> tuple[Transaction, bool]:
         """Replace an `unknown` outcome with what the board later reported; (row, changed)."""
-        with self._write() as db:
+        with self.write() as db:
             txn = self._get(db, txn_id)
             if txn.state != UNKNOWN or state not in (SUCCESS, FAILED):
                 return txn, False
@@ -265,7 +268,7 @@ class Store:
         left the server (`sent` is committed before any byte leaves): `failed`, not dispensed.
         """
         now = time.time()
-        with self._write() as db:
+        with self.write() as db:
             rows = db.execute(
                 "SELECT id FROM transactions WHERE state IN (?, ?)", OPEN_STATES
             ).fetchall()
@@ -286,7 +289,7 @@ class Store:
 
     def mark_checked(self, txn_id: str, note: str) -> Transaction:
         """An operator looked at the machine for this vend."""
-        with self._write() as db:
+        with self.write() as db:
             self._get(db, txn_id)
             db.execute(
                 "UPDATE transactions SET checked_at = ?, check_note = ? WHERE id = ?",
@@ -296,7 +299,7 @@ class Store:
 
     def find_by_idempotency_key(self, key: str) -> Transaction | None:
         """The transaction an idempotency key was first used for, if remembered."""
-        rows = self._query("SELECT transaction_id FROM idempotency_keys WHERE key = ?", (key,))
+        rows = self.query("SELECT transaction_id FROM idempotency_keys WHERE key = ?", (key,))
         return self.get(rows[0]["transaction_id"]) if rows else None
 
     def get(self, txn_id: str) -> Transaction:
@@ -321,8 +324,8 @@ class Store:
                 where.append(f"{column} = ?")
                 params.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        total = self._query(f"SELECT COUNT(*) FROM transactions{clause}", tuple(params))[0][0]
-        rows = self._query(
+        total = self.query(f"SELECT COUNT(*) FROM transactions{clause}", tuple(params))[0][0]
+        rows = self.query(
             f"SELECT * FROM transactions{clause} ORDER BY created_at DESC, rowid DESC"
             " LIMIT ? OFFSET ?",
             (*params, limit, offset),
@@ -342,20 +345,20 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Number of transactions in each state."""
         counts = dict.fromkeys(STATES, 0)
-        for row in self._query("SELECT state, COUNT(*) AS n FROM transactions GROUP BY state"):
+        for row in self.query("SELECT state, COUNT(*) AS n FROM transactions GROUP BY state"):
             counts[row["state"]] = row["n"]
         return counts
 
     def prune_idempotency_keys(self, older_than: float) -> int:
         """Forget keys created before `older_than` (epoch seconds)."""
-        with self._write() as db:
+        with self.write() as db:
             return db.execute(
                 "DELETE FROM idempotency_keys WHERE created_at < ?", (older_than,)
             ).rowcount
 
 
-class _WriteTransaction:
-    """`with store._write() as db:` — one BEGIN IMMEDIATE ... COMMIT under the store lock."""
+class WriteTransaction:
+    """`with store.write() as db:` — one BEGIN IMMEDIATE ... COMMIT under the store lock."""
 
     def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
         self._db = db
