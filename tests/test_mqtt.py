@@ -200,7 +200,8 @@ def test_a_vend_settled_late_is_published_with_its_outcome_and_the_stock(broker,
     runtime.service.settle_late(txn, VendOutcome(Outcome.SUCCESS, "the board confirmed it later"))
     event = subscriber.wait_for(f"{bridge.base}/events/vend",
                                 lambda m: m.json()["status"] == "success")
-    assert event.json()["transaction_id"] == txn and event.json()["settled_from"] == "unknown"
+    assert event.json()["transaction_id"] == txn
+    assert event.json()["settled"] is True and event.json()["previous_status"] == "unknown"
     retained(broker.port, f"{bridge.base}/last_vend", lambda m: m.json()["status"] == "success")
     subscriber.wait_for(f"{bridge.base}/slots/3", lambda m: m.json()["stock"] == 4)
 

@@ -31,7 +31,7 @@ class Runtime:
         self.started_at = time.time()
         self.log = CommunicationLog(config.log_size)
         self.events = EventBus()
-        self.store = Store(config.database_path)
+        self.store = Store(config.database_path, outbox_events=bool(config.mqtt_url))
         self.machine_id = load_machine_id(config.data_dir)
         self.operations = OperationsStore(self.store)
         self.audit = AuditLog(self.operations)
@@ -116,7 +116,18 @@ class Runtime:
                 config, events=self.events,
                 view=MachineView(self.registry, self.store, self.operations, config.slots),
                 vend=self.service.request_vend, audit_log=self.audit, machine_id=self.machine_id,
+                outbox=self.store,
             ))
+        self.fleet: Any = None
+        if config.fleet_url:
+            from .fleet import FleetView
+
+            self.fleet = FleetView(
+                config.fleet_url, config.data_dir / "fleet.sqlite3",
+                client_id=f"vending-fleet-{self.machine_id}", keepalive=config.mqtt_keepalive,
+                reconnect_min=config.mqtt_reconnect_min, reconnect_max=config.mqtt_reconnect_max,
+            )
+            self.add_part(self.fleet)
         from .devices.wifi import build_wifi
 
         self.wifi, self.discovery = build_wifi(self)

@@ -9,10 +9,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import InvalidSlot, NotFound, SoldOut
 from ..protocol.states import FINAL_STATES, OPEN_STATES, VendState
+from . import outbox
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 
@@ -79,8 +80,11 @@ class Slot:
 class Store:
     """SQLite in WAL mode; every write is one committed, fully synced transaction."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, outbox_events: bool = False) -> None:
         self.path = Path(path)
+        # When set (MQTT is configured), every reported change also queues an outbox event.
+        self.outbox_events = outbox_events
+        self._outbox_listeners: list[Callable[[], None]] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
@@ -110,6 +114,47 @@ class Store:
         """The rows of one read-only statement."""
         with self._lock:
             return self._db.execute(sql, params).fetchall()
+
+    # Outbox (see store/outbox.py)
+
+    def emit(self, db: sqlite3.Connection, event: str, body: dict[str, Any],
+              at: float | None = None) -> None:
+        """Queue an event in the caller's write transaction, when the outbox is on."""
+        if not self.outbox_events:
+            return
+        outbox.append(db, event, body, at)
+        for listener in self._outbox_listeners:
+            listener()
+
+    def on_outbox(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (quick, no store calls) whenever an event is queued."""
+        self._outbox_listeners.append(listener)
+
+    def record_event(self, event: str, body: dict[str, Any]) -> None:
+        """Queue an event for a change that is not in the database (a board's state)."""
+        if self.outbox_events:
+            with self.write() as db:
+                self.emit(db, event, body)
+
+    def outbox_pending(self, after: int = 0, limit: int = 100) -> list[outbox.OutboxEvent]:
+        """Undelivered events after seq `after`, oldest first."""
+        with self._lock:
+            return outbox.pending(self._db, after, limit)
+
+    def outbox_delivered(self, seqs: list[int]) -> None:
+        """The broker acknowledged these events."""
+        if seqs:
+            with self.write() as db:
+                outbox.mark_delivered(db, seqs, time.time())
+
+    def outbox_prune(self, delivered_before: float) -> int:
+        """Forget delivered events older than `delivered_before` (epoch seconds)."""
+        with self.write() as db:
+            return outbox.prune(db, delivered_before)
+
+    def outbox_counts(self) -> dict[str, Any]:
+        with self._lock:
+            return outbox.counts(self._db)
 
     def ping(self) -> bool:
         """True when the database answers."""
@@ -154,7 +199,11 @@ class Store:
             if stock is not self._UNSET:
                 db.execute("UPDATE slots SET stock = ? WHERE number = ?", (stock, number))
             db.execute("UPDATE slots SET updated_at = ? WHERE number = ?", (time.time(), number))
-        return self.slot(number)
+            slot = Slot(**dict(db.execute("SELECT * FROM slots WHERE number = ?",
+                                          (number,)).fetchone()))
+            self.emit(db, outbox.STOCK, {"slot": slot.number, "name": slot.name,
+                                          "stock": slot.stock, "sold_out": slot.sold_out})
+        return slot
 
     # Transactions
 
@@ -259,7 +308,27 @@ class Store:
                 "UPDATE slots SET stock = stock - 1, updated_at = ? WHERE number = ? AND stock > 0",
                 (now, txn.slot),
             )
-        return self._get(db, txn.id)
+        closed = self._get(db, txn.id)
+        self._emit_vend(db, closed, txn.state)
+        return closed
+
+    def _emit_vend(self, db: sqlite3.Connection, txn: Transaction, previous: str) -> None:
+        """The outbox event for a vend that reached a final state (or was settled later)."""
+        if not self.outbox_events:
+            return
+        row = db.execute("SELECT stock FROM slots WHERE number = ?", (txn.slot,)).fetchone()
+        self.emit(db, outbox.VEND, {
+            "transaction_id": txn.id, "slot": txn.slot, "status": txn.state,
+            "reason": txn.reason, "message": txn.message, "device_id": txn.device_id,
+            "communication": txn.communication, "created_at": txn.created_at,
+            "finished_at": txn.finished_at,
+            # Filled in once products and prices exist; consumers treat None as "not priced".
+            "product": None, "price": None,
+            # Whether this vend is a sale (what a fleet counts); a success, for now.
+            "sale": txn.state == SUCCESS,
+            "stock": row["stock"] if row is not None else None,
+            "previous_status": previous, "settled": previous == UNKNOWN,
+        }, txn.finished_at)
 
     def recover_interrupted(self) -> list[Transaction]:
         """Close the vends a crash left open; only the vend service calls this.
@@ -285,7 +354,10 @@ class Store:
                  "the server stopped before this vend was sent to a board; not dispensed",
                  PENDING),
             )
-            return [self._get(db, row["id"]) for row in rows]
+            recovered = [self._get(db, row["id"]) for row in rows]
+            for txn in recovered:
+                self._emit_vend(db, txn, SENT if txn.reason == "server_restart" else PENDING)
+            return recovered
 
     def mark_checked(self, txn_id: str, note: str) -> Transaction:
         """An operator looked at the machine for this vend."""
