@@ -133,6 +133,12 @@ class Config:
     auth_failure_threshold: int = 5
     auth_failure_window: float = 300.0
 
+    # Money: one ISO 4217 currency; prices are whole numbers of its minor units (cents).
+    currency: str = "EUR"
+    currency_decimals: int = 2
+    # The machine's serial number in the DEX audit file (ID1); empty: the machine id.
+    machine_serial: str = ""
+
     # MQTT bridge: off unless mqtt_url is set (mqtt://user:pass@host:1883/prefix).
     mqtt_url: str = ""
     mqtt_commands: bool = False
@@ -188,6 +194,9 @@ class Config:
         "webhook_secret": "VENDING_WEBHOOK_SECRET",
         "webhook_timeout": "VENDING_WEBHOOK_TIMEOUT",
         "auth_failure_threshold": "VENDING_AUTH_FAILURE_THRESHOLD",
+        "currency": "VENDING_CURRENCY",
+        "currency_decimals": "VENDING_CURRENCY_DECIMALS",
+        "machine_serial": "VENDING_MACHINE_SERIAL",
         "mqtt_url": "VENDING_MQTT_URL",
         "mqtt_commands": "VENDING_MQTT_COMMANDS",
         "mqtt_discovery_prefix": "VENDING_MQTT_DISCOVERY_PREFIX",
@@ -237,6 +246,15 @@ class Config:
                 raise ValueError(f"webhook URL {url!r} must be http:// or https:// with a host")
         if self.webhook_retry_base <= 0 or self.webhook_retry_max < self.webhook_retry_base:
             raise ValueError("webhook_retry_base must be > 0 and at most webhook_retry_max")
+        self.currency = str(self.currency).strip().upper()
+        if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isascii():
+            raise ValueError(f"currency must be an ISO 4217 code such as EUR or USD,"
+                             f" got {self.currency!r}")
+        if not 0 <= self.currency_decimals <= 4:
+            raise ValueError(f"currency_decimals must be 0..4, got {self.currency_decimals}")
+        if len(self.machine_serial) > 20 or any(c in self.machine_serial for c in "*\r\n"):
+            raise ValueError("machine_serial must be at most 20 characters, without * or line"
+                             " breaks (it goes into the DEX file)")
         if self.mqtt_url:
             parse_mqtt_url(self.mqtt_url)
         if self.fleet_url:
@@ -334,6 +352,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="alert when a slot has this many items or fewer (default 2)")
     parser.add_argument("--webhook-url", action="append", dest="webhook_urls", metavar="URL",
                         help="POST alerts as JSON here; repeatable (VENDING_WEBHOOK_URLS, comma-separated)")
+    parser.add_argument("--currency", help="ISO 4217 code of the prices (VENDING_CURRENCY,"
+                        " default EUR)")
+    parser.add_argument("--currency-decimals", type=int,
+                        help="decimal places of the currency (VENDING_CURRENCY_DECIMALS, default 2)")
     parser.add_argument("--mqtt-url", help="publish to this MQTT broker, e.g."
                         " mqtt://user:pass@host:1883/vending (VENDING_MQTT_URL; off when unset)")
     parser.add_argument("--fleet", dest="fleet_url", metavar="URL",
@@ -353,7 +375,8 @@ def config_from_args(argv: Sequence[str] | None = None,
     args = build_arg_parser().parse_args(argv)
     overrides: dict[str, Any] = {}
     for name in ("host", "port", "slots", "threads", "discovery_port", "serial_ports",
-                 "low_stock_level", "webhook_urls", "mqtt_url", "fleet_url"):
+                 "low_stock_level", "webhook_urls", "mqtt_url", "fleet_url", "currency",
+                 "currency_decimals"):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value

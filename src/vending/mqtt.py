@@ -433,8 +433,10 @@ class MqttBridge:
             info = device.info()
             self._publish_device(device.device_id, info.get("type", device.transport),
                                  info.get("status", device.state), info.get("status_detail", ""))
+        today = self.view.sales_today()
         for slot in self.view.slots():
-            self._publish(self.slot_topic(slot.number), slot.to_dict(), retain=True)
+            self._publish(self.slot_topic(slot.number), self._slot_payload(slot, today),
+                          retain=True)
         last = self._last_vend
         if last is None:
             page = self.view.recent_transactions(20)
@@ -466,11 +468,13 @@ class MqttBridge:
             "device_id": device_id, "transport": transport, "state": state, "detail": detail,
         }, retain=True)
 
-    @staticmethod
-    def _vend_summary(txn: dict[str, Any]) -> dict[str, Any]:
+    def _vend_summary(self, txn: dict[str, Any]) -> dict[str, Any]:
+        # Product and price (minor units, fixed when the vend was asked for): a fleet server
+        # (issue 17) counts sales from these events.
         keys = ("transaction_id", "slot", "status", "reason", "message", "device_id",
-                "communication", "created_at", "finished_at")
-        return {k: txn.get(k) for k in keys}
+                "communication", "created_at", "finished_at", "product_id", "product_name",
+                "price")
+        return {**{k: txn.get(k) for k in keys}, "currency": self.view.currency.code}
 
     def _record_device(self, device_id: str, transport: str, state: str, detail: str) -> None:
         """A board's change is not in the database: queue its event on its own."""
@@ -532,7 +536,16 @@ class MqttBridge:
             slot = self.view.slot(number)
         except VendingError:
             return
-        self._publish(self.slot_topic(number), slot.to_dict(), retain=True)
+        self._publish(self.slot_topic(number),
+                      self._slot_payload(slot, self.view.sales_today()), retain=True)
+
+    def _slot_payload(self, slot: Any, today: dict[int, tuple[int, int]]) -> dict[str, Any]:
+        """A slot's retained state: stock, product, price and what it sold today."""
+        count, value = today.get(slot.number, (0, 0))
+        money = self.view.currency
+        return {**slot.to_dict(), "currency": money.code,
+                "price_amount": None if slot.price is None else money.amount(slot.price),
+                "sales_today": {"count": count, "value": value, "amount": money.amount(value)}}
 
     # Home Assistant discovery
 
@@ -566,6 +579,25 @@ class MqttBridge:
                 "unit_of_measurement": "items",
                 "state_class": "measurement",
                 "icon": "mdi:package-variant",
+            },
+            # Amounts are sent as exact decimal text ("1.50"), so no template divides floats.
+            self._discovery_topic("sensor", f"slot_{number}_price"): {
+                **self._common(f"slot_{number}_price", f"Slot {number} price ({slot_name})"),
+                "state_topic": self.slot_topic(number),
+                "value_template": "{{ value_json.price_amount }}",
+                "device_class": "monetary",
+                "unit_of_measurement": self.view.currency.code,
+                "icon": "mdi:tag",
+            },
+            self._discovery_topic("sensor", f"slot_{number}_sales_today"): {
+                **self._common(f"slot_{number}_sales_today",
+                               f"Slot {number} sales today ({slot_name})"),
+                "state_topic": self.slot_topic(number),
+                "value_template": "{{ value_json.sales_today.amount }}",
+                "json_attributes_topic": self.slot_topic(number),
+                "device_class": "monetary",
+                "unit_of_measurement": self.view.currency.code,
+                "icon": "mdi:cash-register",
             },
         }
         if self.buttons:

@@ -16,9 +16,12 @@ from .devices.simulator import SimulatedDevice
 from .events import SERIAL_RECONNECT, VEND_FINISHED, EventBus
 from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
 from .metrics import Metrics
+from .money import Currency
+from .reports import Business
 from .service import VendService, VendSettings
 from .store import Store
 from .store.operations import OperationsStore, load_machine_id
+from .store.sales import SalesStore
 
 logger = logging.getLogger("vending")
 
@@ -31,11 +34,16 @@ class Runtime:
         self.started_at = time.time()
         self.log = CommunicationLog(config.log_size)
         self.events = EventBus()
-        self.store = Store(config.database_path, outbox_events=bool(config.mqtt_url))
+        self.store = Store(config.database_path, outbox_events=bool(config.mqtt_url),
+                           currency=config.currency)
         self.machine_id = load_machine_id(config.data_dir)
         self.operations = OperationsStore(self.store)
         self.audit = AuditLog(self.operations)
         self.store.ensure_slots(config.slots)
+        self.currency = Currency(config.currency, config.currency_decimals)
+        self.sales = SalesStore(self.store)
+        self.business = Business(self.store, self.sales, self.currency, config.slots,
+                                 self.machine_id, config.machine_serial)
         # Built before the boards so it hears their first state changes.
         self.alerts = AlertCenter(
             self.store, self.operations, self.events,
@@ -114,7 +122,8 @@ class Runtime:
 
             self.add_part(MqttBridge(
                 config, events=self.events,
-                view=MachineView(self.registry, self.store, self.operations, config.slots),
+                view=MachineView(self.registry, self.store, self.operations, config.slots,
+                                 self.business),
                 vend=self.service.request_vend, audit_log=self.audit, machine_id=self.machine_id,
                 outbox=self.store,
             ))
