@@ -23,7 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from . import __version__, audit
-from .config import Config, parse_mqtt_url
+from .config import MqttSettings, parse_mqtt_url
 from .devices.base import BUSY, ONLINE
 from .errors import IdempotencyKeyInFlight, VendingError
 from .events import (
@@ -102,8 +102,9 @@ class MqttBridge:
 
     name = "mqtt"
 
-    def __init__(self, config: Config, *, events: EventBus, view: MachineView, vend: VendFunction,
-                 audit_log: AuditLog, machine_id: str, outbox: EventOutbox) -> None:
+    def __init__(self, settings: MqttSettings, *, events: EventBus, view: MachineView,
+                 vend: VendFunction, audit_log: AuditLog, machine_id: str, outbox: EventOutbox,
+                 public_url: str = "") -> None:
         """Given only what it uses: events to follow, a read-only view to publish, a vend
         function for commands (the web page's transaction path), the audit log and the
         outbox its events wait in."""
@@ -111,20 +112,20 @@ class MqttBridge:
         self.outbox = outbox
         self.request_vend = vend
         self.audit_log = audit_log
-        self.url = parse_mqtt_url(config.mqtt_url)
+        self.url = parse_mqtt_url(settings.url)
         self.machine_id = machine_id
         self.base = f"{self.url.prefix}/{self.machine_id}"
-        self.discovery_prefix = config.mqtt_discovery_prefix.strip("/") or "homeassistant"
-        self.commands_allowed = config.mqtt_commands
-        self.command_key = config.mqtt_command_key
+        self.discovery_prefix = settings.discovery_prefix.strip("/") or "homeassistant"
+        self.commands_allowed = settings.commands
+        self.command_key = settings.command_key
         # Home Assistant cannot sign a button press: with signed commands there are no buttons.
         self.buttons = self.commands_allowed and not self.command_key
-        self.keepalive = config.mqtt_keepalive
-        self.reconnect_min = config.mqtt_reconnect_min
-        self.reconnect_max = config.mqtt_reconnect_max
-        self.slots = config.slots
-        self.retention = config.mqtt_outbox_retention_hours * 3600.0
-        self.public_url = config.public_url
+        self.keepalive = settings.keepalive
+        self.reconnect_min = settings.reconnect_min
+        self.reconnect_max = settings.reconnect_max
+        self.slots = view.slot_count
+        self.retention = settings.outbox_retention_hours * 3600.0
+        self.public_url = public_url
         self.connections = 0
         self.connect_failures = 0
         self._client: Any = None

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from .alerts import AlertCenter, AlertSettings
+from .alerts import AlertCenter
 from .audit import AuditLog
 from .commlog import CommunicationLog
 from .config import Config
@@ -18,7 +18,7 @@ from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
 from .metrics import Metrics
 from .money import Currency
 from .reports import Business
-from .service import VendService, VendSettings
+from .service import VendService
 from .store import Store
 from .store.operations import OperationsStore, load_machine_id
 from .store.sales import SalesStore
@@ -47,19 +47,7 @@ class Runtime:
         # Built before the boards so it hears their first state changes.
         self.alerts = AlertCenter(
             self.store, self.operations, self.events,
-            AlertSettings(
-                low_stock_level=config.low_stock_level,
-                webhook_urls=list(config.webhook_urls),
-                webhook_secret=config.webhook_secret,
-                webhook_timeout=config.webhook_timeout,
-                retry_base=config.webhook_retry_base,
-                retry_max=config.webhook_retry_max,
-                give_up_after=config.webhook_give_up_after,
-                auth_failure_threshold=config.auth_failure_threshold,
-                auth_failure_window=config.auth_failure_window,
-                machine_id=self.machine_id,
-            ),
-            config.slots,
+            config.alerts, config.slots, self.machine_id,
         )
         self.registry = DeviceRegistry(self.events)
         self.metrics = Metrics(self.registry.devices)
@@ -67,15 +55,7 @@ class Runtime:
         self.events.subscribe(self.metrics.serial_reconnect, {SERIAL_RECONNECT})
         self.service = VendService(
             self.store, self.registry, self.log,
-            VendSettings(
-                slots=config.slots,
-                vend_timeout=config.vend_timeout,
-                max_age=config.vend_max_age,
-                queue_limit=config.device_queue_limit,
-                idempotency_retention=config.idempotency_retention_hours * 3600.0,
-                thread_idle=config.vend_thread_idle,
-            ),
-            self.events,
+            config.vend, config.slots, self.events,
         )
         self.simulator: SimulatedDevice | None = None
         self.serial: Any = None  # the SerialMonitor, when serial ports are used
@@ -103,9 +83,9 @@ class Runtime:
         self.store.ensure_slots(config.slots)
         self.service.prune_keys()
         if config.serial_ports or config.serial_scan:
-            from .devices.serial_link import SerialMonitor, SerialSettings
+            from .devices.serial_link import SerialMonitor
 
-            self.serial = SerialMonitor(SerialSettings.from_config(config), self.registry, self.log,
+            self.serial = SerialMonitor(config.serial, self.registry, self.log,
                                         self.service, self.events, config.serial_ports,
                                         config.serial_scan)
             self.add_part(self.serial)
@@ -121,11 +101,11 @@ class Runtime:
             from .view import MachineView
 
             self.add_part(MqttBridge(
-                config, events=self.events,
+                config.mqtt, events=self.events,
                 view=MachineView(self.registry, self.store, self.operations, config.slots,
                                  self.business),
                 vend=self.service.request_vend, audit_log=self.audit, machine_id=self.machine_id,
-                outbox=self.store,
+                outbox=self.store, public_url=config.public_url,
             ))
         self.fleet: Any = None
         if config.fleet_url:

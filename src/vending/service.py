@@ -6,9 +6,9 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 
 from .commlog import ERROR, INFO, CommunicationLog
+from .config import VendSettings
 from .devices.base import Device, VendOutcome, VendRequest
 from .devices.registry import DeviceRegistry
 from .errors import (
@@ -24,19 +24,6 @@ from .protocol.states import Outcome, VendState
 from .store import Store, Transaction
 
 logger = logging.getLogger("vending.vend")
-
-
-@dataclass
-class VendSettings:
-    """The knobs of the vend path, taken from Config by create_app."""
-
-    slots: int = 5
-    vend_timeout: float = 20.0
-    max_age: float = 30.0
-    queue_limit: int = 5
-    idempotency_retention: float = 48 * 3600.0
-    # A board's dispatcher thread ends after this long without vends; the next vend starts one.
-    thread_idle: float = 60.0
 
 
 class _Dispatcher:
@@ -126,8 +113,9 @@ class VendService:
     """
 
     def __init__(self, store: Store, registry: DeviceRegistry, log: CommunicationLog,
-                 settings: VendSettings, events: EventBus | None = None) -> None:
+                 settings: VendSettings, slots: int, events: EventBus | None = None) -> None:
         self.events = events or EventBus()
+        self.slots = slots
         self.store = store
         self.registry = registry
         self.log = log
@@ -140,9 +128,9 @@ class VendService:
     # Accepting vends
 
     def check_slot(self, slot: int) -> None:
-        if not 1 <= slot <= self.settings.slots:
+        if not 1 <= slot <= self.slots:
             raise InvalidSlot(
-                f"slot must be a whole number from 1 to {self.settings.slots}, got {slot}"
+                f"slot must be a whole number from 1 to {self.slots}, got {slot}"
             )
 
     def request_vend(self, slot: int, idempotency_key: str | None = None) -> tuple[Transaction, bool]:
@@ -248,7 +236,7 @@ class VendService:
                          f"{device_id} says it has {slots} slots, so slot {txn.slot} was not sent to"
                          " it; not dispensed (set VENDING_SLOTS to match the machine)", "invalid_slot")
             return
-        request = VendRequest(txn_id, txn.slot, self.settings.vend_timeout)
+        request = VendRequest(txn_id, txn.slot, self.settings.timeout)
 
         def on_sent() -> None:
             sent = self.store.mark_sent(txn_id, device.device_id, device.transport)
@@ -344,7 +332,8 @@ class VendService:
 
     def prune_keys(self) -> int:
         """Forget idempotency keys older than the retention."""
-        return self.store.prune_idempotency_keys(time.time() - self.settings.idempotency_retention)
+        retention = self.settings.idempotency_retention_hours * 3600.0
+        return self.store.prune_idempotency_keys(time.time() - retention)
 
     def stop(self, grace: float) -> None:
         """Stop taking vends, fail the queued ones (never sent), give running ones `grace` s."""

@@ -29,7 +29,7 @@ from ...protocol.exchange import (
 from ...protocol.states import Outcome, VendState
 from ..base import OFFLINE, ONLINE, SERIAL, Device, OnSent, VendOutcome, VendRequest
 from .connection import LOST, REBOOTED, SerialConnection, WaitItem
-from .settings import SerialSettings
+from .settings import SerialSettings, exchange_settings
 
 logger = logging.getLogger("vending.serial")
 
@@ -150,7 +150,7 @@ class SerialDevice(Device):
 
     def _vend_v2(self, conn: SerialConnection, request: VendRequest, on_sent: OnSent) -> VendOutcome:
         rid = request.transaction_id
-        exchange = VendExchange(rid, request.slot, request.timeout, self.settings.exchange)
+        exchange = VendExchange(rid, request.slot, request.timeout, exchange_settings(self.settings))
         waiter = conn.watch(rid)
         try:
             on_sent()
@@ -260,7 +260,7 @@ class SerialDevice(Device):
             for rid, entry in pending:
                 if entry.result is not None:
                     continue
-                query = QueryExchange(rid, self.settings.exchange)
+                query = QueryExchange(rid, exchange_settings(self.settings))
                 waiter = conn.watch(rid)
                 try:
                     self._drive(conn, waiter, query)
