@@ -15,7 +15,6 @@ from .devices.registry import DeviceRegistry
 from .devices.simulator import SimulatedDevice
 from .events import SERIAL_RECONNECT, VEND_FINISHED, EventBus
 from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
-from .metrics import Metrics
 from .money import Currency
 from .reports import Business
 from .service import VendService
@@ -50,9 +49,13 @@ class Runtime:
             config.alerts, config.slots, self.machine_id,
         )
         self.registry = DeviceRegistry(self.events)
-        self.metrics = Metrics(self.registry.devices)
-        self.events.subscribe(self.metrics.vend_finished, {VEND_FINISHED})
-        self.events.subscribe(self.metrics.serial_reconnect, {SERIAL_RECONNECT})
+        self.metrics: Any = None  # vending.metrics.Metrics when config.metrics is on
+        if config.metrics:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self.registry.devices)
+            self.events.subscribe(self.metrics.vend_finished, {VEND_FINISHED})
+            self.events.subscribe(self.metrics.serial_reconnect, {SERIAL_RECONNECT})
         self.service = VendService(
             self.store, self.registry, self.log,
             config.vend, config.slots, self.events,

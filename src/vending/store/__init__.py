@@ -151,6 +151,11 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
+    @property
+    def revision(self) -> int:
+        """Grows with every row written: what was read before is stale once it has moved."""
+        return self._db.total_changes
+
     # Outbox (see store/outbox.py)
 
     def emit(self, db: sqlite3.Connection, event: str, body: dict[str, Any],
