@@ -24,7 +24,7 @@ from .device import WifiDevice, outcome_for
 logger = logging.getLogger("vending.wifi")
 
 # (device, transaction id, result, message, reason): the hub's one way to settle a late confirm.
-SettleLate = Callable[[WifiDevice, str, str, str, "str | None"], None]
+LateConfirm = Callable[[WifiDevice, str, str, str, "str | None"], None]
 
 
 class LegacyBoards:
@@ -32,7 +32,7 @@ class LegacyBoards:
 
     def __init__(self, approvals: Approvals, registry: DeviceRegistry, store: Store,
                  log: CommunicationLog, settings: WifiSettings, hold: Callable[[float], float],
-                 settle_late: SettleLate) -> None:
+                 settle_late: LateConfirm) -> None:
         self.approvals = approvals
         self.registry = registry
         self.store = store
