@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from vending import create_app
 from vending.config import Config, config_from_args
 from vending.logs import configure_logging
+from vending.store.datadir import DataDirInUse
 
 logger = logging.getLogger("vending")
 
@@ -61,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("bad setting: %s", exc)
         return 2
     configure_logging(config.log_level)
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except DataDirInUse as exc:
+        logger.error("not starting: %s", exc)
+        return 1
     runtime = app.extensions["vending"]
     sign_in_path = app.extensions["vending_auth"].sign_in_url("")
 

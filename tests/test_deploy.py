@@ -117,3 +117,13 @@ def test_the_udev_rule_names_every_esp32_bridge_that_check_system_knows() -> Non
             assert f'{vendor}, ENV{{ID_MODEL_ID}}=="{pid:04x}"' in text, f"{vid:04x}:{pid:04x}"
     assert 'SYMLINK+="esp32-$env{ID_SERIAL_SHORT}"' in text
     assert 'GROUP="dialout"' in text
+
+
+def test_the_pi_service_runs_without_the_simulator() -> None:
+    from vending.config import config_from_args
+
+    settings = unit_settings()
+    environ = dict(value.split("=", 1) for value in settings["Environment"])
+    argv = settings["ExecStart"][0].split()[2:]
+    config = config_from_args(argv, environ)
+    assert config.simulator is False

@@ -286,7 +286,7 @@ class MqttBridge:
 
     @staticmethod
     def _vend_summary(txn: dict[str, Any]) -> dict[str, Any]:
-        keys = ("transaction_id", "slot", "status", "reason", "message", "device_id",
+        keys = ("transaction_id", "slot", "status", "simulated", "reason", "message", "device_id",
                 "communication", "created_at", "finished_at")
         return {k: txn.get(k) for k in keys}
 
@@ -491,7 +491,8 @@ class MqttBridge:
     def _publish_result(self, reply: dict[str, Any], txn: dict[str, Any]) -> None:
         self._publish(self.result_topic, {
             **reply, "transaction_id": txn["transaction_id"], "status": txn["status"],
-            "success": txn["status"] == "success", "reason": txn.get("reason"),
+            "success": txn["status"] == "success", "simulated": bool(txn.get("simulated")),
+            "reason": txn.get("reason"),
             "message": txn.get("message"),
         }, retain=False)
 

@@ -18,6 +18,7 @@ from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
 from .metrics import Metrics
 from .service import VendService, VendSettings
 from .store import Store
+from .store.datadir import DataDirLock
 from .store.operations import OperationsStore, load_machine_id
 
 logger = logging.getLogger("vending")
@@ -31,6 +32,9 @@ class Runtime:
         self.started_at = time.time()
         self.log = CommunicationLog(config.log_size)
         self.events = EventBus()
+        # Before the database is opened: a second server must never run crash recovery on it.
+        self.datadir_lock = DataDirLock(config.data_dir)
+        self.datadir_lock.acquire(config.host, config.port)
         self.store = Store(config.database_path)
         self.machine_id = load_machine_id(config.data_dir)
         self.operations = OperationsStore(self.store)
@@ -53,7 +57,8 @@ class Runtime:
             ),
             config.slots,
         )
-        self.registry = DeviceRegistry(self.events)
+        # Explicit serial ports mean a real machine: the simulator never vends unasked there.
+        self.registry = DeviceRegistry(self.events, simulator_fallback=not config.serial_ports)
         self.metrics = Metrics(self.registry.devices)
         self.events.subscribe(self.metrics.vend_finished, {VEND_FINISHED})
         self.events.subscribe(self.metrics.serial_reconnect, {SERIAL_RECONNECT})
@@ -165,4 +170,5 @@ class Runtime:
             logger.warning("vend %s left open at shutdown; recorded as unknown", txn.id)
             self.alerts.note_transaction(txn.to_dict())
         self.store.close()
+        self.datadir_lock.release()
         logger.info("stopped")

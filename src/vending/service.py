@@ -157,6 +157,12 @@ class VendService:
                     return self._replay(earlier, slot), False
             device = self.registry.choose()
             if device is None:
+                if self.registry.real_board_expected:
+                    raise NoDeviceAvailable(
+                        "every real board is offline; not dispensed. Plug the board in or"
+                        " check its power and WiFi (the simulator never stands in for a real"
+                        " board; select it on the Devices page to test without one)"
+                    )
                 raise NoDeviceAvailable(
                     "no device can vend: connect a board, approve a WiFi board, or start the "
                     "server with the simulator"

@@ -23,6 +23,9 @@ UNKNOWN = "unknown"
 STATES = (PENDING, SENT, SUCCESS, FAILED, UNKNOWN)
 OPEN_STATES = (PENDING, SENT)
 FINAL_STATES = (SUCCESS, FAILED, UNKNOWN)
+# The `communication` of a vend served by the simulator: nothing was dispensed, so it is
+# never a sale and never takes stock.
+SIMULATED = "simulation"
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,17 @@ class Transaction:
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
 
+    @property
+    def simulated(self) -> bool:
+        """Served by the simulator: nothing was dispensed, whatever the state says."""
+        return self.communication == SIMULATED
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of a transaction."""
         data = asdict(self)
         data["transaction_id"] = data.pop("id")
         data["status"] = self.state
+        data["simulated"] = self.simulated
         return data
 
 
@@ -148,6 +157,27 @@ class Store:
                 db.execute("UPDATE slots SET stock = ? WHERE number = ?", (stock, number))
             db.execute("UPDATE slots SET updated_at = ? WHERE number = ?", (time.time(), number))
         return self.slot(number)
+
+    def restock(self, number: int, quantity: int) -> tuple[Slot, Slot]:
+        """Add `quantity` items to a slot in one write; returns (before, after).
+
+        One UPDATE inside one transaction, so parallel restocks and vends never lose an
+        item (a read here and a write later would drop every change made in between).
+        """
+        with self._write() as db:
+            before = self._slot(db, number)
+            db.execute(
+                "UPDATE slots SET stock = COALESCE(stock, 0) + ?, updated_at = ? WHERE number = ?",
+                (quantity, time.time(), number),
+            )
+            return before, self._slot(db, number)
+
+    @staticmethod
+    def _slot(db: sqlite3.Connection, number: int) -> Slot:
+        row = db.execute("SELECT * FROM slots WHERE number = ?", (number,)).fetchone()
+        if row is None:
+            raise NotFound(f"slot {number} does not exist")
+        return Slot(**dict(row))
 
     # Transactions
 
@@ -247,7 +277,7 @@ class Store:
             "UPDATE transactions SET state = ?, message = ?, reason = ?, finished_at = ? WHERE id = ?",
             (state, message, reason, now, txn.id),
         )
-        if state == SUCCESS:
+        if state == SUCCESS and not txn.simulated:
             db.execute(
                 "UPDATE slots SET stock = stock - 1, updated_at = ? WHERE number = ? AND stock > 0",
                 (now, txn.slot),

@@ -128,8 +128,8 @@ def transactions():
     })
 
 
-CSV_COLUMNS = ("id", "slot", "state", "reason", "device_id", "communication", "message",
-               "created_at", "sent_at", "finished_at", "checked_at", "check_note")
+CSV_COLUMNS = ("id", "slot", "state", "simulated", "reason", "device_id", "communication",
+               "message", "created_at", "sent_at", "finished_at", "checked_at", "check_note")
 
 
 def _csv_export(rows) -> Response:
@@ -215,8 +215,7 @@ def restock_slot(number: int):
     quantity = whole_number(json_body().get("quantity"))
     if quantity is None or not 1 <= quantity <= 10000:
         raise BadRequest("quantity must be a whole number from 1 to 10000")
-    previous = rt.store.slot(number)
-    slot = rt.store.update_slot(number, stock=(previous.stock or 0) + quantity)
+    previous, slot = rt.store.restock(number, quantity)
     rt.events.publish(SLOT_CHANGED, slot=slot.to_dict(), previous=previous.to_dict())
     return jsonify(slot.to_dict())
 
