@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 
+from .clock import Clock
 from .config import Config
 from .runtime import Runtime
 
@@ -14,9 +15,9 @@ __all__ = ["create_app", "Config", "Runtime"]
 __version__ = "2.0.0"
 
 
-def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Config | Mapping[str, Any] | None = None, clock: Clock | None = None) -> Flask:
     """Build the app and its runtime; `config` is a Config, a mapping of its fields, or None
-    for defaults plus VENDING_* environment variables."""
+    for defaults plus VENDING_* environment variables; `clock` replaces the system's in tests."""
     if config is None:
         config = Config.from_env()
     elif not isinstance(config, Config):
@@ -26,7 +27,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, JSON_SORT_KEYS=False)
     app.json.sort_keys = False
 
-    runtime = Runtime(config)
+    runtime = Runtime(config, clock)
     app.extensions["vending"] = runtime
 
     from .web import init_app

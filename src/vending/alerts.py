@@ -24,6 +24,7 @@ import requests
 
 from .audit import one_line
 from .devices.base import BUSY, OFFLINE, ONLINE
+from .errors import StoreUnavailable
 from .events import (
     ALERT_ACKNOWLEDGED,
     ALERT_RAISED,
@@ -32,6 +33,8 @@ from .events import (
     DEVICE_REMOVED,
     DEVICE_STATE,
     SLOT_CHANGED,
+    STORE_RECOVERED,
+    STORE_UNAVAILABLE,
     VEND_FINISHED,
     Event,
     EventBus,
@@ -54,8 +57,9 @@ LOW_STOCK = "low_stock"
 SOLD_OUT = "sold_out"
 APPROVAL_REQUESTED = "device_pending_approval"
 SIGN_IN_FAILURES = "sign_in_failures"
+STORE_DOWN = "store_unavailable"
 KINDS = (VEND_UNKNOWN, VEND_FAILED, DEVICE_OFFLINE, DEVICE_BACK, LOW_STOCK, SOLD_OUT,
-         APPROVAL_REQUESTED, SIGN_IN_FAILURES)
+         APPROVAL_REQUESTED, SIGN_IN_FAILURES, STORE_DOWN)
 
 # Kinds not raised again while an unacknowledged one for the same subject exists, so a
 # flapping board or a password-guessing script does not bury the page in banners.
@@ -103,8 +107,11 @@ class AlertCenter:
         self._seen_online: set[str] = set()
         self._down: set[str] = set()
         self._auth_failures: dict[str, deque[float]] = defaultdict(deque)
+        # Set while the store refuses writes and no alert could be stored about it yet.
+        self._store_outage: str | None = None
         events.subscribe(self._on_event, {VEND_FINISHED, DEVICE_STATE, DEVICE_REMOVED,
-                                          SLOT_CHANGED, DEVICE_PENDING_APPROVAL, AUTH_FAILED})
+                                          SLOT_CHANGED, DEVICE_PENDING_APPROVAL, AUTH_FAILED,
+                                          STORE_UNAVAILABLE, STORE_RECOVERED})
 
     # Lifecycle
 
@@ -232,6 +239,30 @@ class AlertCenter:
                              " page if it is yours, otherwise leave it", dict(event.data))
         elif event.kind == AUTH_FAILED:
             self._auth_failed(event)
+        elif event.kind in (STORE_UNAVAILABLE, STORE_RECOVERED):
+            self._store_event(event)
+
+    def _store_event(self, event: Event) -> None:
+        """Alert about the database refusing writes: stored when it can be, at the latest on recovery."""
+        if event.kind == STORE_UNAVAILABLE:
+            self._store_outage = str(event.data.get("detail", ""))
+            message = (f"the database cannot record vends ({self._store_outage}); vends are"
+                       " refused with 503 and finished ones are kept in memory until it can."
+                       " Free disk space or close the program holding the database")
+        else:
+            if self._store_outage is None:
+                return
+            since = event.data.get("since")
+            started = time.strftime("%H:%M:%S", time.localtime(since)) if since else "?"
+            message = (f"the database could not record vends from {started} until now"
+                       f" ({self._store_outage}); {event.data.get('written', 0)} vend outcome(s)"
+                       " kept in memory were written and nothing was lost")
+        try:
+            self.raise_alert(STORE_DOWN, CRITICAL, "database", message, dict(event.data))
+        except StoreUnavailable:
+            logger.error("alert not stored yet (the database refuses writes): %s", message)
+            return
+        self._store_outage = None
 
     def note_transaction(self, transaction: dict[str, Any]) -> None:
         """Alert for a vend finished outside the event bus (recovered after a crash)."""

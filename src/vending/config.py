@@ -109,6 +109,9 @@ class Config:
     device_queue_limit: int = 5
     vend_thread_idle: float = 60.0
     idempotency_retention_hours: float = 48.0
+    # How long a write waits for a database another program has locked before the vend
+    # path reports the store unavailable (503) and keeps outcomes in memory.
+    store_busy_timeout: float = 10.0
     shutdown_grace: float = 5.0
 
     # Communication log and HTTP limits.
@@ -157,6 +160,7 @@ class Config:
         "discovery_port": "VENDING_DISCOVERY_PORT",
         "discovery": "VENDING_DISCOVERY",
         "simulator": "VENDING_SIMULATOR",
+        "store_busy_timeout": "VENDING_STORE_BUSY_TIMEOUT",
         "slots": "VENDING_SLOTS",
         "threads": "VENDING_THREADS",
         "wifi_poll_hold": "VENDING_WIFI_POLL_HOLD",

@@ -23,6 +23,8 @@ SERIAL_RECONNECT = "serial.reconnect"  # data: device_id, port
 DEVICE_PENDING_APPROVAL = "device.pending_approval"  # data: device_id, address (optional)
 AUTH_FAILED = "auth.failed"  # data: source (remote address), who (optional)
 ALERT_RAISED = "alert.raised"  # data: alert (dict)
+STORE_UNAVAILABLE = "store.unavailable"  # data: detail
+STORE_RECOVERED = "store.recovered"  # data: since (wall time), written (held outcomes written)
 ALERT_ACKNOWLEDGED = "alert.acknowledged"  # data: alert (dict)
 
 

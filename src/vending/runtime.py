@@ -9,6 +9,7 @@ from typing import Any
 
 from .alerts import AlertCenter, AlertSettings
 from .audit import AuditLog
+from .clock import SYSTEM_CLOCK, Clock
 from .commlog import CommunicationLog
 from .config import Config
 from .devices.registry import DeviceRegistry
@@ -27,15 +28,16 @@ logger = logging.getLogger("vending")
 class Runtime:
     """Owns the store, the log, the registry, the vend service and every background part."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock = clock or SYSTEM_CLOCK
         self.started_at = time.time()
         self.log = CommunicationLog(config.log_size)
         self.events = EventBus()
         # Before the database is opened: a second server must never run crash recovery on it.
         self.datadir_lock = DataDirLock(config.data_dir)
         self.datadir_lock.acquire(config.host, config.port)
-        self.store = Store(config.database_path)
+        self.store = Store(config.database_path, busy_timeout=config.store_busy_timeout)
         self.machine_id = load_machine_id(config.data_dir)
         self.operations = OperationsStore(self.store)
         self.audit = AuditLog(self.operations)
@@ -73,6 +75,7 @@ class Runtime:
                 thread_idle=config.vend_thread_idle,
             ),
             self.events,
+            self.clock,
         )
         self.simulator: SimulatedDevice | None = None
         self.serial: Any = None  # the SerialMonitor, when serial ports are used

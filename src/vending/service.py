@@ -8,6 +8,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from .clock import SYSTEM_CLOCK, Clock
 from .commlog import ERROR, INFO, CommunicationLog
 from .devices.base import OUTCOME_SUCCESS, Device, VendOutcome, VendRequest
 from .devices.registry import DeviceRegistry
@@ -18,9 +19,10 @@ from .errors import (
     NoDeviceAvailable,
     QueueFull,
     ShuttingDown,
+    StoreUnavailable,
 )
-from .events import VEND_FINISHED, EventBus
-from .store import FAILED, SUCCESS, UNKNOWN, Store, Transaction
+from .events import STORE_RECOVERED, STORE_UNAVAILABLE, VEND_FINISHED, EventBus
+from .store import FAILED, PENDING, SUCCESS, UNKNOWN, Store, Transaction
 
 logger = logging.getLogger("vending.vend")
 
@@ -38,6 +40,9 @@ class VendSettings:
     idempotency_retention: float = 48 * 3600.0
     # A board's dispatcher thread ends after this long without vends; the next vend starts one.
     thread_idle: float = 60.0
+    # Back-off of the writes kept in memory while the store cannot commit (seconds).
+    store_retry_first: float = 0.1
+    store_retry_max: float = 5.0
 
 
 class _Dispatcher:
@@ -88,6 +93,8 @@ class _Dispatcher:
                 self.service._process(self.device_id, txn_id)
             except Exception:
                 logger.exception("vend %s crashed; recording unknown", txn_id)
+                # _finish keeps the outcome in memory when the store refuses it, so this
+                # thread lives on and the board's queue keeps moving.
                 self.service._finish(txn_id, UNKNOWN, "internal error while vending; check the machine",
                                      "internal_error")
             finally:
@@ -122,16 +129,26 @@ class VendService:
     """Turns `POST /vend/<slot>` into a persisted transaction and a board's confirmed outcome."""
 
     def __init__(self, store: Store, registry: DeviceRegistry, log: CommunicationLog,
-                 settings: VendSettings, events: EventBus | None = None) -> None:
+                 settings: VendSettings, events: EventBus | None = None,
+                 clock: Clock | None = None) -> None:
         self.events = events or EventBus()
         self.store = store
         self.registry = registry
         self.log = log
         self.settings = settings
+        self.clock = clock or SYSTEM_CLOCK
         self._dispatchers: dict[str, _Dispatcher] = {}
         self._done: dict[str, threading.Event] = {}
+        # When each open vend was queued, on the monotonic clock (expiry survives clock jumps).
+        self._queued_at: dict[str, float] = {}
         self._lock = threading.Lock()
         self._accepting = True
+        # Final outcomes the store refused, kept until a retry writes them: txn id ->
+        # (state, message, reason). Guarded by _held_lock; written by the store-retry thread.
+        self._held: dict[str, tuple[str, str, str | None]] = {}
+        self._held_lock = threading.Lock()
+        self._retry_thread: threading.Thread | None = None
+        self._outage_started: float | None = None
 
     # Accepting vends
 
@@ -150,6 +167,12 @@ class VendService:
         self.check_slot(slot)
         if not self._accepting:
             raise ShuttingDown("the server is shutting down; try again when it is back")
+        problem = self.store_problem()
+        if problem is not None:
+            # Never run a motor whose vend cannot be recorded first; make sure something
+            # is probing the store, whichever write found it sick.
+            self._store_failed(problem)
+            raise StoreUnavailable(problem)
         with self._lock:
             if idempotency_key is not None:
                 earlier = self.store.find_by_idempotency_key(idempotency_key)
@@ -174,12 +197,17 @@ class VendService:
                     " try again in a moment",
                     device_id=device.device_id,
                 )
-            txn, created = self.store.create_transaction(
-                slot, device.device_id, device.transport, idempotency_key
-            )
+            try:
+                txn, created = self.store.create_transaction(
+                    slot, device.device_id, device.transport, idempotency_key
+                )
+            except StoreUnavailable as exc:
+                self._store_failed(str(exc))
+                raise
             if not created:
                 return self._replay(txn, slot), False
             self._done[txn.id] = threading.Event()
+            self._queued_at[txn.id] = self.clock.monotonic()
             dispatcher.submit(txn.id)
         logger.info("vend %s queued: slot %d on %s (%s)", txn.id, slot, device.device_id,
                     device.transport)
@@ -234,7 +262,7 @@ class VendService:
         txn = self.store.get(txn_id)
         if txn.is_final:
             return
-        waited = time.time() - txn.created_at
+        waited = self.clock.monotonic() - self._queued_at.get(txn_id, self.clock.monotonic())
         if waited > self.settings.max_age:
             self._finish(txn_id, FAILED,
                          f"expired: waited {waited:.0f}s for the board, longer than the"
@@ -245,14 +273,32 @@ class VendService:
             self._fail_over(txn, device_id, "offline")
             return
         request = VendRequest(txn_id, txn.slot, self.settings.vend_timeout)
+        recorded = False
 
         def on_sent() -> None:
+            nonlocal recorded
             self.store.mark_sent(txn_id, device.device_id, device.transport)
+            recorded = True
 
-        outcome = device.run_vend(request, on_sent)
+        try:
+            outcome = device.run_vend(request, on_sent)
+        except StoreUnavailable as exc:
+            if recorded:
+                raise
+            # The board was never told: the motor cannot have run.
+            self._store_failed(str(exc))
+            self._finish(txn_id, FAILED, "the database could not record the vend before it was"
+                         " sent; not dispensed", "store_unavailable")
+            return
         if (not outcome.sent and outcome.reason == "offline"
-                and self.store.get(txn_id).state == "pending"):
-            self._fail_over(txn, device_id, outcome.message)
+                and self.store.get(txn_id).state == PENDING):
+            try:
+                self._fail_over(txn, device_id, outcome.message)
+            except StoreUnavailable as exc:
+                self._store_failed(str(exc))
+                self._finish(txn_id, FAILED, f"device {device_id} went offline before the vend"
+                             " was sent and the database could not move it; not dispensed",
+                             "offline")
             return
         self._record(device, txn_id, outcome)
 
@@ -281,22 +327,116 @@ class VendService:
             device.log(ERROR, f"vend {txn_id} outcome unknown: {outcome.message}")
 
     def _finish(self, txn_id: str, state: str, message: str, reason: str | None) -> None:
-        txn = self.store.finish(txn_id, state, message, reason)
+        """Write a vend's outcome; if the store refuses, keep it in memory and retry. Never raises
+        for the store, so a board's vend thread outlives a full disk or a locked database."""
+        problem: str | None = None
+        with self._held_lock:
+            if self._held:
+                # The store is known to refuse: join the queue the retry thread writes.
+                problem = "earlier outcomes are still waiting to be written"
+                self._held[txn_id] = (state, message, reason)
+        if problem is None:
+            try:
+                txn = self.store.finish(txn_id, state, message, reason)
+            except StoreUnavailable as exc:
+                problem = str(exc)
+                with self._held_lock:
+                    self._held[txn_id] = (state, message, reason)
+        if problem is not None:
+            logger.error("vend %s %s kept in memory: the store cannot record it yet; retrying"
+                         " until it can", txn_id, state)
+            self._store_failed(problem)
+            return
+        self._announce(txn)
+
+    def _announce(self, txn: Transaction) -> None:
         log = logger.info if txn.state == SUCCESS else logger.warning
         log("vend %s %s: slot %d on %s: %s", txn.id, txn.state, txn.slot, txn.device_id,
             txn.message)
-        done = self._done.pop(txn_id, None)
+        self._queued_at.pop(txn.id, None)
+        done = self._done.pop(txn.id, None)
         if done is not None:
             # Only the first finish of a vend started here is announced (repeats return the
             # stored row). Listeners run before the waiter wakes, so what it reads is counted.
             self.events.publish(VEND_FINISHED, transaction=txn.to_dict())
             done.set()
 
+    # The store failing and recovering
+
+    def store_problem(self) -> str | None:
+        """Why vends cannot be recorded now, or None when the store commits."""
+        with self._held_lock:
+            held = len(self._held)
+        if held:
+            return (f"the database cannot record vends ({self.store.unavailable or 'retrying'});"
+                    f" {held} finished vend(s) are kept in memory until it can. Free disk space"
+                    " or close the program holding the database; not dispensed")
+        if self.store.unavailable is not None:
+            return (f"the database cannot record vends ({self.store.unavailable}). Free disk"
+                    " space or close the program holding the database; not dispensed")
+        return None
+
+    def _store_failed(self, detail: str) -> None:
+        """The store refused a write: alert once, and retry in the background until it commits."""
+        with self._held_lock:
+            first = self._outage_started is None
+            if first:
+                self._outage_started = self.clock.wall()
+            if self._retry_thread is None or not self._retry_thread.is_alive():
+                self._retry_thread = threading.Thread(target=self._retry_store,
+                                                      name="vend-store-retry", daemon=True)
+                self._retry_thread.start()
+        if first:
+            logger.error("store unavailable: %s; new vends get 503 store_unavailable until it"
+                         " recovers", detail)
+            self.events.publish(STORE_UNAVAILABLE, detail=detail)
+
+    def _retry_store(self) -> None:
+        """Write held outcomes, oldest first, with capped back-off on the monotonic clock."""
+        delay = self.settings.store_retry_first
+        stop = threading.Event()
+        while True:
+            with self._held_lock:
+                pending = list(self._held.items())
+            written: list[Transaction] = []
+            try:
+                if not pending:
+                    self.store.probe()
+                for txn_id, (state, message, reason) in pending:
+                    written.append(self.store.finish(txn_id, state, message, reason))
+                    with self._held_lock:
+                        self._held.pop(txn_id, None)
+            except StoreUnavailable:
+                for txn in written:
+                    self._announce(txn)
+                stop.wait(delay)
+                delay = min(delay * 2, self.settings.store_retry_max)
+                continue
+            for txn in written:
+                self._announce(txn)
+            with self._held_lock:
+                if self._held:
+                    continue
+                since, self._outage_started = self._outage_started, None
+                self._retry_thread = None
+            logger.warning("store recovered: %d held vend outcome(s) written; taking vends again",
+                           len(written))
+            self.events.publish(STORE_RECOVERED, since=since, written=len(written))
+            return
+
     # Housekeeping
 
     def prune_keys(self) -> int:
-        """Forget idempotency keys older than the retention."""
-        return self.store.prune_idempotency_keys(time.time() - self.settings.idempotency_retention)
+        """Forget idempotency keys older than the retention.
+
+        Age is measured against the ledger's newest vend as well as the wall clock, so a
+        clock that jumps forward (a Pi without RTC at NTP sync) never forgets a key a
+        client may still retry with.
+        """
+        now = self.clock.wall()
+        newest = self.store.newest_transaction_time()
+        anchor = now if newest is None else min(now, newest)
+        return self.store.prune_idempotency_keys(anchor - self.settings.idempotency_retention)
 
     def stop(self, grace: float) -> None:
         """Stop taking vends, fail the queued ones (never sent), give running ones `grace` s."""

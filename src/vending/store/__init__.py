@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidSlot, NotFound, SoldOut
+from ..errors import InvalidSlot, NotFound, SoldOut, StoreUnavailable
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 
@@ -84,12 +84,14 @@ class Slot:
 class Store:
     """SQLite in WAL mode; every write is one committed, fully synced transaction."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, busy_timeout: float = 10.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # Why the last write failed, until one commits again; read without the lock.
+        self.unavailable: str | None = None
         self._db = sqlite3.connect(
-            str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=busy_timeout
         )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -107,19 +109,27 @@ class Store:
                 self._db.close()
 
     def _write(self) -> _WriteTransaction:
-        return _WriteTransaction(self._db, self._lock)
+        return _WriteTransaction(self)
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, params).fetchall()
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise _unavailable(exc) from exc
 
     def ping(self) -> bool:
         """True when the database answers."""
         try:
             self._query("SELECT 1")
             return True
-        except sqlite3.Error:
+        except StoreUnavailable:
             return False
+
+    def probe(self) -> None:
+        """Commit one small write, or raise StoreUnavailable: can vends be recorded again?"""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (time.time(),))
 
     # Slots
 
@@ -328,7 +338,10 @@ class Store:
 
     def get(self, txn_id: str) -> Transaction:
         with self._lock:
-            return self._get(self._db, txn_id)
+            try:
+                return self._get(self._db, txn_id)
+            except sqlite3.OperationalError as exc:
+                raise _unavailable(exc) from exc
 
     @staticmethod
     def _get(db: sqlite3.Connection, txn_id: str) -> Transaction:
@@ -373,6 +386,10 @@ class Store:
             counts[row["state"]] = row["n"]
         return counts
 
+    def newest_transaction_time(self) -> float | None:
+        """When the newest vend was created (wall clock), or None with no vends."""
+        return self._query("SELECT MAX(created_at) FROM transactions")[0][0]
+
     def prune_idempotency_keys(self, older_than: float) -> int:
         """Forget keys created before `older_than` (epoch seconds)."""
         with self._write() as db:
@@ -381,17 +398,34 @@ class Store:
             ).rowcount
 
 
-class _WriteTransaction:
-    """`with store._write() as db:` — one BEGIN IMMEDIATE ... COMMIT under the store lock."""
+def _unavailable(exc: sqlite3.OperationalError) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"the database cannot record anything ({exc}): free disk space, or close the program"
+        " holding the database (e.g. a sqlite3 shell); nothing was dispensed for this request"
+    )
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
-        self._db = db
-        self._lock = lock
+
+class _WriteTransaction:
+    """`with store._write() as db:` — one BEGIN IMMEDIATE ... COMMIT under the store lock.
+
+    A write the database refuses (locked past the busy timeout, disk full, I/O error) is
+    rolled back and raised as StoreUnavailable, and `store.unavailable` says why until a
+    write commits again.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._db = store._db
+        self._lock = store._lock
 
     def __enter__(self) -> sqlite3.Connection:
         self._lock.acquire()
         try:
             self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            self._lock.release()
+            self._store.unavailable = str(exc)
+            raise _unavailable(exc) from exc
         except BaseException:
             self._lock.release()
             raise
@@ -401,7 +435,19 @@ class _WriteTransaction:
         try:
             if exc_type is None:
                 self._db.execute("COMMIT")
-            else:
+                self._store.unavailable = None
+            elif self._db.in_transaction:
                 self._db.execute("ROLLBACK")
+        except sqlite3.OperationalError as error:
+            self._store.unavailable = str(error)
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise _unavailable(error) from error
         finally:
             self._lock.release()
+        if isinstance(exc, sqlite3.OperationalError):
+            self._store.unavailable = str(exc)
+            raise _unavailable(exc) from exc

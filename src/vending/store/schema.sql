@@ -95,3 +95,9 @@ CREATE TABLE IF NOT EXISTS wifi_devices (
     first_seen      REAL NOT NULL,
     approved_at     REAL
 );
+
+-- One row rewritten to learn whether the database can commit again after a failure.
+CREATE TABLE IF NOT EXISTS store_probe (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    at              REAL NOT NULL
+);

@@ -247,8 +247,13 @@ def status():
 
 @bp.get("/health")
 def health():
-    """For service managers: 200 when the store answers."""
-    if runtime().store.ping():
+    """For service managers: 200 when the store answers and commits."""
+    rt = runtime()
+    problem = rt.service.store_problem()
+    if problem is not None:
+        return jsonify({"status": "degraded", "store": False, "error": "store_unavailable",
+                        "detail": problem}), 503
+    if rt.store.ping():
         return jsonify({"status": "ok", "store": True})
     return jsonify({"status": "degraded", "store": False, "error": "store_unavailable",
                     "detail": "the database does not answer; check the disk and the data directory"}), 503
