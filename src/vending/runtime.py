@@ -37,7 +37,8 @@ class Runtime:
         # Before the database is opened: a second server must never run crash recovery on it.
         self.datadir_lock = DataDirLock(config.data_dir)
         self.datadir_lock.acquire(config.host, config.port)
-        self.store = Store(config.database_path, busy_timeout=config.store_busy_timeout)
+        self.store = Store(config.database_path, busy_timeout=config.store_busy_timeout,
+                           wall=self.clock.wall)
         self.machine_id = load_machine_id(config.data_dir)
         self.operations = OperationsStore(self.store)
         self.audit = AuditLog(self.operations)

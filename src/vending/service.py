@@ -137,6 +137,10 @@ class VendService:
         self.log = log
         self.settings = settings
         self.clock = clock or SYSTEM_CLOCK
+        # The wall clock is read once; from then on time moves with the monotonic clock, so a
+        # jump at NTP sync never makes idempotency keys look old.
+        self._started_wall = self.clock.wall()
+        self._started_mono = self.clock.monotonic()
         self._dispatchers: dict[str, _Dispatcher] = {}
         self._done: dict[str, threading.Event] = {}
         # When each open vend was queued, on the monotonic clock (expiry survives clock jumps).
@@ -429,11 +433,11 @@ class VendService:
     def prune_keys(self) -> int:
         """Forget idempotency keys older than the retention.
 
-        Age is measured against the ledger's newest vend as well as the wall clock, so a
-        clock that jumps forward (a Pi without RTC at NTP sync) never forgets a key a
-        client may still retry with.
+        "Now" is the wall clock at start moved on by the monotonic clock, and never later
+        than the ledger's newest vend, so a wall clock that jumps forward (a Pi without RTC
+        at NTP sync) never forgets a key a client may still retry with.
         """
-        now = self.clock.wall()
+        now = self._started_wall + (self.clock.monotonic() - self._started_mono)
         newest = self.store.newest_transaction_time()
         anchor = now if newest is None else min(now, newest)
         return self.store.prune_idempotency_keys(anchor - self.settings.idempotency_retention)

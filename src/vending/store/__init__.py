@@ -6,7 +6,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +84,11 @@ class Slot:
 class Store:
     """SQLite in WAL mode; every write is one committed, fully synced transaction."""
 
-    def __init__(self, path: Path | str, busy_timeout: float = 10.0) -> None:
+    def __init__(self, path: Path | str, busy_timeout: float = 10.0,
+                 wall: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        # The ledger's times are for people: wall-clock seconds (injectable for tests).
+        self._wall = wall
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         # Why the last write failed, until one commits again; read without the lock.
@@ -129,13 +132,13 @@ class Store:
     def probe(self) -> None:
         """Commit one small write, or raise StoreUnavailable: can vends be recorded again?"""
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (time.time(),))
+            db.execute("INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (self._wall(),))
 
     # Slots
 
     def ensure_slots(self, count: int) -> None:
         """Create slots 1..count that do not exist yet."""
-        now = time.time()
+        now = self._wall()
         with self._write() as db:
             for number in range(1, count + 1):
                 db.execute(
@@ -165,7 +168,7 @@ class Store:
                 db.execute("UPDATE slots SET name = ? WHERE number = ?", (name, number))
             if stock is not self._UNSET:
                 db.execute("UPDATE slots SET stock = ? WHERE number = ?", (stock, number))
-            db.execute("UPDATE slots SET updated_at = ? WHERE number = ?", (time.time(), number))
+            db.execute("UPDATE slots SET updated_at = ? WHERE number = ?", (self._wall(), number))
         return self.slot(number)
 
     def restock(self, number: int, quantity: int) -> tuple[Slot, Slot]:
@@ -178,7 +181,7 @@ class Store:
             before = self._slot(db, number)
             db.execute(
                 "UPDATE slots SET stock = COALESCE(stock, 0) + ?, updated_at = ? WHERE number = ?",
-                (quantity, time.time(), number),
+                (quantity, self._wall(), number),
             )
             return before, self._slot(db, number)
 
@@ -200,7 +203,7 @@ class Store:
         Returns (transaction, created). The stock check counts vends still open for the
         slot, so two customers cannot both be promised the last item.
         """
-        now = time.time()
+        now = self._wall()
         with self._write() as db:
             if idempotency_key is not None:
                 row = db.execute(
@@ -245,7 +248,7 @@ class Store:
             cur = db.execute(
                 "UPDATE transactions SET state = ?, device_id = ?, communication = ?, sent_at = ?,"
                 " message = ? WHERE id = ? AND state = ?",
-                (SENT, device_id, communication, time.time(), "sent to device", txn_id, PENDING),
+                (SENT, device_id, communication, self._wall(), "sent to device", txn_id, PENDING),
             )
             if cur.rowcount != 1:
                 raise NotFound(f"transaction {txn_id} is not pending")
@@ -282,7 +285,7 @@ class Store:
     def _close(self, db: sqlite3.Connection, txn: Transaction, state: str, message: str,
                reason: str | None) -> Transaction:
         """Write a final state; a success takes one item off the slot's stock."""
-        now = time.time()
+        now = self._wall()
         db.execute(
             "UPDATE transactions SET state = ?, message = ?, reason = ?, finished_at = ? WHERE id = ?",
             (state, message, reason, now, txn.id),
@@ -301,7 +304,7 @@ class Store:
         leaves), so its message says it was almost certainly not dispensed; it stays
         `unknown` all the same, as a person may still want to look.
         """
-        now = time.time()
+        now = self._wall()
         with self._write() as db:
             rows = db.execute(
                 "SELECT id FROM transactions WHERE state IN (?, ?)", OPEN_STATES
@@ -327,7 +330,7 @@ class Store:
             self._get(db, txn_id)
             db.execute(
                 "UPDATE transactions SET checked_at = ?, check_note = ? WHERE id = ?",
-                (time.time(), note, txn_id),
+                (self._wall(), note, txn_id),
             )
             return self._get(db, txn_id)
 
