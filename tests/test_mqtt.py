@@ -179,9 +179,11 @@ def test_a_vend_appears_as_an_event_and_updates_last_vend_and_stock(broker, subs
     assert not event.retain
     assert event.json()["transaction_id"] == txn["transaction_id"]
     assert event.json()["status"] == "success"
+    # The simulator served it: the event says so, and the stock is untouched.
+    assert event.json()["simulated"] is True
     retained(broker.port, f"{bridge.base}/last_vend",
              lambda m: m.json()["transaction_id"] == txn["transaction_id"])
-    subscriber.wait_for(f"{bridge.base}/slots/3", lambda m: m.json()["stock"] == 4)
+    retained(broker.port, f"{bridge.base}/slots/3", lambda m: m.json()["stock"] == 5)
 
 
 def test_alerts_are_published(broker, subscriber, make_app):
@@ -305,9 +307,11 @@ def test_broker_down_vends_still_work_and_state_catches_up(broker, make_app):
     vends = [client.post("/vend/2").get_json() for _ in range(2)]
     assert [v["status"] for v in vends] == ["success", "success"]
     broker.start()
-    retained(broker.port, f"{bridge.base}/slots/2", lambda m: m.json()["stock"] == 3)
+    # Simulated vends take no stock.
+    retained(broker.port, f"{bridge.base}/slots/2", lambda m: m.json()["stock"] == 5)
     last = retained(broker.port, f"{bridge.base}/last_vend")
     assert last.json()["transaction_id"] == vends[-1]["transaction_id"]
+    assert last.json()["simulated"] is True
 
 
 def test_the_controller_starts_and_vends_while_the_broker_is_down(make_app, tmp_path):
