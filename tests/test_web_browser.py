@@ -27,10 +27,11 @@ PAGES = ("/", "/devices", "/log", "/history", "/stock")
 TIMEOUT_MS = 10_000
 
 
-@pytest.fixture(scope="module")
 # The simulator served it: the page says nothing was dispensed.
 SIMULATED_SUCCESS = "Simulated: nothing was dispensed via SIMULATOR (simulation)"
 
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One Chromium for the module; skipped, saying why, where none can be had."""
     sync_api = pytest.importorskip(
