@@ -14,6 +14,7 @@ from .commlog import CommunicationLog
 from .config import Config
 from .devices.registry import DeviceRegistry
 from .devices.simulator import SimulatedDevice
+from .errors import StoreUnavailable
 from .events import SERIAL_RECONNECT, VEND_FINISHED, EventBus
 from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
 from .metrics import Metrics
@@ -170,9 +171,12 @@ class Runtime:
         self.registry.stop()
         self.service.join()
         self.alerts.stop()
-        for txn in self.store.recover_interrupted():
-            logger.warning("vend %s left open at shutdown; recorded as unknown", txn.id)
-            self.alerts.note_transaction(txn.to_dict())
+        try:
+            for txn in self.store.recover_interrupted():
+                logger.warning("vend %s left open at shutdown; recorded as unknown", txn.id)
+                self.alerts.note_transaction(txn.to_dict())
+        except StoreUnavailable as exc:
+            logger.error("open vends stay open until the next start (then unknown): %s", exc)
         self.store.close()
         self.datadir_lock.release()
         logger.info("stopped")

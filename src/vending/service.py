@@ -152,6 +152,7 @@ class VendService:
         self._held: dict[str, tuple[str, str, str | None]] = {}
         self._held_lock = threading.Lock()
         self._retry_thread: threading.Thread | None = None
+        self._retry_stop = threading.Event()
         self._outage_started: float | None = None
 
     # Accepting vends
@@ -398,8 +399,7 @@ class VendService:
     def _retry_store(self) -> None:
         """Write held outcomes, oldest first, with capped back-off on the monotonic clock."""
         delay = self.settings.store_retry_first
-        stop = threading.Event()
-        while True:
+        while not self._retry_stop.is_set():
             with self._held_lock:
                 pending = list(self._held.items())
             written: list[Transaction] = []
@@ -413,7 +413,7 @@ class VendService:
             except StoreUnavailable:
                 for txn in written:
                     self._announce(txn)
-                stop.wait(delay)
+                self._retry_stop.wait(delay)
                 delay = min(delay * 2, self.settings.store_retry_max)
                 continue
             for txn in written:
@@ -463,3 +463,17 @@ class VendService:
             dispatcher.stop()
         for dispatcher in dispatchers:
             dispatcher.thread.join(timeout)
+        self._retry_stop.set()
+        retry = self._retry_thread
+        if retry is not None:
+            retry.join(timeout)
+        with self._held_lock:
+            held = list(self._held.items())
+        for txn_id, (state, message, reason) in held:
+            # A last try; what still cannot be written stays open in the store and is
+            # recorded `unknown` (check the machine) when the store next opens.
+            try:
+                self._announce(self.store.finish(txn_id, state, message, reason))
+            except StoreUnavailable:
+                logger.error("vend %s ended %s but the store could not record it before the"
+                             " server stopped: %s", txn_id, state, message)
