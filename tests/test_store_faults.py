@@ -7,7 +7,6 @@ is freed everything is written with no restart and nothing lost.
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from campaign import fill_disk
 from helpers import test_config, wait_until
 
 from vending import create_app
@@ -40,19 +40,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def fill(disk: Path) -> Path:
-    """Write a file until the filesystem says it is full."""
-    filler = disk / "filler"
-    chunk = b"\0" * 4096
-    with open(filler, "wb", buffering=0) as out:
-        while True:
-            try:
-                out.write(chunk)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-                return filler
-
-
 def vend_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("vend-SIMULATOR")]
 
@@ -71,7 +58,7 @@ def test_a_full_disk_refuses_new_vends_with_503_keeps_the_board_going_and_catche
         running = requests.post(f"{url}/vend/2?wait=0", timeout=10).json()["transaction_id"]
         wait_until(lambda: requests.get(f"{url}/vend/{running}", timeout=5).json()["status"] == "sent",
                    message="the vend to reach the board")
-        filler = fill(small_disk)
+        filler = fill_disk(small_disk)
 
         health = wait_until(lambda: (r := requests.get(f"{url}/health", timeout=15)).status_code == 503
                             and r.json(), timeout=10, message="/health to report the store")
