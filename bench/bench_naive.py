@@ -21,6 +21,8 @@ import time
 import requests
 from bench_wifi import boards_online, percentile, served
 
+from vending.waiting import wait_until
+
 
 def vend_times(url: str, count: int, wait: float) -> list[float]:
     """Seconds from sending POST /vend to its answer, `count` vends one after another."""
@@ -32,12 +34,13 @@ def vend_times(url: str, count: int, wait: float) -> list[float]:
         times.append(time.perf_counter() - started)
         body = response.json()
         if wait == 0:
-            deadline = time.monotonic() + 10
-            while body.get("status") not in ("success", "failed", "unknown"):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"vend {body.get('transaction_id')} did not finish")
-                time.sleep(0.002)
-                body = session.get(url + f"/vend/{body['transaction_id']}", timeout=10).json()
+            txn = body["transaction_id"]
+
+            def finished(txn: str = txn) -> dict | None:
+                found = session.get(url + f"/vend/{txn}", timeout=10).json()
+                return found if found.get("status") in ("success", "failed", "unknown") else None
+
+            body = wait_until(finished, 10, interval=0.002, message=f"vend {txn} to finish")
         if body.get("status") != "success":
             raise RuntimeError(f"vend ended {body.get('status')}: {body.get('detail')}")
     return times

@@ -29,6 +29,7 @@ from vending.devices.serial_link import SerialMonitor, SerialSettings
 from vending.protocol import Ack, Done, Vend, format_line
 from vending.serving import BackgroundServer
 from vending.sim.serial import SerialBoardSim
+from vending.waiting import wait_until
 
 BAUD = 115200
 
@@ -47,11 +48,8 @@ def device_latencies(board: SerialBoardSim, count: int) -> list[float]:
     monitor = SerialMonitor(SerialSettings(handshake_timeout=0.2), registry, CommunicationLog(1000),
                             None, registry.events, [board.path])
     monitor.scan_once()
-    deadline = time.monotonic() + 10
-    while not (monitor.devices() and monitor.devices()[0].can_vend):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the simulated board did not come online")
-        time.sleep(0.01)
+    wait_until(lambda: monitor.devices() and monitor.devices()[0].can_vend, 10,
+               message="the simulated board to come online")
     device = monitor.devices()[0]
     latencies = []
     try:
@@ -116,11 +114,8 @@ def main() -> int:
             sim_app, sim_server = serve(os.path.join(tmp, "sim"))
             try:
                 runtime = serial_app.extensions["vending"]
-                deadline = time.monotonic() + 10
-                while not any(d.can_vend for d in runtime.registry.devices()):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the serial board did not come online in the app")
-                    time.sleep(0.01)
+                wait_until(lambda: any(d.can_vend for d in runtime.registry.devices()), 10,
+                           message="the serial board to come online in the app")
                 serial_medians, sim_medians = [], []
                 for _ in range(args.repeats):
                     serial_medians.append(statistics.median(http_latencies(serial_server.port,

@@ -33,6 +33,8 @@ import bench_startup  # noqa: E402
 import bench_throughput  # noqa: E402
 import bench_wifi  # noqa: E402
 
+from vending.waiting import wait_until  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Sizes:
@@ -132,11 +134,8 @@ def serial_section(sizes: Sizes) -> list[str]:
             sim_app, sim_server = bench_serial.serve(os.path.join(tmp, "sim"))
             try:
                 runtime = serial_app.extensions["vending"]
-                deadline = time.monotonic() + 10
-                while not any(d.can_vend for d in runtime.registry.devices()):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the serial board did not come online in the app")
-                    time.sleep(0.01)
+                wait_until(lambda: any(d.can_vend for d in runtime.registry.devices()), 10,
+                           message="the serial board to come online in the app")
                 serial_http, sim_http = [], []
                 for _ in range(sizes.serial_repeats):
                     serial_http.append(statistics.median(

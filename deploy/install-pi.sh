@@ -108,4 +108,13 @@ echo "    sudo systemctl status $UNIT_NAME     journalctl -u $UNIT_NAME -f"
 echo "    $INSTALL_DIR/venv/bin/python $INSTALL_DIR/check_system.py"
 echo "    settings (VENDING_PORT=..., VENDING_LOG_LEVEL=...): /etc/default/vending-machine, then"
 echo "    sudo systemctl restart $UNIT_NAME"
-echo "    open http://$(hostname).local:5000 or http://<this Pi's address>:5000"
+# The server advertises itself over mDNS as VENDING_MDNS_NAME (default vending), not as the
+# Pi's hostname; say the name it really uses.
+setting() {
+  if [ -r /etc/default/vending-machine ]; then sed -n "s/^$1=//p" /etc/default/vending-machine | tail -n 1; fi
+}
+MDNS_NAME=$(setting VENDING_MDNS_NAME); MDNS_NAME=${MDNS_NAME:-vending}
+PORT=$(setting VENDING_PORT); PORT=${PORT:-5000}
+echo "    open http://$MDNS_NAME.local:$PORT (or http://<this Pi's address>:$PORT) on the shop's network"
+echo "    phones sign in once with the link the service printed at start:"
+echo "    journalctl -u $UNIT_NAME -o cat | grep -A1 'sign in once' | tail -n 1"

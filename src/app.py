@@ -4,53 +4,14 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 import sys
 from collections.abc import Sequence
 
-from vending import create_app
-from vending.config import Config, config_from_args
+from vending.config import config_from_args
 from vending.logs import configure_logging
-from vending.store.datadir import DataDirInUse
+from vending.startup import banner, startup_problem
 
 logger = logging.getLogger("vending")
-
-
-def local_addresses() -> list[str]:
-    """This host's IPv4 addresses other than loopback, without sending any packet."""
-    addresses: set[str] = set()
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            address = str(info[4][0])
-            if not address.startswith("127."):
-                addresses.add(address)
-    except OSError:
-        pass
-    return sorted(addresses)
-
-
-def banner(config: Config, transports: list[str], sign_in_path: str = "") -> str:
-    """The start-up message: where to open the page, how to sign in, what runs, where data lives."""
-    port = config.port
-    urls = [f"http://localhost:{port}"]
-    if config.host in ("0.0.0.0", "::", ""):
-        urls += [f"http://{address}:{port}" for address in local_addresses()]
-    elif config.host not in ("127.0.0.1", "localhost"):
-        urls = [f"http://{config.host}:{port}"]
-    lines = [
-        "=" * 60,
-        " Flask Vending Machine controller",
-        "=" * 60,
-        " Open the web interface at:",
-        *[f"   {url}" for url in urls],
-        *([" Other computers and phones sign in once with:",
-           f"   {urls[-1]}{sign_in_path}"] if sign_in_path else []),
-        f" Devices: {', '.join(transports) or 'none'}",
-        f" Data: {config.data_dir.resolve()}",
-        " Stop with Ctrl+C.",
-        "=" * 60,
-    ]
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +22,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         logger.error("bad setting: %s", exc)
         return 2
+    problem = startup_problem(config)
+    if problem:
+        logger.error("%s", problem)
+        return 2
     configure_logging(config.log_level)
+    from vending import create_app
+    from vending.store.datadir import DataDirInUse
+
     try:
         app = create_app(config)
     except DataDirInUse as exc:

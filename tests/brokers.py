@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers import wait_until
+from helpers import poll_until, wait_until
 
 
 def find_mosquitto() -> str | None:
@@ -173,7 +173,4 @@ def retained(port: int, topic: str, condition: Any = None, timeout: float = 10.0
 
 
 def wait_until_or_none(condition: Any, timeout: float) -> Any:
-    try:
-        return wait_until(condition, timeout)
-    except AssertionError:
-        return None
+    return poll_until(condition, timeout) or None

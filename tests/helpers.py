@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import time
+import sysconfig
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from vending import Config
+from vending.waiting import poll_until, wait_until
+
+__all__ = ["poll_until", "site_without", "test_config", "wait_until"]
 
 
 def test_config(data_dir: Path, **overrides: Any) -> Config:
@@ -22,14 +25,13 @@ def test_config(data_dir: Path, **overrides: Any) -> Config:
 test_config.__test__ = False  # type: ignore[attr-defined]
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01,
-               message: str = "condition") -> Any:
-    """Poll `condition` until it is truthy or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+def site_without(package: str, tmp_path: Path) -> Path:
+    """A site-packages made of links to everything installed except `package`: with `python -S`
+    and PYTHONPATH set to it, an old virtual environment that lacks that package."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    partial = tmp_path / f"site-without-{package}"
+    partial.mkdir()
+    for entry in site.iterdir():
+        if not entry.name.lower().startswith(package) and not entry.name.endswith(".pth"):
+            (partial / entry.name).symlink_to(entry)
+    return partial

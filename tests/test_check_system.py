@@ -7,18 +7,20 @@ import os
 import socket
 import subprocess
 import sys
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import site_without
+
+from vending import doctor
+from vending.doctor import checks as doctor_checks
+from vending.doctor import e2e as doctor_e2e
+from vending.doctor.requirements import parse_requirements, version_satisfies
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "check_system.py"
-sys.path.insert(0, str(ROOT))
-
-import check_system  # noqa: E402
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -68,7 +70,7 @@ def test_a_healthy_setup_passes_every_check_and_exits_zero(healthy_args: list[st
     assert failed_names(report) == set(), checks(report, "fail")
     assert code == 0
     assert report["exit_code"] == 0
-    assert [t["name"] for t in report["tests"]] == [name for name, _ in check_system.TESTS]
+    assert [t["name"] for t in report["tests"]] == [name for name, _ in doctor.TESTS]
     names = {c["name"] for c in checks(report, "ok")}
     assert {"GET /status", "Vend on the simulated board", "Data directory", "Python version"} <= names
     port_check = next(c for c in checks(report) if c["name"].startswith("TCP port"))
@@ -90,24 +92,36 @@ def test_quiet_prints_only_problems_and_the_summary(healthy_args: list[str]) -> 
     assert "System check passed" in text
 
 
-def test_a_server_that_is_down_fails_with_how_to_start_it(healthy_args: list[str], down_url: str) -> None:
+def test_a_server_not_started_yet_is_a_warning_with_how_to_start_it(healthy_args: list[str],
+                                                                   down_url: str) -> None:
+    # Before the first start: the seed checks the server "if running", so a healthy setup passes.
     args = list(healthy_args)
     args[args.index("--url") + 1] = down_url
+    args[args.index("--http-port") + 1] = str(free_port())
     code, text = run_check(*args, json_output=False)
-    assert code == 1
-    assert "\u274c GET /status: no server answers at " + down_url in text
+    assert code == 0, text
+    assert "GET /status: no server answers at " + down_url in text
+    assert "fine if it is not started yet" in text
     assert "start it: python src/app.py" in text
+    assert "System check passed" in text
+
+
+def test_check_system_runs_and_names_the_missing_packages_with_no_package_installed(
+        tmp_path: Path, down_url: str) -> None:
+    # A bare interpreter (-S: no site-packages at all), as before `pip install -r requirements.txt`.
+    code, report = run_check("--url", down_url, "--http-port", str(free_port()),
+                             "--data-dir", str(tmp_path / "data"), python_args=("-S",),
+                             env={"PYTHONPATH": ""})
+    assert code == 1
+    missing = {c["name"] for c in checks(report, "fail") if c["detail"].startswith("cannot import")}
+    assert {"Flask", "waitress", "pyserial", "requests"} <= missing
+    server = next(c for c in checks(report) if c["name"] == "GET /status")
+    assert server["status"] == "warn"
+    assert all("Traceback" not in c["recommendation"] for c in checks(report))
 
 
 def test_a_missing_dependency_fails_with_the_pip_command(tmp_path: Path, down_url: str) -> None:
-    # An environment without waitress: site-packages is switched off (-S) and replaced by
-    # a copy made of links to every installed package except waitress.
-    site = Path(sysconfig.get_paths()["purelib"])
-    partial = tmp_path / "site-without-waitress"
-    partial.mkdir()
-    for entry in site.iterdir():
-        if not entry.name.lower().startswith("waitress") and not entry.name.endswith(".pth"):
-            (partial / entry.name).symlink_to(entry)
+    partial = site_without("waitress", tmp_path)
     code, report = run_check("--url", down_url, "--http-port", str(free_port()),
                              "--data-dir", str(tmp_path / "data"),
                              python_args=("-S",), env={"PYTHONPATH": str(partial)})
@@ -252,9 +266,9 @@ def test_e2e_without_pseudo_terminals_skips_the_serial_board_saying_why_and_vend
 def test_e2e_fails_with_exit_code_one_when_the_wifi_board_finds_no_server(monkeypatch, capsys) -> None:
     from vending.sim.wifi import WifiBoard
 
-    monkeypatch.setattr(check_system, "E2E_STEP_TIMEOUT", 1.0)
+    monkeypatch.setattr(doctor_e2e, "E2E_STEP_TIMEOUT", 1.0)
     monkeypatch.setattr(WifiBoard, "discover", lambda self, timeout=0.5, attempts=1: None)
-    code = check_system.main(["--e2e", "--json"])
+    code = doctor.main(["--e2e", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 1 and report["exit_code"] == 1
     assert failed_names(report) == {"WiFi board found the server by discovery"}
@@ -273,7 +287,7 @@ def test_e2e_fails_with_exit_code_one_when_the_wifi_board_finds_no_server(monkey
 ])
 def test_esp32_bridges_are_recognised_by_vid_and_pid(vid: int | None, pid: int | None,
                                                      name: str | None) -> None:
-    assert check_system._bridge_name(vid, pid) == name
+    assert doctor_checks._bridge_name(vid, pid) == name
 
 
 @pytest.mark.parametrize(("version", "specs", "ok"), [
@@ -287,11 +301,11 @@ def test_esp32_bridges_are_recognised_by_vid_and_pid(vid: int | None, pid: int |
 ])
 def test_requirement_versions_are_compared_by_release_number(version: str, specs: list[tuple[str, str]],
                                                              ok: bool) -> None:
-    assert check_system.version_satisfies(version, specs) is ok
+    assert version_satisfies(version, specs) is ok
 
 
 def test_requirements_txt_is_parsed_without_the_editable_line() -> None:
-    names = [name for name, _ in check_system.parse_requirements(ROOT / "requirements.txt")]
+    names = [name for name, _ in parse_requirements(ROOT / "requirements.txt")]
     assert "Flask" in names and "pyserial" in names
     assert all(not name.startswith("-") for name in names)
 
@@ -303,7 +317,7 @@ def test_the_process_holding_a_serial_port_is_named_without_opening_the_port() -
     holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=board, text=True)
     try:
-        holders = check_system._port_holders(name)
+        holders = doctor_checks._port_holders(name)
     finally:
         holder.stdin.close()
         holder.wait(10)

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from vending.doctor.checks import ESP32_BRIDGES
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 UNIT = DEPLOY / "vending-machine.service"
 INSTALL = DEPLOY / "install-pi.sh"
 RULES = DEPLOY / "99-esp32-serial.rules"
-sys.path.insert(0, str(ROOT))
-
-import check_system  # noqa: E402
 
 
 def unit_settings() -> dict[str, list[str]]:
@@ -109,7 +108,7 @@ def test_the_install_script_refuses_an_unknown_option() -> None:
 
 def test_the_udev_rule_names_every_esp32_bridge_that_check_system_knows() -> None:
     text = RULES.read_text()
-    for vid, pid in check_system.ESP32_BRIDGES:
+    for vid, pid in ESP32_BRIDGES:
         vendor = f'ENV{{ID_VENDOR_ID}}=="{vid:04x}"'
         if pid is None:
             assert re.search(re.escape(vendor) + r', ENV\{ESP32_BRIDGE\}', text), f"{vid:04x}:*"
@@ -117,6 +116,31 @@ def test_the_udev_rule_names_every_esp32_bridge_that_check_system_knows() -> Non
             assert f'{vendor}, ENV{{ID_MODEL_ID}}=="{pid:04x}"' in text, f"{vid:04x}:{pid:04x}"
     assert 'SYMLINK+="esp32-$env{ID_SERIAL_SHORT}"' in text
     assert 'GROUP="dialout"' in text
+
+
+def test_the_installer_and_the_docs_name_the_mdns_address_the_server_advertises(tmp_path: Path) -> None:
+    from vending import Config
+
+    address = f"http://{Config().mdns_name}.local:{Config().port}"
+    env = dict(os.environ, DRY_RUN="1", INSTALL_DIR=str(tmp_path / "opt"))
+    done = subprocess.run(["bash", str(INSTALL), "--no-apt"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert address in done.stdout
+    assert "sign in once" in done.stdout
+    docs = (ROOT / "docs" / "raspberry-pi.md").read_text(encoding="utf-8")
+    assert address in docs and "admin_token" in docs and "sign in once" in docs
+
+
+def test_the_sign_in_line_the_docs_grep_for_is_in_the_banner(tmp_path: Path) -> None:
+    from helpers import test_config
+
+    from vending.startup import banner
+
+    text = banner(test_config(tmp_path, host="192.0.2.10", port=5000), [], "/login?token=x")
+    lines = text.splitlines()
+    index = next(i for i, line in enumerate(lines) if "sign in once" in line)
+    assert lines[index + 1].strip() == "http://192.0.2.10:5000/login?token=x"
 
 
 def test_the_pi_service_runs_without_the_simulator() -> None:

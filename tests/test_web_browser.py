@@ -169,8 +169,9 @@ def test_a_failing_board_shows_failed_with_its_reason(live_server, browse):
     page.locator('button.slot[data-slot="4"]').click()
     outcome = page.locator("#slot-4-outcome")
     expect(outcome).to_have_attribute("data-state", "failed")
-    expect(outcome).to_contain_text("Failed (jam)")
-    expect(outcome).to_contain_text("via SIMULATOR")
+    expect(outcome).to_contain_text("Failed: the motor ran but nothing fell (jam) via SIMULATOR")
+    # The reason is said once, not once more in front of a message that already says it.
+    assert outcome.inner_text().count("jam") == 1
 
 
 def test_a_board_that_never_confirms_shows_unknown_check_the_machine(serve, browse):

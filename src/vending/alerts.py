@@ -41,6 +41,7 @@ from .events import (
 )
 from .store import Store
 from .store.operations import Alert, OperationsStore
+from .threads import Worker
 
 logger = logging.getLogger("vending.alerts")
 
@@ -98,7 +99,9 @@ class AlertCenter:
         self.slots = slots
         self.webhooks = WebhookSender(ops, settings)
         self._queue: queue.Queue[Event | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        # Stopping puts None behind the queued events, so every one is recorded first.
+        self._worker = Worker("alerts", self._run, join_timeout=10.0,
+                              wake=lambda: self._queue.put(None))
         self._idle = threading.Condition()
         self._shutting_down = False
         self._pending = 0
@@ -117,17 +120,12 @@ class AlertCenter:
 
     def start(self) -> None:
         """Start the alerts thread and the webhook sender."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
-            self._thread.start()
+        self._worker.start()
         self.webhooks.start()
 
     def stop(self) -> None:
         """Record every queued event, then stop both threads; safe twice."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(10.0)
-            self._thread = None
+        self._worker.stop()
         self.webhooks.stop()
 
     def shutting_down(self) -> None:
@@ -354,32 +352,25 @@ class WebhookSender:
         self.ops = ops
         self.settings = settings
         self._cond = threading.Condition()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("webhooks", self._run, join_timeout=settings.webhook_timeout + 2.0,
+                              wake=self.notify)
         self._session: requests.Session | None = None
         self._warned: set[str] = set()
 
     def start(self) -> None:
         """Start the webhooks thread when URLs are configured."""
-        if not self.settings.webhook_urls or self._thread is not None:
+        if not self.settings.webhook_urls or self._worker.running:
             return
-        self._stopping = False
         dropped = self.ops.drop_deliveries_except(self.settings.webhook_urls)
         if dropped:
             logger.warning("%d alert posts to webhook URLs no longer configured were dropped",
                            dropped)
         self._session = requests.Session()
-        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
         """Stop after the current attempt; undelivered alerts stay pending for next start."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(self.settings.webhook_timeout + 2.0)
-            self._thread = None
+        self._worker.stop()
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -392,12 +383,12 @@ class WebhookSender:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if self._stopping:
+                if self._worker.stopping.is_set():
                     return
             try:
                 for delivery in self.ops.due_deliveries(time.time()):
                     with self._cond:
-                        if self._stopping:
+                        if self._worker.stopping.is_set():
                             return
                     self._attempt(delivery.alert_id, delivery.url, delivery.attempts)
                 next_due = self.ops.next_delivery_time()
@@ -405,7 +396,7 @@ class WebhookSender:
                 logger.exception("webhook sender failed; trying again shortly")
                 next_due = time.time() + self.settings.retry_base
             with self._cond:
-                if self._stopping:
+                if self._worker.stopping.is_set():
                     return
                 timeout = None if next_due is None else max(0.0, next_due - time.time())
                 if timeout is None or timeout > 0:

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from .threads import Worker
+
 logger = logging.getLogger("vending.mdns")
 
 HTTP_TYPE = "_http._tcp.local."
@@ -54,8 +56,7 @@ class MdnsAdvertiser:
         self._zeroconf: Any = None
         self._infos: list[Any] = []
         self._lock = threading.Lock()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("mdns", self._register)
 
     def service_infos(self) -> list[Any]:
         """What gets published: vending.local serves HTTP and names the UDP discovery port."""
@@ -76,8 +77,7 @@ class MdnsAdvertiser:
 
     def start(self) -> None:
         """Begin registering in the background; the server does not wait for mDNS."""
-        self._thread = threading.Thread(target=self._register, name="mdns", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def _register(self) -> None:
         try:
@@ -86,7 +86,7 @@ class MdnsAdvertiser:
             interfaces = self.interfaces if self.interfaces is not None else InterfaceChoice.All
             zc = Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
             with self._lock:
-                if self._stopping:
+                if self._worker.stopping.is_set():
                     zc.close()
                     return
                 self._zeroconf = zc
@@ -103,9 +103,9 @@ class MdnsAdvertiser:
     def stop(self) -> None:
         """Unregister (goodbye packets) and close; safe twice."""
         with self._lock:
-            self._stopping = True
-        if self._thread is not None:
-            self._thread.join(5)
+            # Under the lock: _register either sees this or has handed over its Zeroconf.
+            self._worker.stopping.set()
+        self._worker.stop()
         zc, self._zeroconf = self._zeroconf, None
         if zc is None:
             return

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import __version__, audit
 from .config import Config, parse_mqtt_url
@@ -31,7 +31,12 @@ from .events import (
 )
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .audit import AuditLog
+    from .events import EventBus
+    from .store import Transaction
+    from .view import MachineView
+
+    VendFunction = Callable[[int, Optional[str]], tuple[Transaction, bool]]
 
 logger = logging.getLogger("vending.mqtt")
 
@@ -53,10 +58,15 @@ class MqttBridge:
 
     name = "mqtt"
 
-    def __init__(self, runtime: Runtime, config: Config) -> None:
-        self.rt = runtime
+    def __init__(self, config: Config, *, events: EventBus, view: MachineView, vend: VendFunction,
+                 audit_log: AuditLog, machine_id: str) -> None:
+        """Given only what it uses: events to follow, a read-only view to publish, a vend
+        function for commands (the web page's transaction path) and the audit log."""
+        self.view = view
+        self.request_vend = vend
+        self.audit_log = audit_log
         self.url = parse_mqtt_url(config.mqtt_url)
-        self.machine_id = runtime.machine_id
+        self.machine_id = machine_id
         self.base = f"{self.url.prefix}/{self.machine_id}"
         self.discovery_prefix = config.mqtt_discovery_prefix.strip("/") or "homeassistant"
         self.commands_allowed = config.mqtt_commands
@@ -75,7 +85,7 @@ class MqttBridge:
         # Transaction id -> command replies to publish when that vend finishes.
         self._waiting: dict[str, list[dict[str, Any]]] = {}
         self._last_vend: dict[str, Any] | None = None
-        runtime.events.subscribe(self._on_event, {
+        events.subscribe(self._on_event, {
             VEND_FINISHED, DEVICE_STATE, DEVICE_ADDED, DEVICE_REMOVED, SLOT_CHANGED,
             ALERT_RAISED, ALERT_ACKNOWLEDGED,
         })
@@ -249,15 +259,15 @@ class MqttBridge:
             for number in range(1, self.slots + 1):
                 self._publish(self._discovery_topic("button", f"slot_{number}_vend"), "",
                               retain=True)
-        for device in self.rt.registry.devices():
+        for device in self.view.devices():
             info = device.info()
             self._publish_device(device.device_id, info.get("type", device.transport),
                                  info.get("status", device.state), info.get("status_detail", ""))
-        for slot in self.rt.store.slots(self.slots):
+        for slot in self.view.slots():
             self._publish(self.slot_topic(slot.number), slot.to_dict(), retain=True)
         last = self._last_vend
         if last is None:
-            page, _ = self.rt.store.transactions(limit=20)
+            page = self.view.recent_transactions(20)
             finished = [t for t in page if t.is_final]
             last = self._vend_summary(finished[0].to_dict()) if finished else None
         if last is not None:
@@ -266,8 +276,8 @@ class MqttBridge:
         self._publish_status()
 
     def _publish_status(self) -> None:
-        devices = self.rt.registry.devices()
-        mode = self.rt.registry.communication_mode()
+        devices = self.view.devices()
+        mode = self.view.communication_mode()
         self._publish(f"{self.base}/status", {
             "machine_id": self.machine_id,
             "version": __version__,
@@ -276,7 +286,7 @@ class MqttBridge:
             "active_device": mode.get("active_device"),
             "mode": mode.get("mode"),
             "commands": self.commands_allowed,
-            "active_alerts": self.rt.operations.active_alert_count(),
+            "active_alerts": self.view.active_alert_count(),
         }, retain=True)
 
     def _publish_device(self, device_id: str, transport: str, state: str, detail: str) -> None:
@@ -329,7 +339,7 @@ class MqttBridge:
         if not isinstance(number, int) or not 1 <= number <= self.slots:
             return
         try:
-            slot = self.rt.store.slot(number)
+            slot = self.view.slot(number)
         except VendingError:
             return
         self._publish(self.slot_topic(number), slot.to_dict(), retain=True)
@@ -405,7 +415,7 @@ class MqttBridge:
                 "icon": "mdi:history",
             },
         }
-        for slot in self.rt.store.slots(self.slots):
+        for slot in self.view.slots():
             messages.update(self._slot_discovery(slot.number, slot.name))
         return messages
 
@@ -457,20 +467,20 @@ class MqttBridge:
         reply = {"id": command_id, "slot": slot, "origin": origin}
         detail = f"slot={slot} origin={origin}" + (f" id={command_id}" if command_id else "")
         try:
-            txn, created = self.rt.service.request_vend(slot, key)
+            txn, created = self.request_vend(slot, key)
         except IdempotencyKeyInFlight as exc:
             # The same command again while its vend runs: answer both when it finishes.
             self._wait_for(str(exc.extra.get("transaction_id")), {**reply, "replayed": True})
             return
         except VendingError as exc:
-            self.rt.audit.record(audit.MQTT_VEND, "mqtt", origin, audit.REFUSED,
+            self.audit_log.record(audit.MQTT_VEND, "mqtt", origin, audit.REFUSED,
                                  f"{detail} -> {exc.code}: {exc.detail}")
             self._refuse(command_id, slot, exc.code, exc.detail, origin)
             return
         if not created:
             self._publish_result({**reply, "replayed": True}, txn.to_dict())
             return
-        self.rt.audit.record(audit.MQTT_VEND, "mqtt", origin, audit.OK,
+        self.audit_log.record(audit.MQTT_VEND, "mqtt", origin, audit.OK,
                              f"{detail} transaction={txn.id}")
         self._wait_for(txn.id, {**reply, "replayed": False})
 
@@ -478,7 +488,7 @@ class MqttBridge:
         with self._lock:
             self._waiting.setdefault(txn_id, []).append(reply)
         # The vend may have finished before we registered; then nobody else will answer.
-        txn = self.rt.store.get(txn_id)
+        txn = self.view.transaction(txn_id)
         if txn.is_final:
             self._answer_waiting(txn.to_dict())
 

@@ -123,8 +123,13 @@ class Runtime:
             self.simulator.start()
         if config.mqtt_url:
             from .mqtt import MqttBridge
+            from .view import MachineView
 
-            self.add_part(MqttBridge(self, config))
+            self.add_part(MqttBridge(
+                config, events=self.events,
+                view=MachineView(self.registry, self.store, self.operations, config.slots),
+                vend=self.service.request_vend, audit_log=self.audit, machine_id=self.machine_id,
+            ))
         from .devices.wifi import build_wifi
 
         self.wifi, self.discovery = build_wifi(self)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from typing import Callable
 
 from ..protocol import wifi as proto
+from ..threads import Worker
 
 logger = logging.getLogger("vending.discovery")
 
@@ -72,14 +72,13 @@ class DiscoveryService:
         self._secret_for = secret_for
         self._limiter = RateLimiter(rate, burst)
         self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._worker = Worker("udp-discovery", self._run)
         self.answered = 0
         self.ignored = 0
 
     def start(self) -> None:
         """Bind the port and start the thread; a busy port is logged, not fatal."""
-        if self._thread is not None:
+        if self._worker.running:
             return
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -96,17 +95,12 @@ class DiscoveryService:
         sock.settimeout(0.5)
         self._sock = sock
         self.port = sock.getsockname()[1]
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="udp-discovery", daemon=True)
-        self._thread.start()
+        self._worker.start()
         logger.info("UDP discovery service started on port %d", self.port)
 
     def stop(self) -> None:
         """End the thread and close the socket; safe twice."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._worker.stop()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -114,13 +108,13 @@ class DiscoveryService:
     def _run(self) -> None:
         sock = self._sock
         assert sock is not None
-        while not self._stop.is_set():
+        while not self._worker.stopping.is_set():
             try:
                 data, addr = sock.recvfrom(2048)
             except socket.timeout:
                 continue
             except OSError as exc:
-                if self._stop.is_set():
+                if self._worker.stopping.is_set():
                     return
                 # ICMP errors from an earlier reply surface here on some systems; keep going.
                 logger.debug("discovery receive error: %s", exc)

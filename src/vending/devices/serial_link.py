@@ -54,6 +54,7 @@ from ..protocol import (
     parse_line,
     parse_v1_line,
 )
+from ..threads import Worker
 from .base import (
     OFFLINE,
     ONLINE,
@@ -887,26 +888,17 @@ class SerialMonitor:
         self._failures: dict[str, int] = {}  # port -> handshakes failed in a row
         self._busy: dict[str, int] = {}  # port -> open attempts found busy in a row
         self._lock = threading.RLock()
-        self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("serial-monitor", self._run, wake=self._wake.set)
         self.scans = 0  # completed rescans, for tests and the status page
 
     def start(self) -> None:
         """Start the rescan thread (first scan at once)."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="serial-monitor", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
         """Stop rescanning and close every port; safe to call twice."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._worker.stop()
         with self._lock:
             connections = list(self._connections.values())
         for connection in connections:
@@ -917,7 +909,7 @@ class SerialMonitor:
         self._wake.set()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._worker.stopping.is_set():
             try:
                 self.scan_once()
             except Exception:
@@ -941,7 +933,7 @@ class SerialMonitor:
         """Open every candidate port that is not open yet."""
         now = time.monotonic()
         for port in self.candidates():
-            if self._stop.is_set():
+            if self._worker.stopping.is_set():
                 return
             with self._lock:
                 if port in self._connections or self._retry_at.get(port, 0.0) > now:
@@ -1053,7 +1045,7 @@ class SerialMonitor:
         with self._lock:
             if self._connections.get(connection.port) is connection:
                 del self._connections[connection.port]
-        if not self._stop.is_set():
+        if not self._worker.stopping.is_set():
             self._wake.set()
 
     def devices(self) -> list[SerialDevice]:

@@ -29,6 +29,7 @@ from ..errors import (
 from ..protocol import wifi as proto
 from ..store import FAILED, SUCCESS, UNKNOWN, Store
 from ..store.wifi import WifiDeviceRecord, WifiDeviceStore
+from ..threads import Worker
 from .base import (
     CONNECTING,
     OFFLINE,
@@ -299,8 +300,7 @@ class WifiHub:
         self._lock = threading.RLock()
         self._auth_lock = threading.Lock()
         self._secrets: dict[str, bytes | None] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("wifi-watchdog", self._watch)
 
     def restore(self) -> None:
         """List the boards remembered from earlier runs, offline until they poll."""
@@ -317,21 +317,16 @@ class WifiHub:
     # Lifecycle
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._watch, name="wifi-watchdog", daemon=True)
-        self._thread.start()
+        """Start the watchdog that marks silent boards offline."""
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        """Stop the watchdog; safe twice."""
+        self._worker.stop()
 
     def _watch(self) -> None:
         interval = max(0.05, min(1.0, self.settings.offline_after / 4))
-        while not self._stop.wait(interval):
+        while not self._worker.stopping.wait(interval):
             for device in self.devices():
                 try:
                     device.check_alive(self.settings.offline_after)

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-
-def _make_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return tuple(table)
-
-
-_TABLE = _make_table()
+import binascii
 
 
 def crc16(data: bytes) -> int:
     """Return CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, xorout 0) of data."""
-    crc = 0xFFFF
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _TABLE[(crc >> 8) ^ byte]
-    return crc
+    # crc_hqx is the same polynomial, unreflected, computed in C; the init value picks FALSE.
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 def crc16_hex(data: bytes) -> str:

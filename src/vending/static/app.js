@@ -24,6 +24,15 @@
     return node;
   }
 
+  // A vend's message, with its reason only when the message does not already say it.
+  function explained(txn, fallback) {
+    const reason = txn.reason ? txn.reason.replace(/_/g, " ") : "";
+    const message = txn.message || "";
+    if (!message) { return reason || fallback; }
+    const said = message.toLowerCase();
+    return !reason || said.includes(reason) || said.includes(txn.reason) ? message : message + " (" + reason + ")";
+  }
+
   function newKey() {
     if (window.crypto && crypto.randomUUID) { return crypto.randomUUID(); }
     const bytes = new Uint8Array(16);
@@ -168,10 +177,7 @@
     function finalText(txn) {
       if (txn.status === "success" && txn.simulated) { return "Simulated: nothing was dispensed" + via(txn); }
       if (txn.status === "success") { return "Dispensed" + via(txn); }
-      if (txn.status === "failed") {
-        return "Failed" + (txn.reason ? " (" + txn.reason.replace(/_/g, " ") + ")" : "") + ": " +
-          (txn.message || "not dispensed") + via(txn);
-      }
+      if (txn.status === "failed") { return "Failed: " + explained(txn, "not dispensed") + via(txn); }
       return "Unknown: check the machine" + via(txn) + (txn.message ? ". " + txn.message : "");
     }
 
@@ -317,8 +323,9 @@
         const status = deviceStatus(device);
         rows.append(el("tr", { dataset: { device: device.device_id, status: status.key } }, [
           // The key fingerprint lets the operator compare it with the board's console before approving.
-          el("th", { scope: "row", "data-label": "Device" }, [device.device_id].concat(device.fingerprint ?
-            [el("span", { className: "fingerprint", text: "key " + device.fingerprint })] : [])),
+          el("th", { scope: "row", "data-label": "Device" }, [el("span", { className: "device-name" },
+            [el("span", { className: "device-id", text: device.device_id })].concat(device.fingerprint ?
+              [el("span", { className: "fingerprint", text: "key " + device.fingerprint })] : []))]),
           el("td", { text: device.transport || device.type, "data-label": "Transport" }),
           el("td", { "data-label": "State" }, [el("span", { className: "badge status-" + status.key,
             text: status.label, title: device.status_detail || null })]),
@@ -501,7 +508,7 @@
           el("td", { text: (txn.device_id || "–") + (txn.communication ? " (" + txn.communication + ")" : ""),
                      "data-label": "Device" }),
           el("td", { "data-label": "Message" }, [el("span", { className: "message",
-            text: txn.message + (txn.reason && !txn.message.includes(txn.reason) ? " [" + txn.reason + "]" : "") })]),
+            text: explained(txn, "") })]),
           checkCell(txn),
         ]));
       });

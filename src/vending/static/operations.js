@@ -37,6 +37,8 @@
       item.append(text, button);
       banner.appendChild(item);
     });
+    // Room to scroll the end of the page above the banner; padding at the bottom moves nothing.
+    document.body.style.paddingBottom = banner.hidden ? "" : banner.offsetHeight + 16 + "px";
   }
 
   async function refreshAlerts() {

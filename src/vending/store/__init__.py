@@ -111,10 +111,13 @@ class Store:
                 self._closed = True
                 self._db.close()
 
-    def _write(self) -> _WriteTransaction:
-        return _WriteTransaction(self)
+    def write(self) -> WriteTransaction:
+        """`with store.write() as db:` runs its statements as one committed, synced transaction
+        (BEGIN IMMEDIATE), or none of them if the block raises."""
+        return WriteTransaction(self)
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """The rows of one read-only statement."""
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
@@ -124,14 +127,14 @@ class Store:
     def ping(self) -> bool:
         """True when the database answers."""
         try:
-            self._query("SELECT 1")
+            self.query("SELECT 1")
             return True
         except StoreUnavailable:
             return False
 
     def probe(self) -> None:
         """Commit one small write, or raise StoreUnavailable: can vends be recorded again?"""
-        with self._write() as db:
+        with self.write() as db:
             db.execute("INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (self._wall(),))
 
     # Slots
@@ -139,7 +142,7 @@ class Store:
     def ensure_slots(self, count: int) -> None:
         """Create slots 1..count that do not exist yet."""
         now = self._wall()
-        with self._write() as db:
+        with self.write() as db:
             for number in range(1, count + 1):
                 db.execute(
                     "INSERT OR IGNORE INTO slots (number, name, stock, updated_at) VALUES (?, ?, NULL, ?)",
@@ -148,11 +151,11 @@ class Store:
 
     def slots(self, count: int) -> list[Slot]:
         """The configured slots 1..count, in order."""
-        rows = self._query("SELECT * FROM slots WHERE number <= ? ORDER BY number", (count,))
+        rows = self.query("SELECT * FROM slots WHERE number <= ? ORDER BY number", (count,))
         return [Slot(**dict(row)) for row in rows]
 
     def slot(self, number: int) -> Slot:
-        rows = self._query("SELECT * FROM slots WHERE number = ?", (number,))
+        rows = self.query("SELECT * FROM slots WHERE number = ?", (number,))
         if not rows:
             raise InvalidSlot(f"slot {number} does not exist")
         return Slot(**dict(rows[0]))
@@ -161,7 +164,7 @@ class Store:
 
     def update_slot(self, number: int, name: Any = _UNSET, stock: Any = _UNSET) -> Slot:
         """Change a slot's name and/or stock (None = not counted)."""
-        with self._write() as db:
+        with self.write() as db:
             if db.execute("SELECT 1 FROM slots WHERE number = ?", (number,)).fetchone() is None:
                 raise NotFound(f"slot {number} does not exist")
             if name is not self._UNSET:
@@ -177,7 +180,7 @@ class Store:
         One UPDATE inside one transaction, so parallel restocks and vends never lose an
         item (a read here and a write later would drop every change made in between).
         """
-        with self._write() as db:
+        with self.write() as db:
             before = self._slot(db, number)
             db.execute(
                 "UPDATE slots SET stock = COALESCE(stock, 0) + ?, updated_at = ? WHERE number = ?",
@@ -204,7 +207,7 @@ class Store:
         slot, so two customers cannot both be promised the last item.
         """
         now = self._wall()
-        with self._write() as db:
+        with self.write() as db:
             if idempotency_key is not None:
                 row = db.execute(
                     "SELECT transaction_id FROM idempotency_keys WHERE key = ?", (idempotency_key,)
@@ -244,7 +247,7 @@ class Store:
 
     def mark_sent(self, txn_id: str, device_id: str, communication: str) -> Transaction:
         """Record that the command is about to reach a board; committed before it does."""
-        with self._write() as db:
+        with self.write() as db:
             cur = db.execute(
                 "UPDATE transactions SET state = ?, device_id = ?, communication = ?, sent_at = ?,"
                 " message = ? WHERE id = ? AND state = ?",
@@ -256,7 +259,7 @@ class Store:
 
     def reassign(self, txn_id: str, device_id: str, communication: str) -> Transaction:
         """Move a still-pending vend to another device (fail-over before anything was sent)."""
-        with self._write() as db:
+        with self.write() as db:
             db.execute(
                 "UPDATE transactions SET device_id = ?, communication = ? WHERE id = ? AND state = ?",
                 (device_id, communication, txn_id, PENDING),
@@ -267,7 +270,7 @@ class Store:
         """Close an open vend; a success takes one item off the slot's stock."""
         if state not in FINAL_STATES:
             raise ValueError(f"{state!r} is not a final state")
-        with self._write() as db:
+        with self.write() as db:
             txn = self._get(db, txn_id)
             if txn.is_final:
                 return txn
@@ -276,7 +279,7 @@ class Store:
     def settle_unknown(self, txn_id: str, state: str, message: str,
                        reason: str | None = None) -> Transaction:
         """Replace an `unknown` outcome with what the board later reported."""
-        with self._write() as db:
+        with self.write() as db:
             txn = self._get(db, txn_id)
             if txn.state != UNKNOWN or state not in (SUCCESS, FAILED):
                 return txn
@@ -305,7 +308,7 @@ class Store:
         `unknown` all the same, as a person may still want to look.
         """
         now = self._wall()
-        with self._write() as db:
+        with self.write() as db:
             rows = db.execute(
                 "SELECT id FROM transactions WHERE state IN (?, ?)", OPEN_STATES
             ).fetchall()
@@ -326,7 +329,7 @@ class Store:
 
     def mark_checked(self, txn_id: str, note: str) -> Transaction:
         """An operator looked at the machine for this vend."""
-        with self._write() as db:
+        with self.write() as db:
             self._get(db, txn_id)
             db.execute(
                 "UPDATE transactions SET checked_at = ?, check_note = ? WHERE id = ?",
@@ -336,7 +339,7 @@ class Store:
 
     def find_by_idempotency_key(self, key: str) -> Transaction | None:
         """The transaction an idempotency key was first used for, if remembered."""
-        rows = self._query("SELECT transaction_id FROM idempotency_keys WHERE key = ?", (key,))
+        rows = self.query("SELECT transaction_id FROM idempotency_keys WHERE key = ?", (key,))
         return self.get(rows[0]["transaction_id"]) if rows else None
 
     def get(self, txn_id: str) -> Transaction:
@@ -364,8 +367,8 @@ class Store:
                 where.append(f"{column} = ?")
                 params.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        total = self._query(f"SELECT COUNT(*) FROM transactions{clause}", tuple(params))[0][0]
-        rows = self._query(
+        total = self.query(f"SELECT COUNT(*) FROM transactions{clause}", tuple(params))[0][0]
+        rows = self.query(
             f"SELECT * FROM transactions{clause} ORDER BY created_at DESC, rowid DESC"
             " LIMIT ? OFFSET ?",
             (*params, limit, offset),
@@ -385,17 +388,17 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Number of transactions in each state."""
         counts = dict.fromkeys(STATES, 0)
-        for row in self._query("SELECT state, COUNT(*) AS n FROM transactions GROUP BY state"):
+        for row in self.query("SELECT state, COUNT(*) AS n FROM transactions GROUP BY state"):
             counts[row["state"]] = row["n"]
         return counts
 
     def newest_transaction_time(self) -> float | None:
         """When the newest vend was created (wall clock), or None with no vends."""
-        return self._query("SELECT MAX(created_at) FROM transactions")[0][0]
+        return self.query("SELECT MAX(created_at) FROM transactions")[0][0]
 
     def prune_idempotency_keys(self, older_than: float) -> int:
         """Forget keys created before `older_than` (epoch seconds)."""
-        with self._write() as db:
+        with self.write() as db:
             return db.execute(
                 "DELETE FROM idempotency_keys WHERE created_at < ?", (older_than,)
             ).rowcount
@@ -408,8 +411,8 @@ def _unavailable(exc: sqlite3.OperationalError) -> StoreUnavailable:
     )
 
 
-class _WriteTransaction:
-    """`with store._write() as db:` — one BEGIN IMMEDIATE ... COMMIT under the store lock.
+class WriteTransaction:
+    """`with store.write() as db:` — one BEGIN IMMEDIATE ... COMMIT under the store lock.
 
     A write the database refuses (locked past the busy timeout, disk full, I/O error) is
     rolled back and raised as StoreUnavailable, and `store.unavailable` says why until a

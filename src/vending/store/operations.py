@@ -113,7 +113,7 @@ class OperationsStore:
                   data: dict[str, Any], webhook_urls: list[str] | tuple[str, ...] = ()) -> Alert:
         """Persist an alert and, in the same transaction, its pending webhook deliveries."""
         now = time.time()
-        with self.store._write() as db:
+        with self.store.write() as db:
             cur = db.execute(
                 "INSERT INTO alerts (kind, severity, subject, message, data, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -130,7 +130,7 @@ class OperationsStore:
         return Alert.from_row(row)
 
     def alert(self, alert_id: int) -> Alert:
-        rows = self.store._query("SELECT * FROM alerts WHERE id = ?", (alert_id,))
+        rows = self.store.query("SELECT * FROM alerts WHERE id = ?", (alert_id,))
         if not rows:
             raise NotFound(f"no alert {alert_id}; GET /alerts lists them")
         return Alert.from_row(rows[0])
@@ -138,30 +138,30 @@ class OperationsStore:
     def alerts(self, since: int = 0, active_only: bool = False, limit: int = 100) -> list[Alert]:
         """Alerts newer than id `since`, oldest first; only unacknowledged ones if asked."""
         clause = " AND acknowledged_at IS NULL" if active_only else ""
-        rows = self.store._query(
+        rows = self.store.query(
             f"SELECT * FROM alerts WHERE id > ?{clause} ORDER BY id LIMIT ?", (since, limit)
         )
         return [Alert.from_row(row) for row in rows]
 
     def has_active_alert(self, kind: str, subject: str) -> bool:
-        rows = self.store._query(
+        rows = self.store.query(
             "SELECT 1 FROM alerts WHERE kind = ? AND subject = ? AND acknowledged_at IS NULL LIMIT 1",
             (kind, subject),
         )
         return bool(rows)
 
     def active_alert_count(self) -> int:
-        return self.store._query("SELECT COUNT(*) FROM alerts WHERE acknowledged_at IS NULL")[0][0]
+        return self.store.query("SELECT COUNT(*) FROM alerts WHERE acknowledged_at IS NULL")[0][0]
 
     def last_alert_id(self) -> int:
-        return self.store._query("SELECT COALESCE(MAX(id), 0) FROM alerts")[0][0]
+        return self.store.query("SELECT COALESCE(MAX(id), 0) FROM alerts")[0][0]
 
     def acknowledge(self, alert_id: int, who: str) -> Alert:
         """Mark an alert as seen; acknowledging twice keeps the first time and person."""
         if not 0 < alert_id < 2**63:
             # SQLite integers stop at 2^63-1; a bigger id from the URL would raise OverflowError.
             raise NotFound(f"no alert {alert_id}; GET /alerts lists them")
-        with self.store._write() as db:
+        with self.store.write() as db:
             cur = db.execute(
                 "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?"
                 " WHERE id = ? AND acknowledged_at IS NULL",
@@ -175,7 +175,7 @@ class OperationsStore:
     # Webhook deliveries
 
     def due_deliveries(self, now: float, limit: int = 50) -> list[Delivery]:
-        rows = self.store._query(
+        rows = self.store.query(
             "SELECT * FROM webhook_deliveries WHERE state = ? AND next_attempt_at <= ?"
             " ORDER BY next_attempt_at, alert_id LIMIT ?",
             (DELIVERY_PENDING, now, limit),
@@ -184,14 +184,14 @@ class OperationsStore:
 
     def next_delivery_time(self) -> float | None:
         """When the earliest pending delivery is due, or None when nothing is pending."""
-        value = self.store._query(
+        value = self.store.query(
             "SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = ?",
             (DELIVERY_PENDING,),
         )[0][0]
         return value
 
     def delivery_done(self, alert_id: int, url: str) -> None:
-        with self.store._write() as db:
+        with self.store.write() as db:
             db.execute(
                 "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1,"
                 " delivered_at = ?, last_error = NULL WHERE alert_id = ? AND url = ?",
@@ -201,7 +201,7 @@ class OperationsStore:
     def delivery_retry(self, alert_id: int, url: str, error: str, next_attempt_at: float | None) -> None:
         """Record a failed attempt; None for `next_attempt_at` gives up on this delivery."""
         state = DELIVERY_FAILED if next_attempt_at is None else DELIVERY_PENDING
-        with self.store._write() as db:
+        with self.store.write() as db:
             db.execute(
                 "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1, last_error = ?,"
                 " next_attempt_at = COALESCE(?, next_attempt_at) WHERE alert_id = ? AND url = ?",
@@ -211,7 +211,7 @@ class OperationsStore:
     def drop_deliveries_except(self, urls: list[str]) -> int:
         """Give up pending posts to URLs no longer configured; returns how many."""
         marks = ", ".join("?" for _ in urls) or "NULL"
-        with self.store._write() as db:
+        with self.store.write() as db:
             return db.execute(
                 f"UPDATE webhook_deliveries SET state = ?, last_error = ?"
                 f" WHERE state = ? AND url NOT IN ({marks})",
@@ -219,7 +219,7 @@ class OperationsStore:
             ).rowcount
 
     def deliveries(self, alert_id: int) -> list[Delivery]:
-        rows = self.store._query(
+        rows = self.store.query(
             "SELECT * FROM webhook_deliveries WHERE alert_id = ? ORDER BY url", (alert_id,)
         )
         return [Delivery(**dict(row)) for row in rows]
@@ -228,7 +228,7 @@ class OperationsStore:
 
     def add_audit(self, action: str, who: str, source: str, outcome: str, detail: str) -> AuditEntry:
         now = time.time()
-        with self.store._write() as db:
+        with self.store.write() as db:
             cur = db.execute(
                 "INSERT INTO audit (time, action, who, source, outcome, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -244,7 +244,7 @@ class OperationsStore:
             where.append("action = ?")
             params.append(action)
         order = "DESC" if newest_first else "ASC"
-        rows = self.store._query(
+        rows = self.store.query(
             f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ?",
             (*params, limit),
         )
@@ -263,12 +263,12 @@ class OperationsStore:
     # Low-stock levels
 
     def low_stock_levels(self) -> dict[int, int]:
-        rows = self.store._query("SELECT slot, low_stock_level FROM slot_alert_levels")
+        rows = self.store.query("SELECT slot, low_stock_level FROM slot_alert_levels")
         return {row["slot"]: row["low_stock_level"] for row in rows}
 
     def set_low_stock_level(self, slot: int, level: int | None) -> None:
         """A slot's own level, or None to use the default again."""
-        with self.store._write() as db:
+        with self.store.write() as db:
             if level is None:
                 db.execute("DELETE FROM slot_alert_levels WHERE slot = ?", (slot,))
             else:

@@ -39,11 +39,11 @@ class WifiDeviceStore:
     # Rows
 
     def get(self, device_id: str) -> WifiDeviceRecord | None:
-        rows = self.store._query("SELECT * FROM wifi_devices WHERE device_id = ?", (device_id,))
+        rows = self.store.query("SELECT * FROM wifi_devices WHERE device_id = ?", (device_id,))
         return self._record(rows[0]) if rows else None
 
     def all(self) -> list[WifiDeviceRecord]:
-        return [self._record(r) for r in self.store._query("SELECT * FROM wifi_devices")]
+        return [self._record(r) for r in self.store.query("SELECT * FROM wifi_devices")]
 
     @staticmethod
     def _record(row) -> WifiDeviceRecord:
@@ -53,7 +53,7 @@ class WifiDeviceStore:
 
     def ensure(self, device_id: str, protocol: int) -> WifiDeviceRecord:
         """The board's row, created unapproved the first time it is seen."""
-        with self.store._write() as db:
+        with self.store.write() as db:
             db.execute(
                 "INSERT OR IGNORE INTO wifi_devices (device_id, protocol, first_seen) VALUES (?, ?, ?)",
                 (device_id, protocol, time.time()),
@@ -65,12 +65,12 @@ class WifiDeviceStore:
         return record
 
     def set_public_key(self, device_id: str, public_key: str) -> None:
-        with self.store._write() as db:
+        with self.store.write() as db:
             db.execute("UPDATE wifi_devices SET public_key = ? WHERE device_id = ?",
                        (public_key, device_id))
 
     def approve(self, device_id: str, server_key: str | None = None) -> None:
-        with self.store._write() as db:
+        with self.store.write() as db:
             db.execute(
                 "UPDATE wifi_devices SET approved = 1, approved_at = ?, server_key = ?,"
                 " last_counter = 0 WHERE device_id = ?",
@@ -84,7 +84,7 @@ class WifiDeviceStore:
         the `revoked` answer that tells the board to forget it (see `drop_key`); the last
         counter stays too, so old requests cannot be replayed meanwhile.
         """
-        with self.store._write() as db:
+        with self.store.write() as db:
             db.execute(
                 "UPDATE wifi_devices SET approved = 0, approved_at = NULL, public_key = NULL,"
                 " server_key = NULL WHERE device_id = ?", (device_id,),
@@ -97,18 +97,18 @@ class WifiDeviceStore:
     def drop_key(self, device_id: str) -> None:
         """The board was told it is revoked: delete its key; a new pairing starts from zero."""
         self.delete_secret(device_id)
-        with self.store._write() as db:
+        with self.store.write() as db:
             db.execute("UPDATE wifi_devices SET last_counter = 0 WHERE device_id = ?"
                        " AND approved = 0", (device_id,))
 
     def forget(self, device_id: str) -> None:
-        with self.store._write() as db:
+        with self.store.write() as db:
             db.execute("DELETE FROM wifi_devices WHERE device_id = ?", (device_id,))
         self.delete_secret(device_id)
 
     def advance_counter(self, device_id: str, counter: int) -> bool:
         """Persist `counter` if it is above the last one accepted; False means a replay."""
-        with self.store._write() as db:
+        with self.store.write() as db:
             cur = db.execute(
                 "UPDATE wifi_devices SET last_counter = ? WHERE device_id = ? AND last_counter < ?",
                 (counter, device_id, counter),
