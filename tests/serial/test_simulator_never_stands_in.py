@@ -63,6 +63,7 @@ def test_explicitly_selected_the_simulator_vends_says_simulated_everywhere_and_t
     body = client.post("/vend/4").get_json()
     assert body["status"] == "success" and body["simulated"] is True
     assert body["communication"] == "simulation"
+    assert "nothing was dispensed" in body["message"]
     assert client.get("/slots").get_json()["slots"][3]["stock"] == 3
     listed = client.get("/transactions").get_json()["transactions"][0]
     assert listed["simulated"] is True
