@@ -133,3 +133,34 @@ def test_a_database_locked_by_another_process_refuses_vends_then_catches_up_with
             locker.communicate()
         server.stop()
         runtime.stop()
+
+
+def test_a_queued_vend_whose_board_went_offline_while_the_disk_is_full_fails_never_unknown(small_disk):
+    from vending.devices.simulator import SimulatedDevice
+
+    app = create_app(test_config(small_disk / "data", sim_motor_time=0.8))
+    runtime = app.extensions["vending"]
+    backup = SimulatedDevice("SIM_B", runtime.log, motor_time=0.01)
+    runtime.registry.add(backup)
+    backup.start()
+    client = app.test_client()
+    try:
+        client.post("/esp32/devices/select", json={"device_id": "SIMULATOR"})
+        running = client.post("/vend/1?wait=0").get_json()["transaction_id"]
+        queued = client.post("/vend/2?wait=0").get_json()["transaction_id"]
+        wait_until(lambda: client.get(f"/vend/{running}").get_json()["status"] == "sent",
+                   message="the first vend to reach the board")
+        filler = fill_disk(small_disk)
+        runtime.simulator.set_online(False)
+        # The queued vend would move to SIM_B, but the move cannot be recorded.
+        wait_until(lambda: queued in runtime.service._held, timeout=10,
+                   message="the queued vend's outcome to be held in memory")
+        filler.unlink()
+        wait_until(lambda: client.get("/health").status_code == 200, timeout=20,
+                   message="the store to recover")
+        final = client.get(f"/vend/{queued}").get_json()
+        assert final["status"] == "failed", final
+        assert final["reason"] == "store_unavailable"
+        assert backup.motor_runs == []
+    finally:
+        runtime.stop()

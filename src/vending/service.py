@@ -22,7 +22,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .events import STORE_RECOVERED, STORE_UNAVAILABLE, VEND_FINISHED, EventBus
-from .store import FAILED, PENDING, SUCCESS, UNKNOWN, Store, Transaction
+from .store import FAILED, SUCCESS, UNKNOWN, Store, Transaction
 
 logger = logging.getLogger("vending.vend")
 
@@ -264,7 +264,11 @@ class VendService:
     # Running vends (dispatcher threads)
 
     def _process(self, device_id: str, txn_id: str) -> None:
-        txn = self.store.get(txn_id)
+        try:
+            txn = self.store.get(txn_id)
+        except StoreUnavailable as exc:
+            self._not_sent(txn_id, exc)
+            return
         if txn.is_final:
             return
         waited = self.clock.monotonic() - self._queued_at.get(txn_id, self.clock.monotonic())
@@ -291,27 +295,29 @@ class VendService:
             if recorded:
                 raise
             # The board was never told: the motor cannot have run.
-            self._store_failed(str(exc))
-            self._finish(txn_id, FAILED, "the database could not record the vend before it was"
-                         " sent; not dispensed", "store_unavailable")
+            self._not_sent(txn_id, exc)
             return
-        if (not outcome.sent and outcome.reason == "offline"
-                and self.store.get(txn_id).state == PENDING):
-            try:
-                self._fail_over(txn, device_id, outcome.message)
-            except StoreUnavailable as exc:
-                self._store_failed(str(exc))
-                self._finish(txn_id, FAILED, f"device {device_id} went offline before the vend"
-                             " was sent and the database could not move it; not dispensed",
-                             "offline")
+        # `recorded` is False exactly while the row is still `pending` (nothing left).
+        if not outcome.sent and outcome.reason == "offline" and not recorded:
+            self._fail_over(txn, device_id, outcome.message)
             return
         self._record(device, txn_id, outcome)
+
+    def _not_sent(self, txn_id: str, exc: StoreUnavailable) -> None:
+        """The store failed before anything reached a board: failed, never dispensed."""
+        self._store_failed(str(exc))
+        self._finish(txn_id, FAILED, "the database could not record the vend before it was"
+                     " sent; not dispensed", "store_unavailable")
 
     def _fail_over(self, txn: Transaction, from_device: str, why: str) -> None:
         """Nothing reached `from_device`: hand the vend to the next board, or fail it."""
         other = self.registry.choose(exclude={from_device})
         if other is not None and self._accepting:
-            self.store.reassign(txn.id, other.device_id, other.transport)
+            try:
+                self.store.reassign(txn.id, other.device_id, other.transport)
+            except StoreUnavailable as exc:
+                self._not_sent(txn.id, exc)
+                return
             self.log.add(from_device, "-", INFO,
                          f"vend {txn.id} moved to {other.device_id}: {from_device} is {why}")
             logger.warning("vend %s failed over from %s to %s", txn.id, from_device, other.device_id)
