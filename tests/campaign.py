@@ -931,7 +931,8 @@ def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: li
     - `success` has exactly one finished (dispensing) run, on the board the row names;
     - `failed` for a reason in NO_MOTOR_REASONS has no run; for a reason in
       MOTOR_RAN_REASONS no dispensing run; any other reason is reported (unclassified);
-    - `unknown` only where a fault touched the vend (see `touched`);
+    - `unknown` only where a fault touched the vend (see `touched`), and never because the
+      server's vend thread raised (`internal_error`);
     - with `final`, every row has an end state; every id in `told` has a row;
     - one row per Idempotency-Key, the one the key's client was answered with (`keys`);
     - with `real_boards` (real boards configured), no vend served by the simulator.
@@ -981,6 +982,8 @@ def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: li
             else:
                 out.append(f"{rid}: failed with a reason the campaign does not classify: {reason}")
         elif state == "unknown":
+            if reason == "internal_error":
+                out.append(f"{rid}: unknown because the vend thread raised (internal_error): a bug")
             if not touched(row, events):
                 out.append(f"{rid}: unknown ({reason}) with no fault near it; journal {its_runs}")
             finished = [r for r in its_runs if r.result in ("success", "failed")]
