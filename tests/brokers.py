@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -40,13 +41,20 @@ def port_open(port: int) -> bool:
 class Mosquitto:
     """One broker process on a fixed free port; stop() and start() again for a restart."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, persistence: bool = False,
+                 extra: str = "", anonymous: bool = True) -> None:
         self.binary = binary
         self.port = free_port()
         self.config = workdir / "mosquitto.conf"
+        # With persistence, sessions, subscriptions and queued messages survive a restart,
+        # as on a real broker; the queue per client is unbounded for catch-up runs.
+        stored = (f"persistence true\npersistence_location {workdir}/\nmax_queued_messages 0\n"
+                  if persistence else "persistence false\n")
+        # Started as root, mosquitto drops to user "mosquitto", who cannot read a test's files.
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_dest stderr\nlog_type error\nlog_type warning\n",
+            f"listener {self.port} 127.0.0.1\nallow_anonymous {str(anonymous).lower()}\n"
+            f"user {getpass.getuser()}\n{stored}"
+            f"log_dest stderr\nlog_type error\nlog_type warning\n{extra}",
             encoding="ascii",
         )
         self.process: subprocess.Popen[bytes] | None = None
@@ -95,13 +103,17 @@ class Message:
 class Subscriber:
     """A paho client that records every message under a topic filter."""
 
-    def __init__(self, port: int, topic: str = "#") -> None:
+    def __init__(self, port: int, topic: str = "#", client_id: str = "") -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[Message] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        # A client id makes the session persistent: the broker keeps QoS 1 messages for it
+        # while it is away (and, with persistence, across a broker restart).
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  clean_session=not client_id)
+        self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.on_message = self._on_message

@@ -50,7 +50,7 @@ VOLATILE = {"uptime", "last_seen", "updated_at"}
 
 def _url(app: Flask, rule: Rule, txn_id: str) -> str:
     values = {"slot": "1", "number": 1, "transaction_id": txn_id, "device_id": "SIMULATOR",
-              "alert_id": 1, "filename": "style.css"}
+              "alert_id": 1, "filename": "style.css", "machine_id": "m1"}
     with app.test_request_context():
         return app.url_for(rule.endpoint, **{name: values[name] for name in rule.arguments})
 

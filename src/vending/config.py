@@ -143,6 +143,15 @@ class Config:
     mqtt_keepalive: int = 30
     mqtt_reconnect_min: float = 1.0
     mqtt_reconnect_max: float = 60.0
+    # Delivered outbox events are kept this long (hours), then pruned.
+    mqtt_outbox_retention_hours: float = 168.0
+    # Shared secret of this machine's signed MQTT commands; set, unsigned ones are refused.
+    mqtt_command_key: str = field(default="", repr=False)
+    # This machine's page as the fleet view should link to it (e.g. http://shop-1.lan:5000).
+    public_url: str = ""
+
+    # Fleet view: subscribe to every machine under this broker URL's prefix (off when unset).
+    fleet_url: str = ""
 
     # Environment variable for each field that may be set that way.
     ENV_NAMES = {
@@ -186,6 +195,12 @@ class Config:
         "mqtt_url": "VENDING_MQTT_URL",
         "mqtt_commands": "VENDING_MQTT_COMMANDS",
         "mqtt_discovery_prefix": "VENDING_MQTT_DISCOVERY_PREFIX",
+        "mqtt_reconnect_min": "VENDING_MQTT_RECONNECT_MIN",
+        "mqtt_reconnect_max": "VENDING_MQTT_RECONNECT_MAX",
+        "mqtt_outbox_retention_hours": "VENDING_MQTT_OUTBOX_RETENTION_HOURS",
+        "mqtt_command_key": "VENDING_MQTT_COMMAND_KEY",
+        "public_url": "VENDING_PUBLIC_URL",
+        "fleet_url": "VENDING_FLEET_URL",
     }
 
     def __post_init__(self) -> None:
@@ -228,6 +243,15 @@ class Config:
             raise ValueError("webhook_retry_base must be > 0 and at most webhook_retry_max")
         if self.mqtt_url:
             parse_mqtt_url(self.mqtt_url)
+        if self.fleet_url:
+            parse_mqtt_url(self.fleet_url)
+        if self.mqtt_outbox_retention_hours <= 0:
+            raise ValueError("mqtt_outbox_retention_hours must be above 0")
+        if self.mqtt_command_key and len(self.mqtt_command_key) < 16:
+            raise ValueError("mqtt_command_key (VENDING_MQTT_COMMAND_KEY) must be at least 16"
+                             " characters")
+        if self.public_url and urlsplit(self.public_url).scheme not in ("http", "https"):
+            raise ValueError(f"public_url {self.public_url!r} must start with http:// or https://")
         if not 0 <= self.wifi_legacy_hold <= 2.0:
             raise ValueError("wifi_legacy_hold must be 0..2 s: the earlier firmware gives up after 3 s")
         if not 0 <= self.wifi_poll_hold <= 60.0:
@@ -316,6 +340,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="POST alerts as JSON here; repeatable (VENDING_WEBHOOK_URLS, comma-separated)")
     parser.add_argument("--mqtt-url", help="publish to this MQTT broker, e.g."
                         " mqtt://user:pass@host:1883/vending (VENDING_MQTT_URL; off when unset)")
+    parser.add_argument("--fleet", dest="fleet_url", metavar="URL",
+                        help="fleet view: show every machine publishing under this broker URL,"
+                        " e.g. mqtt://user:pass@host:1883/vending (VENDING_FLEET_URL); no"
+                        " simulator, scanning or discovery unless asked for")
+    parser.add_argument("--simulator", action="store_true",
+                        help="keep the simulated device in --fleet mode")
     parser.add_argument("--mqtt-commands", action="store_true",
                         help="accept vend commands over MQTT (VENDING_MQTT_COMMANDS; off by default)")
     return parser
@@ -327,12 +357,15 @@ def config_from_args(argv: Sequence[str] | None = None,
     args = build_arg_parser().parse_args(argv)
     overrides: dict[str, Any] = {}
     for name in ("host", "port", "slots", "threads", "discovery_port", "serial_ports",
-                 "low_stock_level", "webhook_urls", "mqtt_url"):
+                 "low_stock_level", "webhook_urls", "mqtt_url", "fleet_url"):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
     if args.data_dir is not None:
         overrides["data_dir"] = Path(args.data_dir)
+    if args.fleet_url and not args.simulator:
+        # A fleet server watches machines; it is not one unless told to be.
+        overrides.update(simulator=False, serial_scan=False, discovery=False)
     if args.no_serial_scan:
         overrides["serial_scan"] = False
     if args.no_discovery:

@@ -2,18 +2,25 @@
 and (only when allowed) vend commands through the same transaction path as the web page.
 
 Topics live under `<prefix>/<machine-id>/`; docs/integrations.md lists them. State is
-retained and republished in full on every (re)connection; events are not retained. The
-bridge never blocks a vend: event listeners only hand messages to paho's queue, and
-paho's network thread (`paho-mqtt-client-vending-<machine-id>`) does the I/O and the
-reconnecting, with back-off, while the controller carries on.
+retained and republished in full on every (re)connection. Events (vends, alerts, stock and
+board changes) come from the store's outbox, where they were written in the same
+transaction as their change: the thread `mqtt-outbox-<machine-id>` publishes them with
+QoS 1 in `seq` order and marks them delivered on the broker's PUBACK, so an outage or a
+restart delays them but loses none. The bridge never blocks a vend: paho's network thread
+does the I/O and the reconnecting, with back-off, while the controller carries on.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import sqlite3
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Optional
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from . import __version__, audit
 from .config import Config, parse_mqtt_url
@@ -29,6 +36,8 @@ from .events import (
     VEND_FINISHED,
     Event,
 )
+from .store import outbox
+from .threads import Worker
 
 if TYPE_CHECKING:
     from .audit import AuditLog
@@ -46,6 +55,39 @@ PRESS_PAYLOAD = "PRESS"
 KEY_PREFIX = "mqtt:"
 MAX_COMMAND_ID = 200
 MAX_QUEUED = 1000
+# Events published and not yet acknowledged by the broker, at most.
+OUTBOX_WINDOW = 100
+# Connected, events in flight, and no PUBACK for this long: publish them again.
+OUTBOX_STALL = 30.0
+PRUNE_EVERY = 3600.0
+# A signed command older or newer than this (seconds) is refused, so one overheard long ago
+# cannot be played again once its id has been forgotten.
+COMMAND_MAX_SKEW = 300.0
+
+
+def command_signature(key: str, machine_id: str, command_id: str, slot: int, ts: int) -> str:
+    """HMAC-SHA256 (hex) under the machine's key of vend, machine, id, slot, ts on lines."""
+    message = f"vend\n{machine_id}\n{command_id}\n{slot}\n{ts}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def sign_command(key: str, machine_id: str, slot: int, command_id: str,
+                 ts: int | None = None) -> dict[str, Any]:
+    """The JSON of a signed vend command for `machine_id` (what a fleet server sends)."""
+    ts = int(time.time()) if ts is None else ts
+    return {"slot": slot, "id": command_id, "ts": ts,
+            "sig": command_signature(key, machine_id, command_id, slot, ts)}
+
+
+class EventOutbox(Protocol):
+    """The store's outbox, as the bridge uses it (vending.store.Store provides it)."""
+
+    def on_outbox(self, listener: Callable[[], None]) -> None: ...
+    def record_event(self, event: str, body: dict[str, Any]) -> None: ...
+    def outbox_pending(self, after: int = 0, limit: int = 100) -> list[outbox.OutboxEvent]: ...
+    def outbox_delivered(self, seqs: list[int]) -> None: ...
+    def outbox_prune(self, delivered_before: float) -> int: ...
+    def outbox_counts(self) -> dict[str, Any]: ...
 
 
 def topic_part(value: str) -> str:
@@ -59,10 +101,12 @@ class MqttBridge:
     name = "mqtt"
 
     def __init__(self, config: Config, *, events: EventBus, view: MachineView, vend: VendFunction,
-                 audit_log: AuditLog, machine_id: str) -> None:
+                 audit_log: AuditLog, machine_id: str, outbox: EventOutbox) -> None:
         """Given only what it uses: events to follow, a read-only view to publish, a vend
-        function for commands (the web page's transaction path) and the audit log."""
+        function for commands (the web page's transaction path), the audit log and the
+        outbox its events wait in."""
         self.view = view
+        self.outbox = outbox
         self.request_vend = vend
         self.audit_log = audit_log
         self.url = parse_mqtt_url(config.mqtt_url)
@@ -70,10 +114,15 @@ class MqttBridge:
         self.base = f"{self.url.prefix}/{self.machine_id}"
         self.discovery_prefix = config.mqtt_discovery_prefix.strip("/") or "homeassistant"
         self.commands_allowed = config.mqtt_commands
+        self.command_key = config.mqtt_command_key
+        # Home Assistant cannot sign a button press: with signed commands there are no buttons.
+        self.buttons = self.commands_allowed and not self.command_key
         self.keepalive = config.mqtt_keepalive
         self.reconnect_min = config.mqtt_reconnect_min
         self.reconnect_max = config.mqtt_reconnect_max
         self.slots = config.slots
+        self.retention = config.mqtt_outbox_retention_hours * 3600.0
+        self.public_url = config.public_url
         self.connections = 0
         self.connect_failures = 0
         self._client: Any = None
@@ -85,6 +134,22 @@ class MqttBridge:
         # Transaction id -> command replies to publish when that vend finishes.
         self._waiting: dict[str, list[dict[str, Any]]] = {}
         self._last_vend: dict[str, Any] | None = None
+        # Outbox state: mids paho reported PUBACKed (appended on the network thread, which
+        # holds paho's lock, so no lock of ours is taken there), and mid -> seq in flight,
+        # owned by the outbox thread alone.
+        self._acks: deque[int] = deque()
+        self._inflight: dict[int, int] = {}
+        self._sent_upto = 0
+        self._published_on = 0
+        self._draining_on = 0
+        self._last_progress = time.monotonic()
+        self._wake = threading.Event()
+        self._outbox_worker = Worker(f"mqtt-outbox-{machine_id}", self._run_outbox,
+                                     wake=self._wake.set)
+        self._stopping = self._outbox_worker.stopping
+        self.events_published = 0
+        self.events_delivered = 0
+        self.outbox.on_outbox(self._wake.set)
         events.subscribe(self._on_event, {
             VEND_FINISHED, DEVICE_STATE, DEVICE_ADDED, DEVICE_REMOVED, SLOT_CHANGED,
             ALERT_RAISED, ALERT_ACKNOWLEDGED,
@@ -151,13 +216,19 @@ class MqttBridge:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.on_connect_fail = self._on_connect_fail
+        client.on_publish = self._on_publish
+        client.max_inflight_messages_set(OUTBOX_WINDOW)
         self._client = client
         logger.info("MQTT: connecting to %s as machine %s", self.url.redacted(), self.machine_id)
         client.connect_async(self.url.host, self.url.port, self.keepalive)
         client.loop_start()
+        self._outbox_worker.start()
 
     def stop(self) -> None:
         """Say offline (retained), disconnect and join the network thread; safe twice."""
+        if self._client is None:
+            return
+        self._outbox_worker.stop()
         client, self._client = self._client, None
         if client is None:
             return
@@ -186,8 +257,10 @@ class MqttBridge:
         self._connected.set()
         if self.commands_allowed:
             # QoS 0 for button presses: at most once, so a redelivery never vends twice.
-            _, self._subscribe_mid = client.subscribe(
-                [(self.command_topic, 1), (f"{self.base}/slots/+/vend", 0)])
+            topics = [(self.command_topic, 1)]
+            if self.buttons:
+                topics.append((f"{self.base}/slots/+/vend", 0))
+            _, self._subscribe_mid = client.subscribe(topics)
         self.publish_all()
         if not self.commands_allowed:
             self._ready.set()
@@ -227,11 +300,106 @@ class MqttBridge:
         else:
             logger.debug("MQTT: still cannot reach %s", self.url.redacted())
 
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
+                    properties: Any) -> None:
+        self._acks.append(mid)
+        self._wake.set()
+
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
             self._command(message.topic, message.payload, bool(message.retain))
         except Exception:
             logger.exception("MQTT: handling a message on %s failed", message.topic)
+
+    # The outbox (thread mqtt-outbox-<machine-id>)
+
+    def _run_outbox(self) -> None:
+        next_prune = 0.0
+        while not self._stopping.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                self._settle_acks()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY
+                    self.outbox.outbox_prune(time.time() - self.retention)
+                if self._connected.is_set():
+                    self._publish_queued()
+            except sqlite3.Error as exc:
+                # The events stay queued in the database; try again shortly.
+                logger.warning("MQTT: cannot read or update the outbox (%s); retrying", exc)
+                self._stopping.wait(1.0)
+        # Record what the broker acknowledged in the last moments, so a restart resends less.
+        deadline = time.monotonic() + 1.0
+        while self._inflight and self._connected.is_set() and time.monotonic() < deadline:
+            self._wake.wait(0.05)
+            self._wake.clear()
+            try:
+                self._settle_acks()
+            except sqlite3.Error:
+                break
+
+    def _settle_acks(self) -> None:
+        seqs = []
+        while self._acks:
+            seq = self._inflight.pop(self._acks.popleft(), None)
+            if seq is not None:
+                seqs.append(seq)
+        if seqs:
+            self.outbox.outbox_delivered(seqs)
+            self.events_delivered += len(seqs)
+            self._last_progress = time.monotonic()
+
+    def _publish_queued(self) -> None:
+        """Hand queued events to paho in seq order, keeping at most OUTBOX_WINDOW in flight.
+
+        paho keeps an unacknowledged message and sends it again after a reconnection, so a
+        broker outage needs nothing from us; after a restart the database is the queue.
+        """
+        client = self._client
+        if client is None:
+            return
+        if self._published_on != self.connections:
+            # paho sends what was in flight again after a reconnection; new events wait until
+            # the broker has those, so every subscriber sees them in seq order.
+            if self._inflight:
+                if self._draining_on != self.connections:
+                    self._draining_on = self.connections
+                    self._last_progress = time.monotonic()
+                if time.monotonic() - self._last_progress <= OUTBOX_STALL:
+                    return
+            self._published_on = self.connections
+        if self._inflight and time.monotonic() - self._last_progress > OUTBOX_STALL:
+            logger.warning("MQTT: no PUBACK for %d events in %gs; publishing them again",
+                           len(self._inflight), OUTBOX_STALL)
+            self._inflight.clear()
+            self._sent_upto = 0
+        while self._connected.is_set() and not self._stopping.is_set():
+            room = OUTBOX_WINDOW - len(self._inflight)
+            if room <= 0:
+                return
+            events = self.outbox.outbox_pending(self._sent_upto, room)
+            if not events:
+                return
+            if not self._inflight:
+                self._last_progress = time.monotonic()
+            for event in events:
+                payload = json.dumps(event.envelope(self.machine_id), separators=(",", ":"),
+                                     default=str)
+                info = client.publish(f"{self.base}/{event.topic}", payload, qos=1)
+                # NO_CONN (4): queued by paho, sent on reconnection; anything else: not queued.
+                if info.rc not in (0, 4):
+                    logger.debug("MQTT: event %d not queued (rc=%s); retrying", event.seq, info.rc)
+                    return
+                self._inflight[info.mid] = event.seq
+                self._sent_upto = event.seq
+                self.events_published += 1
+            self._settle_acks()
+
+    def outbox_status(self) -> dict[str, Any]:
+        """Queued and kept events, for /status and the bench."""
+        return {**self.outbox.outbox_counts(), "in_flight": len(self._inflight),
+                "published": self.events_published, "delivered": self.events_delivered}
 
     # Publishing
 
@@ -254,8 +422,8 @@ class MqttBridge:
         self._publish(self.availability_topic, ONLINE_PAYLOAD, retain=True)
         for topic, config in self.discovery_messages().items():
             self._publish(topic, config, retain=True)
-        if not self.commands_allowed:
-            # Take away buttons announced while commands were allowed.
+        if not self.buttons:
+            # Take away buttons announced while unsigned commands were allowed.
             for number in range(1, self.slots + 1):
                 self._publish(self._discovery_topic("button", f"slot_{number}_vend"), "",
                               retain=True)
@@ -286,7 +454,9 @@ class MqttBridge:
             "active_device": mode.get("active_device"),
             "mode": mode.get("mode"),
             "commands": self.commands_allowed,
+            "signed_commands": bool(self.commands_allowed and self.command_key),
             "active_alerts": self.view.active_alert_count(),
+            "url": self.public_url or None,
         }, retain=True)
 
     def _publish_device(self, device_id: str, transport: str, state: str, detail: str) -> None:
@@ -300,14 +470,23 @@ class MqttBridge:
                 "communication", "created_at", "finished_at")
         return {k: txn.get(k) for k in keys}
 
+    def _record_device(self, device_id: str, transport: str, state: str, detail: str) -> None:
+        """A board's change is not in the database: queue its event on its own."""
+        try:
+            self.outbox.record_event(outbox.DEVICE, {"device_id": device_id,
+                                                    "transport": transport, "state": state,
+                                                    "detail": detail})
+        except sqlite3.Error as exc:
+            logger.warning("MQTT: could not queue the event for %s going %s: %s", device_id,
+                           state, exc)
+
     def _on_event(self, event: Event) -> None:
-        if self._client is None:
+        if self._client is None and event.kind not in (DEVICE_STATE, DEVICE_REMOVED):
             return
         data = event.data
         if event.kind == VEND_FINISHED:
             summary = self._vend_summary(data["transaction"])
             self._last_vend = summary
-            self._publish(f"{self.base}/events/vend", summary, retain=False)
             self._publish(f"{self.base}/last_vend", summary, retain=True)
             self._publish_slot(summary["slot"])
             self._answer_waiting(data["transaction"])
@@ -320,19 +499,19 @@ class MqttBridge:
                     for topic, config in self._slot_discovery(number, data["slot"]["name"]).items():
                         self._publish(topic, config, retain=True)
         elif event.kind == DEVICE_STATE:
+            self._record_device(data["device_id"], data.get("transport", ""), data["state"],
+                                data.get("detail", ""))
             self._publish_device(data["device_id"], data.get("transport", ""), data["state"],
                                  data.get("detail", ""))
             self._publish_status()
         elif event.kind == DEVICE_ADDED:
             self._publish_status()
         elif event.kind == DEVICE_REMOVED:
+            self._record_device(data["device_id"], "", "removed", "")
             # An empty retained message deletes the board's retained state.
             self._publish(self.device_topic(data["device_id"]), "", retain=True)
             self._publish_status()
-        elif event.kind == ALERT_RAISED:
-            self._publish(f"{self.base}/alerts", data["alert"], retain=False)
-            self._publish_status()
-        elif event.kind == ALERT_ACKNOWLEDGED:
+        elif event.kind in (ALERT_RAISED, ALERT_ACKNOWLEDGED):
             self._publish_status()
 
     def _publish_slot(self, number: Any) -> None:
@@ -378,7 +557,7 @@ class MqttBridge:
                 "icon": "mdi:package-variant",
             },
         }
-        if self.commands_allowed:
+        if self.buttons:
             messages[self._discovery_topic("button", f"slot_{number}_vend")] = {
                 **self._common(f"slot_{number}_vend", f"Vend slot {number} ({slot_name})"),
                 "command_topic": self.button_topic(number),
@@ -433,7 +612,8 @@ class MqttBridge:
             self._json_command(raw)
             return
         parts = topic[len(self.base) + 1:].split("/")
-        if len(parts) == 3 and parts[0] == "slots" and parts[2] == "vend" and parts[1].isdigit():
+        if (self.buttons and len(parts) == 3 and parts[0] == "slots" and parts[2] == "vend"
+                and parts[1].isdigit()):
             payload = raw.decode("utf-8", "replace").strip()
             if payload != PRESS_PAYLOAD:
                 logger.warning("MQTT: ignored %r on %s; a button press is %r", payload[:40],
@@ -461,7 +641,29 @@ class MqttBridge:
         if isinstance(slot, bool) or not isinstance(slot, int):
             self._refuse(command_id, None, "invalid_slot", "slot must be a whole number")
             return
+        if self.command_key and not self._signed(body, command_id, slot):
+            return
         self._vend(slot, KEY_PREFIX + command_id, command_id, "command")
+
+    def _signed(self, body: dict[str, Any], command_id: str, slot: int) -> bool:
+        """True for a command signed with this machine's key, recently; else refused."""
+        ts, sig = body.get("ts"), body.get("sig")
+        problem = ""
+        if isinstance(ts, bool) or not isinstance(ts, int) or not isinstance(sig, str):
+            problem = ("a signed command needs ts (whole epoch seconds) and sig (see"
+                       " docs/integrations.md)")
+        elif abs(time.time() - ts) > COMMAND_MAX_SKEW:
+            problem = (f"ts is more than {COMMAND_MAX_SKEW:g}s from this machine's clock; sign"
+                       " it again now (and check both clocks)")
+        elif not hmac.compare_digest(
+                sig, command_signature(self.command_key, self.machine_id, command_id, slot, ts)):
+            problem = "the signature does not match this machine's command key"
+        if problem:
+            self.audit_log.record(audit.MQTT_VEND, "mqtt", "command", audit.REFUSED,
+                                 f"slot={slot} id={command_id} -> bad_signature: {problem}")
+            self._refuse(command_id, slot, "bad_signature", problem)
+            return False
+        return True
 
     def _vend(self, slot: int, key: str | None, command_id: str | None, origin: str) -> None:
         reply = {"id": command_id, "slot": slot, "origin": origin}

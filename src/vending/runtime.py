@@ -38,8 +38,8 @@ class Runtime:
         # Before the database is opened: a second server must never run crash recovery on it.
         self.datadir_lock = DataDirLock(config.data_dir)
         self.datadir_lock.acquire(config.host, config.port)
-        self.store = Store(config.database_path, busy_timeout=config.store_busy_timeout,
-                           wall=self.clock.wall)
+        self.store = Store(config.database_path, outbox_events=bool(config.mqtt_url),
+                           busy_timeout=config.store_busy_timeout, wall=self.clock.wall)
         self.machine_id = load_machine_id(config.data_dir)
         self.operations = OperationsStore(self.store)
         self.audit = AuditLog(self.operations)
@@ -129,7 +129,18 @@ class Runtime:
                 config, events=self.events,
                 view=MachineView(self.registry, self.store, self.operations, config.slots),
                 vend=self.service.request_vend, audit_log=self.audit, machine_id=self.machine_id,
+                outbox=self.store,
             ))
+        self.fleet: Any = None
+        if config.fleet_url:
+            from .fleet import FleetView
+
+            self.fleet = FleetView(
+                config.fleet_url, config.data_dir / "fleet.sqlite3",
+                client_id=f"vending-fleet-{self.machine_id}", keepalive=config.mqtt_keepalive,
+                reconnect_min=config.mqtt_reconnect_min, reconnect_max=config.mqtt_reconnect_max,
+            )
+            self.add_part(self.fleet)
         from .devices.wifi import build_wifi
 
         self.wifi, self.discovery = build_wifi(self)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidSlot, NotFound, SoldOut, StoreUnavailable
+from . import outbox
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 
@@ -84,11 +85,14 @@ class Slot:
 class Store:
     """SQLite in WAL mode; every write is one committed, fully synced transaction."""
 
-    def __init__(self, path: Path | str, busy_timeout: float = 10.0,
+    def __init__(self, path: Path | str, outbox_events: bool = False, busy_timeout: float = 10.0,
                  wall: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         # The ledger's times are for people: wall-clock seconds (injectable for tests).
         self._wall = wall
+        # When set (MQTT is configured), every reported change also queues an outbox event.
+        self.outbox_events = outbox_events
+        self._outbox_listeners: list[Callable[[], None]] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         # Why the last write failed, until one commits again; read without the lock.
@@ -123,6 +127,47 @@ class Store:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 raise _unavailable(exc) from exc
+
+    # Outbox (see store/outbox.py)
+
+    def emit(self, db: sqlite3.Connection, event: str, body: dict[str, Any],
+              at: float | None = None) -> None:
+        """Queue an event in the caller's write transaction, when the outbox is on."""
+        if not self.outbox_events:
+            return
+        outbox.append(db, event, body, at)
+        for listener in self._outbox_listeners:
+            listener()
+
+    def on_outbox(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (quick, no store calls) whenever an event is queued."""
+        self._outbox_listeners.append(listener)
+
+    def record_event(self, event: str, body: dict[str, Any]) -> None:
+        """Queue an event for a change that is not in the database (a board's state)."""
+        if self.outbox_events:
+            with self.write() as db:
+                self.emit(db, event, body)
+
+    def outbox_pending(self, after: int = 0, limit: int = 100) -> list[outbox.OutboxEvent]:
+        """Undelivered events after seq `after`, oldest first."""
+        with self._lock:
+            return outbox.pending(self._db, after, limit)
+
+    def outbox_delivered(self, seqs: list[int]) -> None:
+        """The broker acknowledged these events."""
+        if seqs:
+            with self.write() as db:
+                outbox.mark_delivered(db, seqs, time.time())
+
+    def outbox_prune(self, delivered_before: float) -> int:
+        """Forget delivered events older than `delivered_before` (epoch seconds)."""
+        with self.write() as db:
+            return outbox.prune(db, delivered_before)
+
+    def outbox_counts(self) -> dict[str, Any]:
+        with self._lock:
+            return outbox.counts(self._db)
 
     def ping(self) -> bool:
         """True when the database answers."""
@@ -172,7 +217,13 @@ class Store:
             if stock is not self._UNSET:
                 db.execute("UPDATE slots SET stock = ? WHERE number = ?", (stock, number))
             db.execute("UPDATE slots SET updated_at = ? WHERE number = ?", (self._wall(), number))
-        return self.slot(number)
+            slot = self._slot(db, number)
+            self._emit_stock(db, slot)
+        return slot
+
+    def _emit_stock(self, db: sqlite3.Connection, slot: Slot) -> None:
+        self.emit(db, outbox.STOCK, {"slot": slot.number, "name": slot.name,
+                                      "stock": slot.stock, "sold_out": slot.sold_out})
 
     def restock(self, number: int, quantity: int) -> tuple[Slot, Slot]:
         """Add `quantity` items to a slot in one write; returns (before, after).
@@ -186,7 +237,9 @@ class Store:
                 "UPDATE slots SET stock = COALESCE(stock, 0) + ?, updated_at = ? WHERE number = ?",
                 (quantity, self._wall(), number),
             )
-            return before, self._slot(db, number)
+            after = self._slot(db, number)
+            self._emit_stock(db, after)
+            return before, after
 
     @staticmethod
     def _slot(db: sqlite3.Connection, number: int) -> Slot:
@@ -298,7 +351,29 @@ class Store:
                 "UPDATE slots SET stock = stock - 1, updated_at = ? WHERE number = ? AND stock > 0",
                 (now, txn.slot),
             )
-        return self._get(db, txn.id)
+        closed = self._get(db, txn.id)
+        self._emit_vend(db, closed, txn.state)
+        return closed
+
+    def _emit_vend(self, db: sqlite3.Connection, txn: Transaction, previous: str) -> None:
+        """The outbox event for a vend that reached a final state (or was settled later)."""
+        if not self.outbox_events:
+            return
+        row = db.execute("SELECT stock FROM slots WHERE number = ?", (txn.slot,)).fetchone()
+        self.emit(db, outbox.VEND, {
+            "transaction_id": txn.id, "slot": txn.slot, "status": txn.state,
+            "reason": txn.reason, "message": txn.message, "device_id": txn.device_id,
+            "communication": txn.communication, "created_at": txn.created_at,
+            "finished_at": txn.finished_at,
+            # Filled in once products and prices exist; consumers treat None as "not priced".
+            "product": None, "price": None,
+            # Whether this vend is a sale (what a fleet counts): a success that was not
+            # simulated (the simulator dispenses nothing).
+            "sale": txn.state == SUCCESS and not txn.simulated,
+            "simulated": txn.simulated,
+            "stock": row["stock"] if row is not None else None,
+            "previous_status": previous, "settled": previous == UNKNOWN,
+        }, txn.finished_at)
 
     def recover_interrupted(self) -> list[Transaction]:
         """At start-up: vends a crash left open become `unknown` (go and look).
@@ -325,7 +400,10 @@ class Store:
                  "the server stopped before this vend was sent to a board; almost certainly"
                  " not dispensed", PENDING),
             )
-            return [self._get(db, row["id"]) for row in rows]
+            recovered = [self._get(db, row["id"]) for row in rows]
+            for txn in recovered:
+                self._emit_vend(db, txn, SENT if txn.reason == "server_restart" else PENDING)
+            return recovered
 
     def mark_checked(self, txn_id: str, note: str) -> Transaction:
         """An operator looked at the machine for this vend."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotFound
-from . import Store
+from . import Store, outbox
 
 DELIVERY_PENDING = "pending"
 DELIVERY_DELIVERED = "delivered"
@@ -127,7 +127,9 @@ class OperationsStore:
                     (alert_id, url, DELIVERY_PENDING, now),
                 )
             row = db.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-        return Alert.from_row(row)
+            alert = Alert.from_row(row)
+            self.store.emit(db, outbox.ALERT, alert.to_dict(), alert.created_at)
+        return alert
 
     def alert(self, alert_id: int) -> Alert:
         rows = self.store.query("SELECT * FROM alerts WHERE id = ?", (alert_id,))
@@ -170,6 +172,11 @@ class OperationsStore:
             if cur.rowcount == 0 and db.execute(
                     "SELECT 1 FROM alerts WHERE id = ?", (alert_id,)).fetchone() is None:
                 raise NotFound(f"no alert {alert_id}; GET /alerts lists them")
+            if cur.rowcount:
+                alert = Alert.from_row(db.execute("SELECT * FROM alerts WHERE id = ?",
+                                                  (alert_id,)).fetchone())
+                self.store.emit(db, outbox.ALERT_ACKNOWLEDGED, alert.to_dict(),
+                                 alert.acknowledged_at)
         return self.alert(alert_id)
 
     # Webhook deliveries

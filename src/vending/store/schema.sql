@@ -96,6 +96,20 @@ CREATE TABLE IF NOT EXISTS wifi_devices (
     approved_at     REAL
 );
 
+-- Events for the MQTT bridge, written in the same transaction as the change they report.
+-- seq is this machine's event number: AUTOINCREMENT so a number is never reused, even after
+-- delivered rows are pruned. delivered_at is set on the broker's PUBACK.
+CREATE TABLE IF NOT EXISTS outbox (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    event           TEXT NOT NULL,
+    topic           TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    created_at      REAL NOT NULL,
+    delivered_at    REAL
+);
+
+CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (delivered_at, seq);
+
 -- One row rewritten to learn whether the database can commit again after a failure.
 CREATE TABLE IF NOT EXISTS store_probe (
     id              INTEGER PRIMARY KEY CHECK (id = 1),

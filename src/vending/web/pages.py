@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, redirect, render_template, request
 
 from .auth import COOKIE_NAME
 from .common import runtime
@@ -19,10 +19,17 @@ NAVIGATION = (
 )
 
 
+def navigation() -> tuple[tuple[str, str, str], ...]:
+    """The navigation bar, with the fleet view when it is on."""
+    if runtime().fleet is not None:
+        return (*NAVIGATION, ("fleet.page", "/fleet", "Fleet"))
+    return NAVIGATION
+
+
 def _render(template: str, page: str, **context):
     rt = runtime()
     return render_template(
-        template, page=page, navigation=NAVIGATION, keys_hint=rt.config.slots <= 9,
+        template, page=page, navigation=navigation(), keys_hint=rt.config.slots <= 9,
         signed_in=COOKIE_NAME in request.cookies, **context,
     )
 
@@ -31,6 +38,9 @@ def _render(template: str, page: str, **context):
 def index():
     """Slot buttons: vend and watch each vend's outcome."""
     rt = runtime()
+    if rt.fleet is not None and not rt.registry.devices():
+        # A fleet server with no board of its own: its front page is the fleet.
+        return redirect("/fleet")
     return _render("index.html", "vend", slots=rt.store.slots(rt.config.slots))
 
 
