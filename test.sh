@@ -32,6 +32,15 @@ need_package() {  # need_package PACKAGE PRESENT-TEST-COMMAND... (what it is for
 }
 why="firmware host tests"; need_package g++ command -v g++
 why="firmware host tests"; need_package make command -v make
+why="firmware host tests (mbedTLS)"; need_package libmbedtls-dev test -f /usr/include/mbedtls/md.h
+why="firmware cross build"; need_package gcc-riscv64-unknown-elf command -v riscv64-unknown-elf-g++
+why="firmware cross build"; need_package picolibc-riscv64-unknown-elf test -f /usr/lib/picolibc/riscv64-unknown-elf/picolibc.specs
+why="firmware cross build"; need_package gcc-xtensa-lx106 command -v xtensa-lx106-elf-g++
+why="firmware cross build"; need_package picolibc-xtensa-lx106-elf test -f /usr/lib/xtensa-lx106-elf/picolibc.specs
+why="firmware cross build"; need_package qemu-user command -v qemu-riscv32
+why="firmware sketch build"; need_package arduino-builder command -v arduino-builder
+why="firmware fuzz target"; need_package clang command -v clang++
+why="firmware fuzz target"; need_package libclang-rt-14-dev sh -c 'ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a'
 if [ -z "${VENDING_CHROMIUM:-}" ]; then
   why="browser tests"; need_package chromium test -x /usr/bin/chromium
 fi

@@ -56,7 +56,11 @@ def pair_and_approve(env: WifiEnv, board: HostWifiBoardProcess) -> None:
     wait_until(lambda: env.status(DEV) == "pending_approval", timeout=10,
                message="the board to ask to pair")
     shown = wait_until(lambda: board.saw("PAIRING: key fingerprint "), message="the fingerprint")
-    assert env.device(DEV).fingerprint in shown  # what the operator compares
+    # The board prints its code before its pair request reaches the server (after a revoke
+    # the device is already pending approval, without a key).
+    listed = wait_until(lambda: env.device(DEV).fingerprint, timeout=10,
+                        message="the server to list the board's key")
+    assert listed in shown  # what the operator compares
     env.approve(DEV)
     wait_until(lambda: env.status(DEV) == "online" and env.device(DEV).polls_held > 0,
                timeout=10, message="the board online and holding a poll")

@@ -7,7 +7,9 @@
 // One motor driver input per slot, slot 1 first. The number of pins is the number of slots.
 #define MOTOR_PINS {16, 17, 18, 19, 21}
 // 1: a HIGH pin turns the motor on (most MOSFET/relay modules); 0: active LOW relays.
+#ifndef MOTOR_ACTIVE_HIGH  // (the host boot test sets it with -D)
 #define MOTOR_ACTIVE_HIGH 1
+#endif
 
 // How long each slot's motor turns for one item without a sensor, in ms (slot 1 first).
 #define SLOT_RUN_MS {1200, 1200, 1200, 1200, 1200}

@@ -7,7 +7,9 @@
 // One motor driver input per slot, slot 1 first. The number of pins is the number of slots.
 #define MOTOR_PINS {16, 17, 18, 19, 21}
 // 1: a HIGH pin turns the motor on (most MOSFET/relay modules); 0: active LOW relays.
+#ifndef MOTOR_ACTIVE_HIGH  // (the host boot test sets it with -D)
 #define MOTOR_ACTIVE_HIGH 1
+#endif
 
 // How long each slot's motor turns for one item without a sensor, in ms (slot 1 first).
 #define SLOT_RUN_MS {1200, 1200, 1200, 1200, 1200}
@@ -23,14 +25,15 @@
 #define JAM_MS 4000
 
 #define STATUS_LED_PIN 2      // -1 when the board has no LED
-// Longer than the long-poll below plus 10 s: an HTTP request blocks loop() (never while a
-// motor turns).
-#define WATCHDOG_SECONDS 40   // the chip restarts if loop() stalls this long
+// The chip restarts if loop() stalls this long. A network call blocks loop() (never while a
+// motor turns) for at most LONG_POLL_SECONDS + 8 s; the sketch refuses to build unless this
+// is at least 5 s more than that.
+#define WATCHDOG_SECONDS 40
 
 #define DISCOVERY_PORT 12346        // UDP port the server answers VENDING_DISCOVER_V2 on
 #define DISCOVERY_REPLY_PORT 12347  // local UDP port the board listens on for the reply
-// How long one "any command for me?" request may wait (the server holds it at most 25 s);
-// the HTTP timeout is this plus 10 s, which must stay below WATCHDOG_SECONDS.
-#define LONG_POLL_SECONDS 25
+// How long one "any command for me?" request may wait (the server holds it at most 25 s).
+// The board gives up on it 3 s (connect) + this + 5 s after it starts.
+#define LONG_POLL_SECONDS 20
 
 #endif

@@ -1,20 +1,15 @@
 // WiFi vending board (protocol 2 of docs/protocol-wifi.md): signed discovery, X25519
 // pairing approved by an operator, long-poll, exactly-once vends, confirm until acknowledged.
-// A thin shell: pins, WiFi, UDP, HTTP, NVS, mbedtls and the watchdog here; every protocol
+// A thin shell: WiFi, UDP, HTTP and NVS keys here, the pins and the watchdog in vending_glue,
+// SHA-256/HMAC/X25519 through the core's crypto seam (mbedTLS); every protocol
 // rule lives in the plain C++ core (vending::WifiBoard), tested on the host.
 #include <Arduino.h>
 #include <HTTPClient.h>
 #include <Preferences.h>
 #include <WiFi.h>
 #include <WiFiUdp.h>
-#include <esp_task_wdt.h>
-#if ESP_ARDUINO_VERSION_MAJOR >= 3
-#include <esp_random.h>
-#else
-#include <esp_system.h>
-#endif
-#include <mbedtls/ecdh.h>
 #include <vending_core.h>
+#include <vending_glue.h>
 
 #include "config.h"
 #include "secrets.h"  // copy secrets.example.h to secrets.h first
@@ -22,40 +17,12 @@
 static const uint8_t kMotorPins[] = MOTOR_PINS;
 static const uint32_t kRunMs[] = SLOT_RUN_MS;
 static const uint16_t kSlots = sizeof(kMotorPins) / sizeof(kMotorPins[0]);
-static const uint8_t kMotorOn = MOTOR_ACTIVE_HIGH ? HIGH : LOW;
-static const uint8_t kMotorOff = MOTOR_ACTIVE_HIGH ? LOW : HIGH;
 
-class PinMotor : public vending::Motor {
- public:
-  void allOff() override {
-    for (uint16_t i = 0; i < kSlots; ++i) {
-      digitalWrite(kMotorPins[i], kMotorOff);
-      pinMode(kMotorPins[i], OUTPUT);
-    }
-  }
-  void start(uint16_t slot) override { digitalWrite(kMotorPins[slot - 1], kMotorOn); }
-  void stop(uint16_t slot) override { digitalWrite(kMotorPins[slot - 1], kMotorOff); }
-};
-
-static volatile bool g_beamBroken = false;
-static void IRAM_ATTR onBeam() { g_beamBroken = true; }
-
-class BeamSensor : public vending::Sensor {
- public:
-  void arm(uint16_t) override { g_beamBroken = false; }
-  bool itemSeen() override { return g_beamBroken; }
-};
+// step() blocks the loop for one exchange at most: the watchdog must wait longer than that.
+static_assert(vending::WifiBoard::maxBlockMs(LONG_POLL_SECONDS) + 5000 <= WATCHDOG_SECONDS * 1000UL,
+              "WATCHDOG_SECONDS must exceed the longest network call (LONG_POLL_SECONDS + 8 s) by 5 s");
 
 static Preferences g_prefs;  // NVS namespace "vending": journal, secret, boot count
-
-class NvsJournal : public vending::Storage {
- public:
-  size_t load(char* buf, size_t cap) override {
-    size_t n = g_prefs.getBytesLength("memory");
-    return n > 0 && n <= cap ? g_prefs.getBytes("memory", buf, n) : 0;
-  }
-  bool save(const char* data, size_t len) override { return g_prefs.putBytes("memory", data, len) == len; }
-};
 
 class NvsKeys : public vending::WifiNvs {
  public:
@@ -68,61 +35,29 @@ class NvsKeys : public vending::WifiNvs {
   bool saveBootCount(uint32_t count) override { return g_prefs.putUInt("boot", count) == sizeof(count); }
 };
 
-static int mbedRandom(void*, unsigned char* out, size_t len) {
-  esp_fill_random(out, len);
-  return 0;
-}
-
-// X25519 through mbedtls (MBEDTLS_ECP_DP_CURVE25519), keys little-endian as RFC 7748.
-class MbedtlsKeys : public vending::KeyAgreement {
+// An HTTP answer's socket, for the core's bounded body reader.
+class HttpBody : public vending::ByteSource {
  public:
-  bool generate(uint8_t publicKey[32]) override {
-    forget();
-    mbedtls_ecp_group_init(&grp_);
-    mbedtls_mpi_init(&d_);
-    mbedtls_ecp_point_init(&q_);
-    have_ = true;
-    size_t olen = 0;
-    bool ok = mbedtls_ecp_group_load(&grp_, MBEDTLS_ECP_DP_CURVE25519) == 0 &&
-              mbedtls_ecdh_gen_public(&grp_, &d_, &q_, mbedRandom, nullptr) == 0 &&
-              mbedtls_ecp_point_write_binary(&grp_, &q_, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen, publicKey, 32) == 0 &&
-              olen == 32;
-    if (!ok) forget();
-    return ok;
+  explicit HttpBody(HTTPClient& client) : client_(client), stream_(client.getStreamPtr()) {}
+  int available() override {
+    int n = stream_ ? stream_->available() : -1;
+    return n > 0 ? n : (stream_ && client_.connected() ? 0 : -1);
   }
-  bool agree(const uint8_t peerPublic[32], uint8_t shared[32]) override {
-    if (!have_) return false;
-    mbedtls_ecp_point peer;
-    mbedtls_mpi z;
-    mbedtls_ecp_point_init(&peer);
-    mbedtls_mpi_init(&z);
-    bool ok = mbedtls_ecp_point_read_binary(&grp_, &peer, peerPublic, 32) == 0 &&
-              mbedtls_ecdh_compute_shared(&grp_, &z, &peer, &d_, mbedRandom, nullptr) == 0 &&
-              mbedtls_mpi_write_binary_le(&z, shared, 32) == 0;
-    mbedtls_ecp_point_free(&peer);
-    mbedtls_mpi_free(&z);
-    return ok;
-  }
-  void forget() override {
-    if (!have_) return;
-    mbedtls_ecp_group_free(&grp_);
-    mbedtls_mpi_free(&d_);  // zeroizes the private key
-    mbedtls_ecp_point_free(&q_);
-    have_ = false;
-  }
+  size_t read(uint8_t* out, size_t cap) override { return stream_->readBytes(out, cap); }
+  void idle() override { delay(1); }
 
  private:
-  mbedtls_ecp_group grp_;
-  mbedtls_mpi d_;
-  mbedtls_ecp_point q_;
-  bool have_ = false;
+  HTTPClient& client_;
+  Stream* stream_;
 };
+
+static uint32_t clockMs() { return millis(); }
 
 class ArduinoLink : public vending::WifiLink {
  public:
   bool connected() override { return WiFi.status() == WL_CONNECTED; }
   void localIp(char out[16]) override { snprintf(out, 16, "%s", WiFi.localIP().toString().c_str()); }
-  void random(uint8_t* out, size_t len) override { esp_fill_random(out, len); }
+  void random(uint8_t* out, size_t len) override { vending_glue::fillRandom(out, len); }
   bool sendDiscovery(const char* data, size_t len) override {
     udp_.stop();
     udp_.begin(DISCOVERY_REPLY_PORT);
@@ -140,24 +75,26 @@ class ArduinoLink : public vending::WifiLink {
     return -1;
   }
   void http(const char* ip, uint16_t port, vending::HttpCall& call) override {
+    // Bounded as vending::HttpCall says: connect, then the whole answer by one deadline, read
+    // into the core's buffer (never onto the heap) and cut at its size.
+    uint32_t deadline = millis() + call.connectTimeoutMs + call.timeoutMs;
     char url[96];
-    snprintf(url, sizeof(url), "http://%s:%u%s", ip, (unsigned)port, call.target);
+    snprintf(url, sizeof(url), "http://%s:%u%s", ip, static_cast<unsigned>(port), call.target);
     HTTPClient client;
     client.begin(url);
-    client.setConnectTimeout(3000);
-    client.setTimeout(call.timeoutMs > 60000 ? 60000 : (uint16_t)call.timeoutMs);
+    client.setConnectTimeout(static_cast<int32_t>(call.connectTimeoutMs));
+    client.setTimeout(static_cast<uint16_t>(call.timeoutMs > 65000 ? 65000 : call.timeoutMs));
     static const char* kCollect[] = {"X-Signature"};
     client.collectHeaders(kCollect, 1);
     for (size_t i = 0; i < call.headerCount; ++i) client.addHeader(call.headerName[i], call.headerValue[i]);
     if (call.bodyLen) client.addHeader("Content-Type", "application/json");
-    call.status = client.sendRequest(call.method, (uint8_t*)call.body, call.bodyLen);
+    call.status = client.sendRequest(call.method, reinterpret_cast<uint8_t*>(const_cast<char*>(call.body)), call.bodyLen);
     call.responseLen = 0;
+    call.response[0] = '\0';
     if (call.status > 0) {
-      String body = client.getString();
-      call.responseLen = body.length() < call.responseCap ? body.length() : call.responseCap - 1;
-      memcpy(call.response, body.c_str(), call.responseLen);
-      call.response[call.responseLen] = '\0';
       snprintf(call.signature, sizeof(call.signature), "%s", client.header("X-Signature").c_str());
+      HttpBody body(client);
+      if (!vending::readBody(body, client.getSize(), call, clockMs, deadline)) call.status = -1;  // lost
     }
     client.end();
   }
@@ -172,11 +109,11 @@ class SerialConsole : public vending::Console {
   void say(const char* text) override { Serial.println(text); }
 };
 
-static PinMotor g_motor;
-static BeamSensor g_sensor;
-static NvsJournal g_journal;
+static vending_glue::PinMotor g_motor(kMotorPins, kSlots, MOTOR_ACTIVE_HIGH);
+static vending_glue::BeamSensor g_sensor;
+static vending_glue::NvsStorage g_journal(g_prefs);
 static NvsKeys g_keys;
-static MbedtlsKeys g_x25519;
+static vending::X25519KeyAgreement g_x25519(vending_glue::fillRandom);  // mbedTLS, via the core
 static ArduinoLink g_link;
 static SerialConsole g_console;
 static vending::VendEngine* g_engine = nullptr;
@@ -196,7 +133,7 @@ static void keepWifiJoined(uint32_t now) {
   Serial.println("WiFi: connecting...");
   WiFi.disconnect();
   WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
-  g_nextJoin = now + g_wifiBackoff.nextDelay(esp_random());
+  g_nextJoin = now + g_wifiBackoff.nextDelay(vending_glue::randomWord());
 }
 
 static vending::EngineConfig engineConfig() {
@@ -215,21 +152,10 @@ void setup() {
   if (STATUS_LED_PIN >= 0) pinMode(STATUS_LED_PIN, OUTPUT);
   Serial.begin(115200);
   Serial.setTimeout(50);  // a human line without its newline must not stall the loop
-#if ESP_ARDUINO_VERSION_MAJOR >= 3
-  esp_task_wdt_config_t wdt = {WATCHDOG_SECONDS * 1000, 0, true};
-  esp_task_wdt_reconfigure(&wdt);
-#else
-  esp_task_wdt_init(WATCHDOG_SECONDS, true);
-#endif
-  esp_task_wdt_add(nullptr);
-  g_prefs.begin("vending", false);
-  if (SENSOR_PIN >= 0) {
-    pinMode(SENSOR_PIN, INPUT_PULLUP);
-    attachInterrupt(digitalPinToInterrupt(SENSOR_PIN), onBeam, SENSOR_BROKEN_LEVEL == LOW ? FALLING : RISING);
-  }
-  uint64_t mac = ESP.getEfuseMac();  // first MAC byte is the lowest byte
-  snprintf(g_dev, sizeof(g_dev), "ESP32_%02X%02X%02X%02X%02X%02X", (uint8_t)mac, (uint8_t)(mac >> 8),
-           (uint8_t)(mac >> 16), (uint8_t)(mac >> 24), (uint8_t)(mac >> 32), (uint8_t)(mac >> 40));
+  vending_glue::startWatchdog(WATCHDOG_SECONDS);  // a refusal is printed; the board still serves
+  if (!g_prefs.begin("vending", false)) Serial.println("ERROR: NVS did not open: vends will be refused");
+  g_sensor.begin(SENSOR_PIN, SENSOR_BROKEN_LEVEL);
+  vending_glue::deviceId(g_dev);
   static vending::VendEngine engine(engineConfig(), g_motor, &g_sensor, g_journal);
   g_engine = &engine;
   engine.begin();  // restores the journal: a vend cut by the reset is now interrupted
@@ -287,7 +213,7 @@ static void humanCommands() {
 }
 
 void loop() {
-  esp_task_wdt_reset();
+  vending_glue::feedWatchdog();
   uint32_t now = millis();
   g_engine->poll(now);
   humanCommands();
@@ -297,7 +223,7 @@ void loop() {
     digitalWrite(STATUS_LED_PIN, g_engine->busy() || (now / period) % 2 ? HIGH : LOW);
   }
   keepWifiJoined(now);
-  // Network exchanges block (a long-poll up to LONG_POLL_SECONDS); never while a motor
-  // turns, so the vend timing stays exact.
+  // A network exchange blocks (a long-poll: WifiBoard::maxBlockMs, checked against the
+  // watchdog above); never while a motor turns, so the vend timing stays exact.
   if (!g_engine->busy()) g_board->step(now);
 }

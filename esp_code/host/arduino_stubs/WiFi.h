@@ -1,4 +1,4 @@
-// Host stand-in for the ESP32 WiFi API: declarations only, for type checks.
+// Stand-in for the ESP32 WiFi API: declarations only.
 #ifndef WIFI_STUB_H
 #define WIFI_STUB_H
 #include "Arduino.h"
@@ -10,6 +10,9 @@ class IPAddress {
   IPAddress(uint32_t address);
   operator uint32_t() const;
   String toString() const;
+
+ private:
+  uint32_t address_;
 };
 class WiFiClass {
  public:
@@ -21,4 +24,17 @@ class WiFiClass {
   IPAddress subnetMask();
 };
 extern WiFiClass WiFi;
+#if ESP_ARDUINO_VERSION_MAJOR >= 3
+class NetworkClient : public Stream {
+ public:
+  int available() override;
+  int read() override;
+};
+#else
+class WiFiClient : public Stream {
+ public:
+  int available() override;
+  int read() override;
+};
+#endif
 #endif

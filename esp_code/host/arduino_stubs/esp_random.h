@@ -1,5 +1,8 @@
-// Host stand-in for ESP-IDF 5.x esp_random.h: declarations only, for type checks.
+// Stand-in for ESP-IDF 5.x esp_random.h (core 3.x): declarations only.
 #ifndef ESP_RANDOM_STUB_H
 #define ESP_RANDOM_STUB_H
-#include "esp_system.h"
+#include <stddef.h>
+#include <stdint.h>
+uint32_t esp_random();
+void esp_fill_random(void* buf, size_t len);
 #endif

@@ -1,4 +1,4 @@
-// Host stand-in for ESP-IDF 4.x esp_system.h: declarations only, for type checks.
+// Stand-in for ESP-IDF 4.x esp_system.h (core 2.x): declarations only.
 #ifndef ESP_SYSTEM_STUB_H
 #define ESP_SYSTEM_STUB_H
 #include <stddef.h>

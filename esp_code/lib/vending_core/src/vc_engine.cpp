@@ -26,9 +26,8 @@ VendEngine::VendEngine(const EngineConfig& config, Motor& motor, Sensor* sensor,
 void VendEngine::restore() {
   if (restored_) return;
   restored_ = true;
-  static char blob[kMemoryBlobSize];
-  size_t len = storage_.load(blob, sizeof(blob));
-  interruptedPending_ = memory_.restore(blob, len) > 0;
+  size_t len = storage_.load(blob_, sizeof(blob_));
+  interruptedPending_ = memory_.restore(blob_, len) > 0;
 }
 
 void VendEngine::begin() {
@@ -46,9 +45,8 @@ const Entry* VendEngine::find(const char* id) {
 }
 
 bool VendEngine::persist() {
-  static char blob[kMemoryBlobSize];
-  size_t len = memory_.serialize(blob, sizeof(blob));
-  storageFailed_ = len == 0 || !storage_.save(blob, len);
+  size_t len = memory_.serialize(blob_, sizeof(blob_));
+  storageFailed_ = len == 0 || !storage_.save(blob_, len);
   return !storageFailed_;
 }
 

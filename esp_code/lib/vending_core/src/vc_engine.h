@@ -110,6 +110,8 @@ class VendEngine {
   Storage& storage_;
   EngineListener* listener_ = nullptr;
   OutcomeMemory memory_;
+  // The memory as text, for storage: one buffer for loading and saving (never both at once).
+  char blob_[kMemoryBlobSize];
   bool ready_ = false;
   bool restored_ = false;
   bool interruptedPending_ = false;

@@ -143,7 +143,7 @@ size_t OutcomeMemory::restore(const char* blob, size_t len) {
         if (space) *space = '\0';
         cursor = space ? space + 1 : nullptr;
       }
-      EntryState state;
+      EntryState state = EntryState::Failed;  // set by parseState whenever ok
       unsigned long slot = 0;
       bool ok = nf == 4 && cursor == nullptr && isRequestId(fields[0]) && parseState(fields[2], state);
       for (const char* p = ok ? fields[1] : ""; *p; ++p) {

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "vc_json.h"
-#include "vc_sha256.h"
+#include "vc_crypto.h"
 
 namespace vending {
 
@@ -81,9 +81,7 @@ bool join(const char* const* parts, size_t count, char* out, size_t cap, size_t*
 
 void bodyHash(const uint8_t* body, size_t len, char out[65]) {
   uint8_t digest[32];
-  Sha256 sha;
-  sha.update(body, len);
-  sha.finish(digest);
+  sha256(body, len, digest);
   toHex(digest, 32, out);
 }
 
@@ -305,9 +303,7 @@ void pairingSecret(const uint8_t shared[32], const char* deviceId, uint8_t secre
 void keyFingerprint(const uint8_t publicKey[32], char out[10]) {
   static const char kHex[] = "0123456789ABCDEF";
   uint8_t digest[32];
-  Sha256 sha;
-  sha.update(publicKey, 32);
-  sha.finish(digest);
+  sha256(publicKey, 32, digest);
   size_t at = 0;
   for (size_t i = 0; i < 4; ++i) {
     if (i == 2) out[at++] = '-';

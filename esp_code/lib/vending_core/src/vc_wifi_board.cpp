@@ -1,11 +1,12 @@
 #include "vc_wifi_board.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "vc_codec.h"
 #include "vc_json.h"
-#include "vc_sha256.h"
+#include "vc_crypto.h"
 
 namespace vending {
 
@@ -24,6 +25,35 @@ void copyText(char* out, size_t cap, const char* text) {
 
 }  // namespace
 
+bool readBody(ByteSource& source, int32_t contentLength, HttpCall& call, ClockFn clock,
+              uint32_t deadline) {
+  size_t keep = call.responseCap - 1;
+  size_t want = contentLength < 0 ? keep : static_cast<size_t>(contentLength);
+  if (want > keep) want = keep;  // cut: the board will not take it as whole anyway
+  size_t got = 0;
+  bool whole = false;
+  while (true) {
+    if (got == want && (contentLength >= 0 || got == keep)) {
+      whole = true;
+      break;
+    }
+    int ready = source.available();
+    if (ready < 0) {
+      whole = contentLength < 0;  // closed: whole only if no length was promised
+      break;
+    }
+    if (static_cast<int32_t>(clock() - deadline) >= 0) break;
+    if (ready == 0) {
+      source.idle();
+      continue;
+    }
+    got += source.read(reinterpret_cast<uint8_t*>(call.response) + got, want - got);
+  }
+  call.responseLen = got;
+  call.response[got] = '\0';
+  return whole;
+}
+
 WifiBoard::WifiBoard(const WifiBoardConfig& config, VendEngine& engine, WifiLink& link,
                      WifiNvs& nvs, KeyAgreement& keys, Console& console)
     : config_(config),
@@ -35,9 +65,12 @@ WifiBoard::WifiBoard(const WifiBoardConfig& config, VendEngine& engine, WifiLink
       discoveryBackoff_(config.discoveryBaseMs, config.discoveryMaxMs),
       retryBackoff_(config.retryBaseMs, config.retryMaxMs) {}
 
-void WifiBoard::sayf(const char* format, const char* a, const char* b, const char* c) {
+void WifiBoard::sayf(const char* format, ...) {
   char text[200];
-  snprintf(text, sizeof(text), format, a, b, c);
+  va_list args;
+  va_start(args, format);
+  vsnprintf(text, sizeof(text), format, args);
+  va_end(args);
   console_.say(text);
 }
 
@@ -439,7 +472,7 @@ void WifiBoard::poll(uint32_t now) {
   char target[48];
   snprintf(target, sizeof(target), "/esp32/v2/commands?wait=%u", static_cast<unsigned>(config_.pollWaitS));
   HttpCall call;
-  call.timeoutMs = (static_cast<uint32_t>(config_.pollWaitS) + 10) * 1000;
+  call.timeoutMs = (static_cast<uint32_t>(config_.pollWaitS) + kPollMarginS) * 1000;
   Answer a = signedCall("GET", target, "", call);
   if (settledBadAnswer(a, now)) return;
   JsonObject answer;

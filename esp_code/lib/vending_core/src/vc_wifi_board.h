@@ -10,11 +10,15 @@
 
 #include "vc_engine.h"
 #include "vc_wifi.h"
-#include "vc_x25519.h"
+#include "vc_crypto.h"
 
 namespace vending {
 
 class JsonObject;
+
+const uint32_t kHttpConnectTimeoutMs = 3000;
+const uint32_t kHttpTimeoutMs = 5000;     // every request but the long-poll
+const uint32_t kPollMarginS = 5;          // the long-poll: its wait plus this
 
 // One HTTP request and its answer. The board fills the request half, the shell the rest.
 struct HttpCall {
@@ -25,13 +29,36 @@ struct HttpCall {
   const char* headerName[3] = {nullptr, nullptr, nullptr};
   const char* headerValue[3] = {nullptr, nullptr, nullptr};
   size_t headerCount = 0;
-  uint32_t timeoutMs = 5000;
+  // The shell gives up on the connection after connectTimeoutMs, and on the answer (status,
+  // headers and body together) timeoutMs after that: one call blocks at most their sum.
+  uint32_t connectTimeoutMs = kHttpConnectTimeoutMs;
+  uint32_t timeoutMs = kHttpTimeoutMs;
   int status = 0;                     // the answer's HTTP status; <= 0: no answer at all
   char signature[65] = {0};           // its X-Signature header, "" when absent
   char* response = nullptr;           // its body (the board's buffer), cut at responseCap - 1
   size_t responseCap = 0;
   size_t responseLen = 0;
 };
+
+// What a shell reads an HTTP answer's body from (its socket).
+class ByteSource {
+ public:
+  virtual ~ByteSource() {}
+  // Bytes readable now (0: none yet), or -1 once the peer has closed and nothing is left.
+  virtual int available() = 0;
+  virtual size_t read(uint8_t* out, size_t cap) = 0;
+  // Nothing to read yet: let the chip do something else for a moment (delay(1)).
+  virtual void idle() = 0;
+};
+
+typedef uint32_t (*ClockFn)();
+
+// Reads an answer's body into call.response, never more than responseCap - 1 bytes (a longer
+// body is cut there, so the board treats it as not whole) and never past `deadline` (a clock()
+// value). contentLength < 0: until the peer closes. False when the deadline passed before the
+// body was whole: the answer is then lost.
+bool readBody(ByteSource& source, int32_t contentLength, HttpCall& call, ClockFn clock,
+              uint32_t deadline);
 
 class WifiLink {
  public:
@@ -88,9 +115,18 @@ class WifiBoard : public EngineListener {
   // At boot: the boot count goes up in NVS (the replay counter's high half) and the secret
   // is read. Call after engine.begin().
   void begin();
-  // Does at most one network exchange when one is due. Blocks for that exchange (a poll up
-  // to pollWaitS); call it only while no motor turns (engine.busy() false).
+  // Does at most one network exchange when one is due and blocks for it: at most
+  // maxBlockMs(pollWaitS) in the shell's http() (a long-poll is the longest), or one
+  // discovery window. The loop's watchdog must allow more than that (the sketch checks it
+  // at compile time). Call it only while no motor turns (engine.busy() false): the motor's
+  // timing is the loop's.
   void step(uint32_t now);
+  // The longest http() call step() makes: connect, then the poll's wait plus kPollMarginS.
+  static constexpr uint32_t maxBlockMs(uint16_t pollWaitS) {
+    return kHttpConnectTimeoutMs + ((pollWaitS + kPollMarginS) * 1000u > kHttpTimeoutMs
+                                        ? (pollWaitS + kPollMarginS) * 1000u
+                                        : kHttpTimeoutMs);
+  }
   void vendFinished(const char* id, uint16_t slot, bool success, const char* reason) override;
   // Forget the secret and pair again (typed at the serial console: someone at the board).
   void unpair();
@@ -132,7 +168,11 @@ class WifiBoard : public EngineListener {
   void confirmFromJournal(const char* id, bool reconcile);
   void later(uint32_t now, uint32_t ms) { nextTry_ = now + ms; }
   uint32_t jitter();
-  void sayf(const char* format, const char* a = "", const char* b = "", const char* c = "");
+  // A console line from a literal printf format (the compiler checks it against the arguments).
+#if defined(__GNUC__)
+  __attribute__((format(printf, 2, 3)))
+#endif
+  void sayf(const char* format, ...);
 
   WifiBoardConfig config_;
   VendEngine& engine_;

@@ -8,10 +8,9 @@
 #include "vc_memory.h"
 #include "vc_engine.h"
 #include "vc_serial_board.h"
-#include "vc_sha256.h"
 #include "vc_wifi.h"
 #include "vc_json.h"
-#include "vc_x25519.h"
+#include "vc_crypto.h"
 #include "vc_wifi_board.h"
 
 #endif

@@ -1,6 +1,13 @@
-#include "vc_x25519.h"
+// FOR TEST TARGETS ONLY: X25519 (RFC 7748) in plain C++ after TweetNaCl's public-domain
+// crypto_scalarmult, for builds that have no mbedTLS (the rv32imc core tests under QEMU).
+// The chip and the PC use mbedTLS through lib/vending_core/src/vc_crypto_mbedtls.cpp.
+#ifndef VC_CRYPTO_PORTABLE
+#error "portable crypto is for test targets: build them with -DVC_CRYPTO_PORTABLE"
+#endif
 
 #include <string.h>
+
+#include "vc_crypto.h"
 
 namespace vending {
 
@@ -96,7 +103,7 @@ void invert(Fe o, const Fe in) {
 
 }  // namespace
 
-void x25519(uint8_t out[32], const uint8_t scalar[32], const uint8_t u[32]) {
+bool x25519(uint8_t out[32], const uint8_t scalar[32], const uint8_t u[32], RandomFn) {
   uint8_t z[32];
   memcpy(z, scalar, 32);
   z[31] = static_cast<uint8_t>((z[31] & 127) | 64);
@@ -138,32 +145,7 @@ void x25519(uint8_t out[32], const uint8_t scalar[32], const uint8_t u[32]) {
   mul(a, a, c);
   pack(out, a);
   memset(z, 0, sizeof(z));
-}
-
-void x25519Base(uint8_t out[32], const uint8_t scalar[32]) {
-  uint8_t nine[32] = {9};
-  x25519(out, scalar, nine);
-}
-
-bool X25519KeyAgreement::generate(uint8_t publicKey[32]) {
-  random_(private_, sizeof(private_));
-  have_ = true;
-  x25519Base(publicKey, private_);
   return true;
-}
-
-bool X25519KeyAgreement::agree(const uint8_t peerPublic[32], uint8_t shared[32]) {
-  if (!have_) return false;
-  x25519(shared, private_, peerPublic);
-  // An all-zero result means a low-order peer key: refuse it (RFC 7748 section 6.1).
-  uint8_t any = 0;
-  for (int i = 0; i < 32; ++i) any = static_cast<uint8_t>(any | shared[i]);
-  return any != 0;
-}
-
-void X25519KeyAgreement::forget() {
-  memset(private_, 0, sizeof(private_));
-  have_ = false;
 }
 
 }  // namespace vending

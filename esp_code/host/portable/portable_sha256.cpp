@@ -1,6 +1,13 @@
-#include "vc_sha256.h"
+// FOR TEST TARGETS ONLY: SHA-256 and HMAC-SHA256 (FIPS 180-4, RFC 2104) in plain C++ for
+// builds that have no mbedTLS (the rv32imc core tests under QEMU). The chip and the PC use
+// mbedTLS through lib/vending_core/src/vc_crypto_mbedtls.cpp; this never ships in firmware.
+#ifndef VC_CRYPTO_PORTABLE
+#error "portable crypto is for test targets: build them with -DVC_CRYPTO_PORTABLE"
+#endif
 
 #include <string.h>
+
+#include "vc_crypto.h"
 
 namespace vending {
 
@@ -18,7 +25,19 @@ const uint32_t kK[64] = {
 
 inline uint32_t rotr(uint32_t x, unsigned n) { return (x >> n) | (x << (32 - n)); }
 
-}  // namespace
+class Sha256 {
+ public:
+  Sha256();
+  void update(const uint8_t* data, size_t len);
+  void finish(uint8_t digest[32]);
+
+ private:
+  void block(const uint8_t* p);
+  uint32_t h_[8];
+  uint8_t buf_[64];
+  size_t bufLen_ = 0;
+  uint64_t total_ = 0;
+};
 
 Sha256::Sha256() {
   const uint32_t init[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -93,6 +112,14 @@ void Sha256::finish(uint8_t digest[32]) {
   }
 }
 
+}  // namespace
+
+void sha256(const uint8_t* data, size_t len, uint8_t digest[32]) {
+  Sha256 sha;
+  sha.update(data, len);
+  sha.finish(digest);
+}
+
 void hmacSha256(const uint8_t* key, size_t keyLen, const uint8_t* msg, size_t msgLen,
                 uint8_t mac[32]) {
   uint8_t k[64] = {0};
@@ -115,21 +142,6 @@ void hmacSha256(const uint8_t* key, size_t keyLen, const uint8_t* msg, size_t ms
   ho.update(pad, 64);
   ho.update(inner, 32);
   ho.finish(mac);
-}
-
-void toHex(const uint8_t* data, size_t len, char* out) {
-  static const char kHex[] = "0123456789abcdef";
-  for (size_t i = 0; i < len; ++i) {
-    out[2 * i] = kHex[data[i] >> 4];
-    out[2 * i + 1] = kHex[data[i] & 0xF];
-  }
-  out[2 * len] = '\0';
-}
-
-bool constantTimeEqual(const uint8_t* a, const uint8_t* b, size_t len) {
-  uint8_t diff = 0;
-  for (size_t i = 0; i < len; ++i) diff = static_cast<uint8_t>(diff | (a[i] ^ b[i]));
-  return diff == 0;
 }
 
 }  // namespace vending
