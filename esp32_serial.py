@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from vending.commlog import CommunicationLog
+from vending.config import SerialSettings
 from vending.devices.base import VendOutcome, VendRequest
 from vending.devices.registry import DeviceRegistry
-from vending.devices.serial_link import SerialDevice, SerialMonitor, SerialSettings
+from vending.devices.serial_link import SerialDevice, SerialMonitor
 from vending.devices.serial_ports import PortCandidate, scan_ports
 from vending.events import EventBus
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from vending import Config, create_app
 from vending.serving import BackgroundServer
+from vending.waiting import wait_until
 
 
 class SlowReceiver(BaseHTTPRequestHandler):
@@ -42,6 +43,14 @@ class SlowReceiver(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def free_port() -> int:
@@ -109,7 +118,7 @@ def main() -> None:
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
         broker = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
+        wait_until(lambda: _accepts(port), 10, interval=0.05, message="mosquitto to listen")
         extra = dict(mqtt_url=f"mqtt://127.0.0.1:{port}/bench", mqtt_commands=True)
     try:
         baseline = run("baseline: alerts only (always on)", args.vends, args.repeats)

@@ -23,9 +23,10 @@ from pathlib import Path
 
 from vending import Config, create_app
 from vending.commlog import CommunicationLog
+from vending.config import SerialSettings
 from vending.devices.base import VendRequest
 from vending.devices.registry import DeviceRegistry
-from vending.devices.serial_link import SerialMonitor, SerialSettings
+from vending.devices.serial_link import SerialMonitor
 from vending.protocol import Ack, Done, Vend, format_line
 from vending.serving import BackgroundServer
 from vending.sim.serial import SerialBoardSim

@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-from bench_wifi import free_port, proc_figures
+from bench_wifi import free_port, proc_figures, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL_APP = """
@@ -40,16 +39,7 @@ def time_to_ready(command: list[str], port: int, env: dict[str, str]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"{command[1]} did not become ready")
-            time.sleep(0.01)
+        wait_ready(f"http://127.0.0.1:{port}", process, 30)
         elapsed = time.perf_counter() - started
         time.sleep(0.5)  # let start-up threads settle before counting
         threads, rss = proc_figures(process.pid)

@@ -36,6 +36,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 
 from vending.sim.wifi import WifiBoard  # noqa: E402
+from vending.waiting import wait_until  # noqa: E402
 
 
 def free_port() -> int:
@@ -89,6 +90,19 @@ class UiPoller(threading.Thread):
             self.stop_event.wait(1.0)
 
 
+def wait_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
+    """Until GET /health answers 200; fails at once if the server process ended."""
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
+        try:
+            return requests.get(url + "/health", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    wait_until(ready, timeout, message=f"{url} to answer /health")
+
+
 @contextmanager
 def served(name: str, legacy: bool, extra_env: dict[str, str] | None = None
            ) -> Iterator[tuple[subprocess.Popen, str]]:
@@ -110,16 +124,7 @@ def served(name: str, legacy: bool, extra_env: dict[str, str] | None = None
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(url + "/health", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.05)
+        wait_ready(url, server, 20)
         yield server, url
     finally:
         server.terminate()
@@ -143,15 +148,11 @@ def boards_online(url: str, count: int, legacy: bool, motor: float,
                               poll_wait=None)
             sims.append(board.start())
             time.sleep(2.0 / max(count, 1))  # real boards do not poll in step
-        deadline = time.monotonic() + 60
-        while True:
+        def all_online() -> bool:
             listed = requests.get(url + "/esp32/devices/list", timeout=10).json()["devices"]
-            online = [d for d in listed if d["status"] in ("online", "busy")]
-            if len(online) >= count:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(online)} of {count} boards came online")
-            time.sleep(0.2)
+            return sum(d["status"] in ("online", "busy") for d in listed) >= count
+
+        wait_until(all_online, 60, interval=0.2, message=f"{count} boards to come online")
         yield sims
     finally:
         for board in sims:

@@ -9,6 +9,7 @@ import uuid
 import pytest
 from brokers import Mosquitto, Subscriber, find_mosquitto, free_port, retained
 from helpers import test_config, wait_until
+from shop import shop
 
 from vending.config import parse_mqtt_url
 from vending.mqtt import MqttBridge
@@ -117,15 +118,15 @@ def discovery(subscriber, machine_id, count):
 
 def test_discovery_messages_are_valid_for_home_assistant(broker, subscriber, make_app):
     app, bridge = start_bridged(make_app, broker, mqtt_commands=True, slots=3)
-    found = discovery(subscriber, bridge.machine_id, 3 + 3 + 3)
+    found = discovery(subscriber, bridge.machine_id, 3 + 3 * 3 + 3)
     components = [validate_discovery(t, m.json(), bridge.base) for t, m in found.items()]
     assert components.count("button") == 3
-    assert components.count("sensor") == 6
+    assert components.count("sensor") == 12
     unique_ids = [m.json()["unique_id"] for m in found.values()]
     assert len(set(unique_ids)) == len(unique_ids)
     late = Subscriber(broker.port)  # retained: a Home Assistant started later sees them too
     try:
-        assert all(m.retain for m in discovery(late, bridge.machine_id, 9).values())
+        assert all(m.retain for m in discovery(late, bridge.machine_id, 15).values())
     finally:
         late.close()
     devices = {tuple(m.json()["device"]["identifiers"]) for m in found.values()}
@@ -134,6 +135,30 @@ def test_discovery_messages_are_valid_for_home_assistant(broker, subscriber, mak
     assert stock["state_topic"] == f"{bridge.base}/slots/2"
     button = found[f"homeassistant/button/vending_{bridge.machine_id}/slot_2_vend/config"].json()
     assert button["command_topic"] == f"{bridge.base}/slots/2/vend"
+    for sensor in ("price", "sales_today"):
+        config = found[f"homeassistant/sensor/vending_{bridge.machine_id}/slot_2_{sensor}/config"]
+        assert config.json()["device_class"] == "monetary"
+        assert config.json()["unit_of_measurement"] == "EUR"
+
+
+def test_a_vend_event_carries_product_and_price_and_the_slot_its_sales_today(
+        broker, subscriber, tmp_path):
+    # A serial board: what the simulated device serves is no sale (issue 13).
+    with shop(tmp_path / "data", mqtt_url=broker.url, **FAST) as (app, _):
+        bridge = bridge_of(app)
+        wait_until(lambda: bridge.ready, 10.0, message="the bridge to connect and subscribe")
+        client = app.test_client()
+        product = client.post("/products", json={"name": "Water", "default_price": 150}).get_json()
+        client.patch("/slots/2", json={"product_id": product["id"]})
+        subscriber.wait_for(f"{bridge.base}/slots/2", lambda m: m.json()["price_amount"] == "1.50")
+        assert client.post("/vend/2?wait=5").get_json()["status"] == "success"
+        event = subscriber.wait_for(f"{bridge.base}/events/vend").json()
+        assert (event["product_id"], event["product_name"], event["price"], event["currency"]) == (
+            product["id"], "Water", 150, "EUR")
+        assert event["sale"] is True and event["product"] == "Water"
+        slot = subscriber.wait_for(f"{bridge.base}/slots/2",
+                                   lambda m: m.json()["sales_today"]["count"] == 1).json()
+        assert slot["sales_today"] == {"count": 1, "value": 150, "amount": "1.50"}
 
 
 def test_without_commands_no_buttons_are_announced_and_commands_are_ignored(

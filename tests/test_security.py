@@ -40,6 +40,10 @@ BODIES: dict[str, Any] = {
     "devices.select_device": {"device_id": "SIMULATOR"},
     "devices.simulate": {"fault": "jam"},
     "operations.set_low_stock_level": {"level": 7},
+    "business.add_product": {"name": "Water", "default_price": 150},
+    "business.change_product": {"default_price": 175},
+    "business.refill": {"slots": [1]},
+    "business.collect": {"note": "cash box emptied"},
 }
 # Routes anyone may call: boards sign their own requests (or, protocol 1, are approved by
 # an operator before they get a vend); signing in and out needs no operator.
@@ -50,7 +54,7 @@ VOLATILE = {"uptime", "last_seen", "updated_at"}
 
 def _url(app: Flask, rule: Rule, txn_id: str) -> str:
     values = {"slot": "1", "number": 1, "transaction_id": txn_id, "device_id": "SIMULATOR",
-              "alert_id": 1, "filename": "style.css", "machine_id": "m1"}
+              "alert_id": 1, "filename": "style.css", "machine_id": "m1", "product_id": 1}
     with app.test_request_context():
         return app.url_for(rule.endpoint, **{name: values[name] for name in rule.arguments})
 
@@ -80,7 +84,8 @@ def _snapshot(app: Flask) -> dict[str, Any]:
     headers = BEARER  # works whether or not this machine is trusted
     return {path: _strip(client.get(path, headers=headers).get_json()) for path in (
         "/status", "/transactions", "/slots", "/esp32/devices/list", "/alerts/low-stock",
-        "/alerts", "/esp32/communication/mode")}
+        "/alerts", "/esp32/communication/mode", "/products", "/collections",
+        "/reports/sales", "/reports/restock")}
 
 
 @pytest.fixture
@@ -92,6 +97,9 @@ def secured(make_app: Callable[..., Flask]) -> Callable[..., tuple[Flask, str]]:
         client = app.test_client()
         txn = client.post("/vend/2?wait=5", headers=BEARER).get_json()
         client.patch("/slots/3", json={"stock": 0}, headers=BEARER)  # raises a sold-out alert
+        # A product in slot 2 and one in no slot, so changing or deleting product 1 would work.
+        client.post("/products", json={"name": "Water", "default_price": 150}, headers=BEARER)
+        client.patch("/slots/1", json={"capacity": 10, "stock": 2}, headers=BEARER)
         wait_until(lambda: client.get("/alerts", headers=BEARER).get_json()["active_count"],
                    message="the sold-out alert")
         return app, txn["transaction_id"]

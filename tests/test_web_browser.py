@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from helpers import wait_until
+from shop import shop
 
 from vending.devices.simulator import SimulatedDevice
 from vending.serving import BackgroundServer
@@ -23,7 +24,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
     "--disable-default-apps", "--disable-extensions", "--metrics-recording-only",
 ]
-PAGES = ("/", "/devices", "/log", "/history", "/stock")
+PAGES = ("/", "/devices", "/log", "/history", "/stock", "/reports")
 TIMEOUT_MS = 10_000
 
 
@@ -419,3 +420,104 @@ def test_a_real_wifi_board_waiting_for_approval_is_approved_from_the_page_and_ve
         assert len(board.motor_runs) == 1
     finally:
         env.close()
+
+
+@pytest.fixture
+def shop_server(tmp_path: Path) -> Iterator[BackgroundServer]:
+    """A served app selling through a serial board on a pty (simulated vends are no sales)."""
+    with shop(tmp_path / "shop") as (app, _):
+        server = BackgroundServer(app).start()
+        yield server
+        server.stop()
+
+
+def test_prices_show_under_the_slots_and_a_sale_reaches_the_reports_page(shop_server, browse):
+    client = shop_server.app.test_client()
+    water = client.post("/products", json={"name": "Water", "default_price": 150}).get_json()
+    client.patch("/slots/1", json={"product_id": water["id"], "capacity": 6, "par": 2, "stock": 3})
+    page = browse(shop_server)
+    card = page.locator('.slot-card[data-slot="1"]')
+    expect(card.locator(".price")).to_have_text("1.50 EUR")
+    expect(card.locator(".product")).to_have_text("Water")
+    expect(card.locator(".stock")).to_have_text("3 left")
+    page.locator('button.slot[data-slot="1"]').click()
+    expect(page.locator("#slot-1-outcome")).to_have_attribute("data-state", "dispensed")
+    expect(card.locator(".stock")).to_have_text("2 left", timeout=15_000)
+
+    page.goto("/reports")
+    expect(page.locator("#period-total .big")).to_have_text("1.50 EUR")
+    expect(page.locator("#chart-by-product svg title").first).to_have_text("Sales by product")
+    expect(page.locator("#chart-by-product rect")).to_have_count(1)
+    expect(page.locator("#top-sellers li")).to_have_text(["Water: 1 sold, 1.50 EUR"])
+    expect(page.locator("#idle-slots li")).to_have_count(4)
+    expect(page.locator("#pick-list tbody tr")).to_have_text(["Water41"])
+
+
+def test_the_reports_page_refills_and_records_a_collection(shop_server, browse):
+    client = shop_server.app.test_client()
+    client.patch("/slots/2", json={"capacity": 8, "stock": 1, "price": 100})
+    client.patch("/slots/3", json={"capacity": 5, "stock": 5})
+    assert client.post("/vend/2?wait=5").get_json()["status"] == "success"
+    page = browse(shop_server, "/reports")
+    expect(page.locator("#since-collection .big")).to_have_text("1.00 EUR")
+    page.get_by_label("Note").fill("cash box emptied")
+    page.get_by_role("button", name="Record a collection").click()
+    expect(page.locator("#since-collection .big")).to_have_text("0.00 EUR")
+    expect(page.locator("#since-collection")).to_contain_text("by local")
+    expect(page.locator("#since-install .big")).to_have_text("1.00 EUR")
+
+    boxes = page.locator("#refill-form input[name=slot]")
+    expect(boxes).to_have_count(2)
+    expect(page.locator('#refill-form input[value="2"]')).to_be_checked()
+    expect(page.locator('#refill-form input[value="3"]')).not_to_be_checked()
+    page.get_by_role("button", name="Refill chosen slots").click()
+    expect(page.locator("#reports-message")).to_have_text("Refilled slot 2.")
+    expect(page.locator('.refill-stock[data-slot="2"]')).to_have_text("8")
+    store = runtime_of(shop_server).store
+    assert (store.slot(2).stock, store.slot(3).stock) == (8, 5)
+    actions = [e["action"] for e in client.get("/audit").get_json()["entries"]]
+    assert "refill" in actions and "collect" in actions
+
+
+def test_the_pick_list_prints_alone_on_one_page(shop_server, browse):
+    client = shop_server.app.test_client()
+    for number in range(1, 6):
+        product = client.post("/products", json={"name": f"Product {number}",
+                                                  "default_price": 100}).get_json()
+        client.patch(f"/slots/{number}", json={"product_id": product["id"], "capacity": 10,
+                                               "stock": number})
+    page = browse(shop_server, "/reports")
+    page.emulate_media(media="print")
+    expect(page.locator("#pick-list table")).to_be_visible()
+    expect(page.locator("#pick-list tbody tr")).to_have_count(5)
+    for hidden in ("header.top", "#chart-by-product", "#refill-form", "#print-pick-list"):
+        expect(page.locator(hidden)).to_be_hidden()
+    pdf = page.pdf(format="A4")
+    assert len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf)) == 1, "the pick list takes one page"
+
+
+def test_the_slots_page_adds_a_product_and_sets_a_slot_s_product_price_capacity_and_par(
+        live_server, browse):
+    store = runtime_of(live_server).store
+    page = browse(live_server, "/stock")
+    page.get_by_label("Product name").fill("Sparkling water")
+    page.get_by_label("Default price (EUR)").fill("1.5")
+    page.get_by_role("button", name="Add product").click()
+    expect(page.locator("#products li")).to_have_text(["Sparkling water: 1.50 EUR"])
+    form = page.locator('form.slot-edit[data-slot="2"]')
+    form.get_by_label("Product", exact=False).first.select_option(label="Sparkling water")
+    form.get_by_label("Capacity").fill("12")
+    form.get_by_label("Par", exact=True).fill("4")
+    form.get_by_role("button", name="Save").click()
+    expect(page.locator("#stock-message")).to_have_text("Slot 2 saved.")
+    expect(form.get_by_label("Price (EUR)")).to_have_value("1.50")
+    slot = store.slot(2)
+    assert (slot.product_name, slot.price, slot.capacity, slot.par) == ("Sparkling water", 150, 12, 4)
+    form.get_by_label("Price (EUR)").fill("1,75")
+    form.get_by_role("button", name="Save").click()
+    expect(form.get_by_label("Price (EUR)")).to_have_value("1.75")
+    assert store.slot(2).price == 175
+    form.get_by_label("Price (EUR)").fill("1.755")
+    form.get_by_role("button", name="Save").click()
+    expect(page.locator("#stock-message")).to_have_text("Not saved: the price is not an amount.")
+    assert store.slot(2).price == 175

@@ -16,13 +16,13 @@ import queue
 import threading
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from .audit import one_line
+from .config import AlertSettings
 from .devices.base import BUSY, OFFLINE, ONLINE
 from .errors import StoreUnavailable
 from .events import (
@@ -69,35 +69,19 @@ _DEDUPLICATED = {DEVICE_OFFLINE, DEVICE_BACK, APPROVAL_REQUESTED, SIGN_IN_FAILUR
 _STOCK_OK, _STOCK_LOW, _STOCK_OUT = 0, 1, 2
 
 
-@dataclass
-class AlertSettings:
-    """The knobs of alerting, taken from Config."""
-
-    low_stock_level: int = 2
-    webhook_urls: list[str] = field(default_factory=list)
-    webhook_secret: str = ""
-    webhook_timeout: float = 5.0
-    retry_base: float = 2.0
-    retry_max: float = 300.0
-    give_up_after: float = 24 * 3600.0
-    auth_failure_threshold: int = 5
-    auth_failure_window: float = 300.0
-    machine_id: str = ""
-
-
 class AlertCenter:
     """Turns events into stored alerts and hands them to the log, the bus and the webhooks."""
 
     name = "alerts"
 
     def __init__(self, store: Store, ops: OperationsStore, events: EventBus,
-                 settings: AlertSettings, slots: int) -> None:
+                 settings: AlertSettings, slots: int, machine_id: str = "") -> None:
         self.store = store
         self.ops = ops
         self.events = events
         self.settings = settings
         self.slots = slots
-        self.webhooks = WebhookSender(ops, settings)
+        self.webhooks = WebhookSender(ops, settings, machine_id)
         self._queue: queue.Queue[Event | None] = queue.Queue()
         # Stopping puts None behind the queued events, so every one is recorded first.
         self._worker = Worker("alerts", self._run, join_timeout=10.0,
@@ -348,9 +332,10 @@ def redact_url(url: str) -> str:
 class WebhookSender:
     """Posts pending alert deliveries as JSON, retrying with capped exponential back-off."""
 
-    def __init__(self, ops: OperationsStore, settings: AlertSettings) -> None:
+    def __init__(self, ops: OperationsStore, settings: AlertSettings, machine_id: str = "") -> None:
         self.ops = ops
         self.settings = settings
+        self.machine_id = machine_id
         self._cond = threading.Condition()
         self._worker = Worker("webhooks", self._run, join_timeout=settings.webhook_timeout + 2.0,
                               wake=self.notify)
@@ -394,7 +379,7 @@ class WebhookSender:
                 next_due = self.ops.next_delivery_time()
             except Exception:
                 logger.exception("webhook sender failed; trying again shortly")
-                next_due = time.time() + self.settings.retry_base
+                next_due = time.time() + self.settings.webhook_retry_base
             with self._cond:
                 if self._worker.stopping.is_set():
                     return
@@ -404,7 +389,7 @@ class WebhookSender:
 
     def payload(self, alert: Alert) -> bytes:
         """The JSON body posted for an alert."""
-        body = {**alert.to_dict(), "machine_id": self.settings.machine_id,
+        body = {**alert.to_dict(), "machine_id": self.machine_id,
                 "source": "flask-vending-machine"}
         return json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
@@ -434,8 +419,8 @@ class WebhookSender:
             if path and path != "/":
                 error = error.replace(path, "/...")
         now = time.time()
-        delay = min(self.settings.retry_base * (2 ** attempts), self.settings.retry_max)
-        if now - alert.created_at > self.settings.give_up_after:
+        delay = min(self.settings.webhook_retry_base * (2 ** attempts), self.settings.webhook_retry_max)
+        if now - alert.created_at > self.settings.webhook_give_up_after:
             self.ops.delivery_retry(alert_id, url, error, None)
             logger.warning("alert %d: gave up posting to %s after %d attempts: %s", alert_id,
                            redact_url(url), attempts + 1, error)

@@ -36,6 +36,11 @@ APPROVE_DEVICE = "approve_device"
 REVOKE_DEVICE = "revoke_device"
 REJECT_DEVICE = "reject_device"
 SIMULATE_FAULT = "simulate_fault"
+ADD_PRODUCT = "add_product"
+CHANGE_PRODUCT = "change_product"
+DELETE_PRODUCT = "delete_product"
+REFILL = "refill"
+COLLECT = "collect"
 
 CSV_COLUMNS = ("id", "time", "action", "who", "source", "outcome", "detail")
 DETAIL_MAX = 1000

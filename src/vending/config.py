@@ -1,14 +1,72 @@
-"""Settings: defaults, overridden by the environment, overridden by command-line flags."""
+"""Settings, each declared once: its field, default and help, in the section that uses it.
+
+The environment name is derived (`VENDING_` + the setting's name in capitals) and so is the
+command-line option where a setting has one. `python src/app.py --help` and the table in
+docs/settings.md are generated from these declarations (after a change:
+`venv/bin/python -c "import vending.config as c; c.write_settings_doc()"`).
+Defaults < environment < command line.
+
+To add a setting, declare it once, in Config or in the section of the component that uses it:
+`retention_days: float = setting(400.0, "days an entry is kept", flag="--retention-days")`,
+validate it in Config.validate, then regenerate docs/settings.md (above).
+
+Components receive their section (config.serial, config.wifi, config.vend, config.alerts,
+config.mqtt) directly; tests build a Config with flat names, `Config(serial_scan=False,
+vend_timeout=3.0)`, the same names the environment uses.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
+
+ENV_PREFIX = "VENDING_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def setting(default: Any = MISSING, help: str = "", *, factory: Any = None,
+            flag: str | Sequence[str] | None = None, env: bool = True, name: str | None = None,
+            choices: Sequence[str] | None = None, metavar: str | None = None,
+            secret: bool = False) -> Any:
+    """Declare one setting. `flag` is its command-line option: `--no-x` for a setting that is on
+    by default, `--x` for one that is off, `--x VALUE` otherwise (repeatable for a list); a
+    boolean may name a second option that sets it to its default explicitly.
+    `name` keeps a name from earlier releases when it is not the section prefix + the field;
+    env=False keeps a setting out of the environment (tests set it)."""
+    flags = (flag,) if isinstance(flag, str) or flag is None else tuple(flag)
+    meta = {"help": help, "flag": flags[0], "also": flags[1] if len(flags) > 1 else None,
+            "env": env, "name": name,
+            "choices": tuple(choices) if choices else None, "metavar": metavar, "secret": secret}
+    if factory is not None:
+        return field(default_factory=factory, metadata={"setting": meta}, repr=not secret)
+    return field(default=default, metadata={"setting": meta}, repr=not secret)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting, as the environment, argparse and the docs see it."""
+
+    name: str  # flat name: Config(name=...), VENDING_<NAME>
+    section: str  # "" for the top level, else the Config attribute of its section
+    field: str  # the field in its section
+    kind: str  # "bool", "int", "float", "str", "Path", "list[str]"
+    default: Any
+    help: str
+    flag: str | None  # the command-line option, if any
+    also: str | None  # a boolean's second option, setting its default explicitly
+    env: bool
+    choices: tuple[str, ...] | None
+    metavar: str | None
+    secret: bool
+
+    @property
+    def env_name(self) -> str | None:
+        return ENV_PREFIX + self.name.upper() if self.env else None
 
 
 def _env_bool(value: str) -> bool:
@@ -60,152 +118,198 @@ def parse_mqtt_url(url: str) -> MqttUrl:
     )
 
 
+# Sections: each component receives its own.
+
 @dataclass
+class SerialSettings:
+    """USB serial boards (timeouts in seconds; tests shorten them)."""
+
+    prefix: ClassVar[str] = "serial_"
+
+    ports: list[str] = setting(
+        factory=list, flag="--serial-port", metavar="PORT",
+        help="serial port or pyserial URL to use; repeatable (environment: comma-separated)")
+    scan: bool = setting(True, "find ESP32 USB boards by themselves", flag="--no-serial-scan")
+    baudrate: int = setting(115200, "serial speed of the boards")
+    ack_timeout: float = setting(0.3, "seconds to wait for a board's ACK before sending again")
+    max_retries: int = setting(3, "times a vend is sent again when no ACK comes")
+    handshake_timeout: float = setting(2.0, "seconds a newly opened port has to say who it is")
+    ping_interval: float = setting(5.0, "seconds between keep-alive pings to an idle board")
+    rescan_interval: float = setting(2.0, "seconds between looks for plugged or unplugged boards")
+    vend_grace: float = setting(5.0, "extra seconds to wait when a board says a vend still runs")
+
+
+@dataclass
+class WifiSettings:
+    """WiFi boards: held polls, offline detection, approval."""
+
+    prefix: ClassVar[str] = "wifi_"
+
+    poll_hold: float = setting(25.0, "seconds a board's poll is held open waiting for a vend")
+    legacy_hold: float = setting(
+        1.0, "seconds an earlier firmware's poll is held (it gives up after 3 s)")
+    offline_after: float = setting(10.0, "seconds without a poll before a board is offline")
+    # Each held poll occupies one HTTP thread: 100 boards plus the UI fit in 128, and polls
+    # beyond the limit are answered at once (bench/bench_wifi.py).
+    max_held_polls: int = setting(0, "polls held at once; 0: HTTP threads - 16")
+    auto_approve: bool = setting(False, "let new WiFi boards vend without approval (bench setups"
+                                 " only)", flag="--auto-approve-devices", name="auto_approve_devices")
+    busy_poll_again_ms: int = setting(2000, "milliseconds a board waits before polling again"
+                                      " when every poll slot is taken")
+    max_pending: int = setting(64, "boards that may wait for approval at once")
+
+
+@dataclass
+class VendSettings:
+    """The vend path: timeouts, queues, idempotency."""
+
+    prefix: ClassVar[str] = "vend_"
+
+    timeout: float = setting(20.0, "seconds a board has to confirm a vend before it is unknown")
+    wait_default: float = setting(10.0, "seconds POST /vend waits for the outcome when not told")
+    wait_max: float = setting(60.0, "the longest ?wait= a client may ask for")
+    max_age: float = setting(30.0, "seconds a queued vend may wait for a board before it fails")
+    queue_limit: int = setting(5, "vends that may wait for one board", name="device_queue_limit")
+    thread_idle: float = setting(
+        60.0, "seconds without vends before a board's vend thread ends (the next vend starts one)")
+    idempotency_retention_hours: float = setting(
+        48.0, "hours an Idempotency-Key is remembered", name="idempotency_retention_hours")
+
+
+@dataclass
+class AlertSettings:
+    """Alerts and the webhooks that carry them."""
+
+    prefix: ClassVar[str] = ""
+
+    low_stock_level: int = setting(
+        2, "alert when a slot has this many items or fewer", flag="--low-stock-level")
+    webhook_urls: list[str] = setting(
+        factory=list, flag="--webhook-url", metavar="URL",
+        help="POST alerts as JSON here; repeatable (environment: comma-separated)")
+    webhook_secret: str = setting("", "HMAC key that signs each webhook POST", secret=True)
+    webhook_timeout: float = setting(5.0, "seconds one webhook POST may take")
+    webhook_retry_base: float = setting(2.0, "seconds before the first retry; doubles each time")
+    webhook_retry_max: float = setting(300.0, "the longest wait between retries, in seconds")
+    webhook_give_up_after: float = setting(24 * 3600.0, "seconds after which a post is dropped")
+    auth_failure_threshold: int = setting(
+        5, "failed sign-ins or board signatures from one address before an alert")
+    auth_failure_window: float = setting(300.0, "seconds over which those failures are counted")
+
+
+@dataclass
+class MqttSettings:
+    """The MQTT bridge: off unless url is set."""
+
+    prefix: ClassVar[str] = "mqtt_"
+
+    url: str = setting("", "publish to this MQTT broker, e.g. mqtt://user:pass@host:1883/vending"
+                       " (off when empty)", flag="--mqtt-url", secret=True)
+    commands: bool = setting(False, "accept vend commands over MQTT", flag="--mqtt-commands")
+    discovery_prefix: str = setting("homeassistant", "Home Assistant discovery topic prefix")
+    keepalive: int = setting(30, "seconds between MQTT keep-alives")
+    reconnect_min: float = setting(1.0, "first wait before reconnecting to the broker, seconds")
+    reconnect_max: float = setting(60.0, "longest wait between reconnections, seconds")
+    outbox_retention_hours: float = setting(168.0, "hours delivered outbox events are kept")
+    command_key: str = setting("", "shared secret of this machine's signed MQTT commands (16+"
+                               " characters); set, unsigned commands are refused", secret=True)
+
+
+SECTIONS: dict[str, type] = {
+    "serial": SerialSettings, "wifi": WifiSettings, "vend": VendSettings,
+    "alerts": AlertSettings, "mqtt": MqttSettings,
+}
+
+
+@dataclass(init=False)
 class Config:
-    """Everything the controller can be told; tests build one directly."""
+    """Everything the controller can be told; tests build one directly with flat names."""
 
-    host: str = "0.0.0.0"
-    port: int = 5000
-    data_dir: Path = Path("instance")
-    serial_ports: list[str] = field(default_factory=list)
-    serial_scan: bool = True
-    discovery_port: int = 12346
-    discovery: bool = True
-    simulator: bool = True
-    slots: int = 5
-    dev: bool = False
-    log_level: str = "INFO"
-    # Advertise the web UI and the discovery port over mDNS (vending.local).
-    mdns: bool = True
-    mdns_name: str = "vending"
+    host: str = setting("0.0.0.0", "address to listen on; 127.0.0.1 keeps other computers out",
+                        flag="--host")
+    port: int = setting(5000, "HTTP port", flag="--port")
+    data_dir: Path = setting(Path("instance"), "where the database and secrets live",
+                             flag="--data-dir", metavar="DIR")
+    slots: int = setting(5, "number of slots (1 to 99)", flag="--slots")
+    simulator: bool = setting(True, "a simulated board, so the page works with no hardware",
+                              flag=("--no-simulator", "--simulator"))
+    sim_motor_time: float = setting(1.0, "seconds the simulated motor runs")
+    sim_device_id: str = setting("SIMULATOR", "device id of the simulated board", env=False)
+    discovery: bool = setting(True, "answer WiFi boards' UDP discovery", flag="--no-discovery")
+    discovery_port: int = setting(12346, "UDP discovery port", flag="--discovery-port")
+    mdns: bool = setting(True, "advertise the page over mDNS as http://MDNS_NAME.local",
+                         flag="--no-mdns")
+    mdns_name: str = setting("vending", "mDNS name: letters, digits and '-'")
+    threads: int = setting(128, "HTTP worker threads (every held WiFi poll takes one)",
+                           flag="--threads")
+    dev: bool = setting(False, "Flask's development server", flag="--dev", env=False)
+    log_level: str = setting("INFO", "how much to log to stderr", flag="--log-level",
+                             choices=LOG_LEVELS)
+    log_size: int = setting(1000, "lines kept in the communication log")
+    max_body_bytes: int = setting(64 * 1024, "largest HTTP request body, in bytes")
+    shutdown_grace: float = setting(5.0, "seconds a vend on the motor may finish at shutdown")
+    store_busy_timeout: float = setting(
+        10.0, "seconds a write waits for a database another program holds locked; then vends"
+        " get 503 store_unavailable and finished ones are kept in memory until it can write")
+    trust_localhost: bool = setting(True, "requests from this machine (the kiosk) need no sign-in")
+    admin_token: str = setting("", "operator token (16+ characters); empty: generated once and"
+                               " kept in the data directory", secret=True)
+    currency: str = setting("EUR", "ISO 4217 code of the prices; prices are whole numbers of its"
+                            " minor units (cents)", flag="--currency")
+    currency_decimals: int = setting(2, "decimal places of the currency",
+                                     flag="--currency-decimals")
+    machine_serial: str = setting("", "the machine's serial number in the DEX audit file (ID1);"
+                                  " empty: the machine id")
+    public_url: str = setting("", "this machine's page as the fleet view links to it, e.g."
+                              " http://shop-1.lan:5000")
+    fleet_url: str = setting("", "fleet view: show every machine publishing under this broker URL,"
+                             " e.g. mqtt://user:pass@host:1883/vending; with --fleet, no simulator,"
+                             " scanning or discovery unless asked for", flag="--fleet",
+                             metavar="URL", secret=True)
+    start_threads: bool = setting(True, "start background threads (tests that want none say no)",
+                                  env=False)
 
-    # USB serial boards (timeouts in seconds; tests shorten them).
-    serial_baudrate: int = 115200
-    serial_ack_timeout: float = 0.3
-    serial_max_retries: int = 3
-    serial_handshake_timeout: float = 2.0
-    serial_ping_interval: float = 5.0
-    serial_rescan_interval: float = 2.0
-    # Each held WiFi long-poll occupies one waitress thread: 100 boards plus the UI fit in
-    # 128, and polls beyond wifi_max_held_polls are answered at once (bench/bench_wifi.py).
-    threads: int = 128
+    serial: SerialSettings = field(default_factory=SerialSettings)
+    wifi: WifiSettings = field(default_factory=WifiSettings)
+    vend: VendSettings = field(default_factory=VendSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
 
-    # WiFi boards.
-    wifi_poll_hold: float = 25.0
-    wifi_legacy_hold: float = 1.0
-    wifi_offline_after: float = 10.0
-    wifi_max_held_polls: int = 0  # 0: threads - 16
-    auto_approve_devices: bool = False
-
-    # Simulated board.
-    sim_motor_time: float = 1.0
-    sim_device_id: str = "SIMULATOR"
-
-    # Vend transactions.
-    vend_timeout: float = 20.0
-    vend_wait_default: float = 10.0
-    vend_wait_max: float = 60.0
-    vend_max_age: float = 30.0
-    device_queue_limit: int = 5
-    vend_thread_idle: float = 60.0
-    idempotency_retention_hours: float = 48.0
-    # How long a write waits for a database another program has locked before the vend
-    # path reports the store unavailable (503) and keeps outcomes in memory.
-    store_busy_timeout: float = 10.0
-    shutdown_grace: float = 5.0
-
-    # Communication log and HTTP limits.
-    log_size: int = 1000
-    max_body_bytes: int = 64 * 1024
-
-    # Whether create_app starts background threads (devices, dispatchers).
-    start_threads: bool = True
-
-    # Operator sign-in: requests from this machine (the kiosk) need none when trusted;
-    # an empty admin_token means "generate one in data_dir and keep it there".
-    trust_localhost: bool = True
-    admin_token: str = field(default="", repr=False)
-    # Alerts and webhooks.
-    low_stock_level: int = 2
-    webhook_urls: list[str] = field(default_factory=list)
-    webhook_secret: str = ""
-    webhook_timeout: float = 5.0
-    webhook_retry_base: float = 2.0
-    webhook_retry_max: float = 300.0
-    webhook_give_up_after: float = 24 * 3600.0
-    auth_failure_threshold: int = 5
-    auth_failure_window: float = 300.0
-
-    # MQTT bridge: off unless mqtt_url is set (mqtt://user:pass@host:1883/prefix).
-    mqtt_url: str = ""
-    mqtt_commands: bool = False
-    mqtt_discovery_prefix: str = "homeassistant"
-    mqtt_keepalive: int = 30
-    mqtt_reconnect_min: float = 1.0
-    mqtt_reconnect_max: float = 60.0
-    # Delivered outbox events are kept this long (hours), then pruned.
-    mqtt_outbox_retention_hours: float = 168.0
-    # Shared secret of this machine's signed MQTT commands; set, unsigned ones are refused.
-    mqtt_command_key: str = field(default="", repr=False)
-    # This machine's page as the fleet view should link to it (e.g. http://shop-1.lan:5000).
-    public_url: str = ""
-
-    # Fleet view: subscribe to every machine under this broker URL's prefix (off when unset).
-    fleet_url: str = ""
-
-    # Environment variable for each field that may be set that way.
-    ENV_NAMES = {
-        "host": "VENDING_HOST",
-        "port": "VENDING_PORT",
-        "data_dir": "VENDING_DATA_DIR",
-        "serial_ports": "VENDING_SERIAL_PORTS",
-        "serial_scan": "VENDING_SERIAL_SCAN",
-        "serial_baudrate": "VENDING_SERIAL_BAUDRATE",
-        "serial_ack_timeout": "VENDING_SERIAL_ACK_TIMEOUT",
-        "serial_max_retries": "VENDING_SERIAL_MAX_RETRIES",
-        "serial_handshake_timeout": "VENDING_SERIAL_HANDSHAKE_TIMEOUT",
-        "serial_ping_interval": "VENDING_SERIAL_PING_INTERVAL",
-        "serial_rescan_interval": "VENDING_SERIAL_RESCAN_INTERVAL",
-        "discovery_port": "VENDING_DISCOVERY_PORT",
-        "discovery": "VENDING_DISCOVERY",
-        "simulator": "VENDING_SIMULATOR",
-        "store_busy_timeout": "VENDING_STORE_BUSY_TIMEOUT",
-        "slots": "VENDING_SLOTS",
-        "threads": "VENDING_THREADS",
-        "wifi_poll_hold": "VENDING_WIFI_POLL_HOLD",
-        "wifi_legacy_hold": "VENDING_WIFI_LEGACY_HOLD",
-        "wifi_offline_after": "VENDING_WIFI_OFFLINE_AFTER",
-        "wifi_max_held_polls": "VENDING_WIFI_MAX_HELD_POLLS",
-        "auto_approve_devices": "VENDING_AUTO_APPROVE_DEVICES",
-        "sim_motor_time": "VENDING_SIM_MOTOR_TIME",
-        "vend_timeout": "VENDING_VEND_TIMEOUT",
-        "vend_max_age": "VENDING_VEND_MAX_AGE",
-        "device_queue_limit": "VENDING_DEVICE_QUEUE_LIMIT",
-        "log_size": "VENDING_LOG_SIZE",
-        "log_level": "VENDING_LOG_LEVEL",
-        "mdns": "VENDING_MDNS",
-        "mdns_name": "VENDING_MDNS_NAME",
-        "trust_localhost": "VENDING_TRUST_LOCALHOST",
-        "admin_token": "VENDING_ADMIN_TOKEN",
-        "low_stock_level": "VENDING_LOW_STOCK_LEVEL",
-        "webhook_urls": "VENDING_WEBHOOK_URLS",
-        "webhook_secret": "VENDING_WEBHOOK_SECRET",
-        "webhook_timeout": "VENDING_WEBHOOK_TIMEOUT",
-        "auth_failure_threshold": "VENDING_AUTH_FAILURE_THRESHOLD",
-        "mqtt_url": "VENDING_MQTT_URL",
-        "mqtt_commands": "VENDING_MQTT_COMMANDS",
-        "mqtt_discovery_prefix": "VENDING_MQTT_DISCOVERY_PREFIX",
-        "mqtt_reconnect_min": "VENDING_MQTT_RECONNECT_MIN",
-        "mqtt_reconnect_max": "VENDING_MQTT_RECONNECT_MAX",
-        "mqtt_outbox_retention_hours": "VENDING_MQTT_OUTBOX_RETENTION_HOURS",
-        "mqtt_command_key": "VENDING_MQTT_COMMAND_KEY",
-        "public_url": "VENDING_PUBLIC_URL",
-        "fleet_url": "VENDING_FLEET_URL",
-    }
-
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        """Flat names (`serial_scan=False`) or whole sections (`serial=SerialSettings(...)`)."""
+        unknown = sorted(set(values) - set(SETTINGS) - set(SECTIONS))
+        if unknown:
+            raise TypeError(f"unknown setting(s): {', '.join(unknown)}")
+        for name, kind in SECTIONS.items():
+            given = values.get(name)
+            changes = {s.field: values[s.name] for s in SETTINGS.values()
+                       if s.section == name and s.name in values}
+            section = replace(given, **changes) if given is not None else kind(**changes)
+            object.__setattr__(self, name, section)
+        for s in SETTINGS.values():
+            if not s.section:
+                object.__setattr__(self, s.name, values[s.name] if s.name in values else _default(
+                    Config, s.field))
         self.data_dir = Path(self.data_dir)
         self.validate()
+
+    def __getattr__(self, name: str) -> Any:
+        # Flat names of section settings (config.vend_timeout), as in the environment.
+        found = SETTINGS.get(name)
+        if found is None or not found.section:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(object.__getattribute__(self, found.section), found.field)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        found = SETTINGS.get(name)
+        if found is not None and found.section:
+            setattr(getattr(self, found.section), found.field, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its flat name."""
+        return {name: getattr(self, name) for name in SETTINGS}
 
     def validate(self) -> None:
         """Refuse settings that cannot work, saying which one and why."""
@@ -226,7 +330,7 @@ class Config:
         if self.log_size < 10:
             raise ValueError("log_size must be at least 10")
         self.log_level = str(self.log_level).upper()
-        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        if self.log_level not in LOG_LEVELS:
             raise ValueError("log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL,"
                              f" got {self.log_level!r}")
         if not self.mdns_name or not all(c.isalnum() or c == "-" for c in self.mdns_name):
@@ -245,6 +349,15 @@ class Config:
             parse_mqtt_url(self.mqtt_url)
         if self.fleet_url:
             parse_mqtt_url(self.fleet_url)
+        self.currency = str(self.currency).strip().upper()
+        if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isascii():
+            raise ValueError(f"currency must be an ISO 4217 code such as EUR or USD,"
+                             f" got {self.currency!r}")
+        if not 0 <= self.currency_decimals <= 4:
+            raise ValueError(f"currency_decimals must be 0..4, got {self.currency_decimals}")
+        if len(self.machine_serial) > 20 or any(c in self.machine_serial for c in "*\r\n"):
+            raise ValueError("machine_serial must be at most 20 characters, without * or line"
+                             " breaks (it goes into the DEX file)")
         if self.mqtt_outbox_retention_hours <= 0:
             raise ValueError("mqtt_outbox_retention_hours must be above 0")
         if self.mqtt_command_key and len(self.mqtt_command_key) < 16:
@@ -271,115 +384,159 @@ class Config:
         """Defaults, then VENDING_* variables from `environ`, then `overrides`."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        types = {f.name: f.type for f in fields(cls)}
-        for name, env_name in cls.ENV_NAMES.items():
-            raw = environ.get(env_name)
+        for s in SETTINGS.values():
+            raw = environ.get(s.env_name) if s.env_name else None
             if raw is None or raw == "":
                 continue
-            kind = types[name]
             try:
-                if kind == "bool":
-                    values[name] = _env_bool(raw)
-                elif kind == "int":
-                    values[name] = int(raw)
-                elif kind == "float":
-                    values[name] = float(raw)
-                elif kind == "list[str]":
-                    values[name] = _env_list(raw)
-                elif kind == "Path":
-                    values[name] = Path(raw)
-                else:
-                    values[name] = raw
+                values[s.name] = _parse(s.kind, raw)
             except ValueError as exc:
-                raise ValueError(f"{env_name}={raw!r} is not a valid {kind}: {exc}") from exc
+                raise ValueError(f"{s.env_name}={raw!r} is not a valid {s.kind}: {exc}") from exc
         values.update(overrides)
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> Config:
-        """A copy with some fields changed."""
-        return replace(self, **overrides)
+        """A copy with some settings changed (flat names)."""
+        return Config(**{**self.flat(), **overrides})
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "vending.sqlite3"
 
 
+def _default(kind: type, name: str) -> Any:
+    for f in fields(kind):
+        if f.name == name:
+            if f.default_factory is not MISSING:
+                return f.default_factory()
+            return f.default
+    raise KeyError(name)
+
+
+def _kind(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "")
+
+
+def _parse(kind: str, raw: str) -> Any:
+    if kind == "bool":
+        return _env_bool(raw)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "list[str]":
+        return _env_list(raw)
+    if kind == "Path":
+        return Path(raw)
+    return raw
+
+
+def _declared(kind: type, section: str, prefix: str) -> Iterator[Setting]:
+    for f in fields(kind):
+        meta = f.metadata.get("setting")
+        if meta is None:
+            continue
+        yield Setting(
+            name=meta["name"] or prefix + f.name, section=section, field=f.name,
+            kind=_kind(f.type), default=_default(kind, f.name), help=meta["help"],
+            flag=meta["flag"], also=meta["also"], env=meta["env"], choices=meta["choices"],
+            metavar=meta["metavar"], secret=meta["secret"],
+        )
+
+
+def _all_settings() -> dict[str, Setting]:
+    found = list(_declared(Config, "", ""))
+    for section, kind in SECTIONS.items():
+        found += _declared(kind, section, kind.prefix)
+    by_name = {s.name: s for s in found}
+    assert len(by_name) == len(found), "two settings share a name"
+    return by_name
+
+
+# Flat name -> declaration: every setting of the top level and of the sections.
+SETTINGS: dict[str, Setting] = _all_settings()
+
+
 def build_arg_parser() -> argparse.ArgumentParser:
-    """The command-line options of `python src/app.py`."""
+    """The command-line options of `python src/app.py`, generated from the settings."""
     parser = argparse.ArgumentParser(
         prog="python src/app.py",
         description="Vending machine controller: web UI, REST API, USB serial and WiFi ESP32 boards.",
+        epilog="Every setting can also be set in the environment (VENDING_<NAME>); the full list"
+               " is in docs/settings.md.",
     )
-    parser.add_argument("--host", help="address to listen on (VENDING_HOST, default 0.0.0.0)")
-    parser.add_argument("--port", type=int, help="HTTP port (VENDING_PORT, default 5000)")
-    parser.add_argument("--data-dir", help="where the database and secrets live (VENDING_DATA_DIR)")
-    parser.add_argument(
-        "--serial-port",
-        action="append",
-        dest="serial_ports",
-        metavar="PORT",
-        help="serial port or pyserial URL to use; repeatable (VENDING_SERIAL_PORTS, comma-separated)",
-    )
-    parser.add_argument("--no-serial-scan", action="store_true", help="do not auto-detect USB boards")
-    parser.add_argument("--discovery-port", type=int, help="UDP discovery port (default 12346)")
-    parser.add_argument("--no-discovery", action="store_true", help="do not answer UDP discovery")
-    parser.add_argument("--no-simulator", action="store_true", help="no simulated device")
-    parser.add_argument("--slots", type=int, help="number of slots (VENDING_SLOTS, default 5)")
-    parser.add_argument("--threads", type=int, help="HTTP worker threads (default 128)")
-    parser.add_argument("--auto-approve-devices", action="store_true",
-                        help="let new WiFi boards vend without approval (bench setups only)")
-    parser.add_argument("--dev", action="store_true", help="Flask's development server")
-    parser.add_argument("--log-level", type=str.upper,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-                        help="how much to log to stderr (VENDING_LOG_LEVEL, default INFO)")
-    parser.add_argument("--no-mdns", action="store_true",
-                        help="do not advertise vending.local over mDNS (VENDING_MDNS=0)")
-    parser.add_argument("--low-stock-level", type=int,
-                        help="alert when a slot has this many items or fewer (default 2)")
-    parser.add_argument("--webhook-url", action="append", dest="webhook_urls", metavar="URL",
-                        help="POST alerts as JSON here; repeatable (VENDING_WEBHOOK_URLS, comma-separated)")
-    parser.add_argument("--mqtt-url", help="publish to this MQTT broker, e.g."
-                        " mqtt://user:pass@host:1883/vending (VENDING_MQTT_URL; off when unset)")
-    parser.add_argument("--fleet", dest="fleet_url", metavar="URL",
-                        help="fleet view: show every machine publishing under this broker URL,"
-                        " e.g. mqtt://user:pass@host:1883/vending (VENDING_FLEET_URL); no"
-                        " simulator, scanning or discovery unless asked for")
-    parser.add_argument("--simulator", action="store_true",
-                        help="keep the simulated device in --fleet mode")
-    parser.add_argument("--mqtt-commands", action="store_true",
-                        help="accept vend commands over MQTT (VENDING_MQTT_COMMANDS; off by default)")
+    for s in SETTINGS.values():
+        if not s.flag:
+            continue
+        if s.kind == "bool":
+            state = f"{s.env_name}={int(not s.default)}; " if s.env_name else ""
+            turn = "turn off: " if s.default else ""
+            help_text = f"{turn}{s.help} ({state}default {'on' if s.default else 'off'})"
+            parser.add_argument(s.flag, dest=s.name, action="store_const",
+                                const=not s.default, default=None, help=help_text)
+            if s.also:
+                parser.add_argument(s.also, dest=s.name, action="store_const", const=s.default,
+                                    help=f"keep {s.name} {'on' if s.default else 'off'} where"
+                                    " another option would change it")
+            continue
+        shown = "" if s.secret or s.default in ("", []) else f", default {s.default}"
+        help_text = f"{s.help} ({s.env_name or 'no environment variable'}{shown})"
+        kwargs: dict[str, Any] = {"dest": s.name, "default": None, "help": help_text,
+                                  "metavar": s.metavar or s.name.upper()}
+        if s.kind == "list[str]":
+            kwargs["action"] = "append"
+        elif s.kind in ("int", "float"):
+            kwargs["type"] = int if s.kind == "int" else float
+        elif s.kind == "Path":
+            kwargs["type"] = Path
+        if s.choices:
+            kwargs.update(type=str.upper, choices=list(s.choices))
+            del kwargs["metavar"]
+        parser.add_argument(s.flag, **kwargs)
     return parser
 
 
 def config_from_args(argv: Sequence[str] | None = None,
                      environ: Mapping[str, str] | None = None) -> Config:
     """Defaults < environment < command line."""
-    args = build_arg_parser().parse_args(argv)
-    overrides: dict[str, Any] = {}
-    for name in ("host", "port", "slots", "threads", "discovery_port", "serial_ports",
-                 "low_stock_level", "webhook_urls", "mqtt_url", "fleet_url"):
-        value = getattr(args, name)
-        if value is not None:
-            overrides[name] = value
-    if args.data_dir is not None:
-        overrides["data_dir"] = Path(args.data_dir)
-    if args.fleet_url and not args.simulator:
-        # A fleet server watches machines; it is not one unless told to be.
-        overrides.update(simulator=False, serial_scan=False, discovery=False)
-    if args.no_serial_scan:
-        overrides["serial_scan"] = False
-    if args.no_discovery:
-        overrides["discovery"] = False
-    if args.no_simulator:
-        overrides["simulator"] = False
-    if args.dev:
-        overrides["dev"] = True
-    if args.log_level is not None:
-        overrides["log_level"] = args.log_level
-    if args.no_mdns:
-        overrides["mdns"] = False
-    if args.mqtt_commands:
-        overrides["mqtt_commands"] = True
-    if args.auto_approve_devices:
-        overrides["auto_approve_devices"] = True
-    return Config.from_env(environ, **overrides)
+    args = vars(build_arg_parser().parse_args(argv))
+    if args["fleet_url"] and args["simulator"] is None:
+        # A fleet server watches machines; it is not one unless told to be (--simulator).
+        args.update(simulator=False, serial_scan=False, discovery=False)
+    return Config.from_env(environ, **{k: v for k, v in args.items() if v is not None})
+
+
+def settings_markdown() -> str:
+    """The settings table of docs/settings.md."""
+    rows = ["| Setting | Environment | Option | Default | What it does |",
+            "|---|---|---|---|---|"]
+    for s in SETTINGS.values():
+        if not s.env_name and not s.flag:
+            continue
+        if s.secret or s.default in ("", []):
+            default = "(none)"
+        elif s.kind == "bool":
+            default = "on" if s.default else "off"
+        else:
+            default = f"`{s.default}`"
+        options = ", ".join(f"`{flag}`" for flag in (s.flag, s.also) if flag) or "-"
+        rows.append(f"| `{s.name}` | {f'`{s.env_name}`' if s.env_name else '-'} |"
+                    f" {options} | {default} | {s.help} |")
+    return "\n".join(rows) + "\n"
+
+
+SETTINGS_DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
+TABLE_START = "<!-- settings table: generated from src/vending/config.py -->\n"
+TABLE_END = "<!-- end of the generated table -->\n"
+
+
+def settings_doc(current: str) -> str:
+    """`current` (the text of docs/settings.md) with its table made from the declarations."""
+    head, _, rest = current.partition(TABLE_START)
+    _, _, tail = rest.partition(TABLE_END)
+    return head + TABLE_START + settings_markdown() + TABLE_END + tail
+
+
+def write_settings_doc(path: Path = SETTINGS_DOC) -> None:
+    """Regenerate the table in docs/settings.md after a setting changed."""
+    path.write_text(settings_doc(path.read_text(encoding="utf-8")), encoding="utf-8")

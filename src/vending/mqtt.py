@@ -23,7 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from . import __version__, audit
-from .config import Config, parse_mqtt_url
+from .config import MqttSettings, parse_mqtt_url
 from .devices.base import BUSY, ONLINE
 from .errors import IdempotencyKeyInFlight, VendingError
 from .events import (
@@ -100,8 +100,9 @@ class MqttBridge:
 
     name = "mqtt"
 
-    def __init__(self, config: Config, *, events: EventBus, view: MachineView, vend: VendFunction,
-                 audit_log: AuditLog, machine_id: str, outbox: EventOutbox) -> None:
+    def __init__(self, settings: MqttSettings, *, events: EventBus, view: MachineView,
+                 vend: VendFunction, audit_log: AuditLog, machine_id: str, outbox: EventOutbox,
+                 public_url: str = "") -> None:
         """Given only what it uses: events to follow, a read-only view to publish, a vend
         function for commands (the web page's transaction path), the audit log and the
         outbox its events wait in."""
@@ -109,20 +110,20 @@ class MqttBridge:
         self.outbox = outbox
         self.request_vend = vend
         self.audit_log = audit_log
-        self.url = parse_mqtt_url(config.mqtt_url)
+        self.url = parse_mqtt_url(settings.url)
         self.machine_id = machine_id
         self.base = f"{self.url.prefix}/{self.machine_id}"
-        self.discovery_prefix = config.mqtt_discovery_prefix.strip("/") or "homeassistant"
-        self.commands_allowed = config.mqtt_commands
-        self.command_key = config.mqtt_command_key
+        self.discovery_prefix = settings.discovery_prefix.strip("/") or "homeassistant"
+        self.commands_allowed = settings.commands
+        self.command_key = settings.command_key
         # Home Assistant cannot sign a button press: with signed commands there are no buttons.
         self.buttons = self.commands_allowed and not self.command_key
-        self.keepalive = config.mqtt_keepalive
-        self.reconnect_min = config.mqtt_reconnect_min
-        self.reconnect_max = config.mqtt_reconnect_max
-        self.slots = config.slots
-        self.retention = config.mqtt_outbox_retention_hours * 3600.0
-        self.public_url = config.public_url
+        self.keepalive = settings.keepalive
+        self.reconnect_min = settings.reconnect_min
+        self.reconnect_max = settings.reconnect_max
+        self.slots = view.slot_count
+        self.retention = settings.outbox_retention_hours * 3600.0
+        self.public_url = public_url
         self.connections = 0
         self.connect_failures = 0
         self._client: Any = None
@@ -431,8 +432,10 @@ class MqttBridge:
             info = device.info()
             self._publish_device(device.device_id, info.get("type", device.transport),
                                  info.get("status", device.state), info.get("status_detail", ""))
+        today = self.view.sales_today()
         for slot in self.view.slots():
-            self._publish(self.slot_topic(slot.number), slot.to_dict(), retain=True)
+            self._publish(self.slot_topic(slot.number), self._slot_payload(slot, today),
+                          retain=True)
         last = self._last_vend
         if last is None:
             page = self.view.recent_transactions(20)
@@ -464,11 +467,13 @@ class MqttBridge:
             "device_id": device_id, "transport": transport, "state": state, "detail": detail,
         }, retain=True)
 
-    @staticmethod
-    def _vend_summary(txn: dict[str, Any]) -> dict[str, Any]:
+    def _vend_summary(self, txn: dict[str, Any]) -> dict[str, Any]:
+        # Product and price (minor units, fixed when the vend was asked for): a fleet server
+        # (issue 17) counts sales from these events.
         keys = ("transaction_id", "slot", "status", "simulated", "reason", "message", "device_id",
-                "communication", "created_at", "finished_at")
-        return {k: txn.get(k) for k in keys}
+                "communication", "created_at", "finished_at", "product_id", "product_name",
+                "price")
+        return {**{k: txn.get(k) for k in keys}, "currency": self.view.currency.code}
 
     def _record_device(self, device_id: str, transport: str, state: str, detail: str) -> None:
         """A board's change is not in the database: queue its event on its own."""
@@ -521,7 +526,16 @@ class MqttBridge:
             slot = self.view.slot(number)
         except VendingError:
             return
-        self._publish(self.slot_topic(number), slot.to_dict(), retain=True)
+        self._publish(self.slot_topic(number),
+                      self._slot_payload(slot, self.view.sales_today()), retain=True)
+
+    def _slot_payload(self, slot: Any, today: dict[int, tuple[int, int]]) -> dict[str, Any]:
+        """A slot's retained state: stock, product, price and what it sold today."""
+        count, value = today.get(slot.number, (0, 0))
+        money = self.view.currency
+        return {**slot.to_dict(), "currency": money.code,
+                "price_amount": None if slot.price is None else money.amount(slot.price),
+                "sales_today": {"count": count, "value": value, "amount": money.amount(value)}}
 
     # Home Assistant discovery
 
@@ -555,6 +569,25 @@ class MqttBridge:
                 "unit_of_measurement": "items",
                 "state_class": "measurement",
                 "icon": "mdi:package-variant",
+            },
+            # Amounts are sent as exact decimal text ("1.50"), so no template divides floats.
+            self._discovery_topic("sensor", f"slot_{number}_price"): {
+                **self._common(f"slot_{number}_price", f"Slot {number} price ({slot_name})"),
+                "state_topic": self.slot_topic(number),
+                "value_template": "{{ value_json.price_amount }}",
+                "device_class": "monetary",
+                "unit_of_measurement": self.view.currency.code,
+                "icon": "mdi:tag",
+            },
+            self._discovery_topic("sensor", f"slot_{number}_sales_today"): {
+                **self._common(f"slot_{number}_sales_today",
+                               f"Slot {number} sales today ({slot_name})"),
+                "state_topic": self.slot_topic(number),
+                "value_template": "{{ value_json.sales_today.amount }}",
+                "json_attributes_topic": self.slot_topic(number),
+                "device_class": "monetary",
+                "unit_of_measurement": self.view.currency.code,
+                "icon": "mdi:cash-register",
             },
         }
         if self.buttons:

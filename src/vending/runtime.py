@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from .alerts import AlertCenter, AlertSettings
+from .alerts import AlertCenter
 from .audit import AuditLog
 from .clock import SYSTEM_CLOCK, Clock
 from .commlog import CommunicationLog
@@ -18,10 +18,13 @@ from .errors import StoreUnavailable
 from .events import SERIAL_RECONNECT, VEND_FINISHED, EventBus
 from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
 from .metrics import Metrics
-from .service import VendService, VendSettings
+from .money import Currency
+from .reports import Business
+from .service import VendService
 from .store import Store
 from .store.datadir import DataDirLock
 from .store.operations import OperationsStore, load_machine_id
+from .store.sales import SalesStore
 
 logger = logging.getLogger("vending")
 
@@ -39,27 +42,20 @@ class Runtime:
         self.datadir_lock = DataDirLock(config.data_dir)
         self.datadir_lock.acquire(config.host, config.port)
         self.store = Store(config.database_path, outbox_events=bool(config.mqtt_url),
-                           busy_timeout=config.store_busy_timeout, wall=self.clock.wall)
+                           currency=config.currency, busy_timeout=config.store_busy_timeout,
+                           wall=self.clock.wall)
         self.machine_id = load_machine_id(config.data_dir)
         self.operations = OperationsStore(self.store)
         self.audit = AuditLog(self.operations)
         self.store.ensure_slots(config.slots)
+        self.currency = Currency(config.currency, config.currency_decimals)
+        self.sales = SalesStore(self.store)
+        self.business = Business(self.store, self.sales, self.currency, config.slots,
+                                 self.machine_id, config.machine_serial)
         # Built before the boards so it hears their first state changes.
         self.alerts = AlertCenter(
             self.store, self.operations, self.events,
-            AlertSettings(
-                low_stock_level=config.low_stock_level,
-                webhook_urls=list(config.webhook_urls),
-                webhook_secret=config.webhook_secret,
-                webhook_timeout=config.webhook_timeout,
-                retry_base=config.webhook_retry_base,
-                retry_max=config.webhook_retry_max,
-                give_up_after=config.webhook_give_up_after,
-                auth_failure_threshold=config.auth_failure_threshold,
-                auth_failure_window=config.auth_failure_window,
-                machine_id=self.machine_id,
-            ),
-            config.slots,
+            config.alerts, config.slots, self.machine_id,
         )
         # Explicit serial ports mean a real machine: the simulator never vends unasked there.
         self.registry = DeviceRegistry(self.events, simulator_fallback=not config.serial_ports)
@@ -68,16 +64,7 @@ class Runtime:
         self.events.subscribe(self.metrics.serial_reconnect, {SERIAL_RECONNECT})
         self.service = VendService(
             self.store, self.registry, self.log,
-            VendSettings(
-                slots=config.slots,
-                vend_timeout=config.vend_timeout,
-                max_age=config.vend_max_age,
-                queue_limit=config.device_queue_limit,
-                idempotency_retention=config.idempotency_retention_hours * 3600.0,
-                thread_idle=config.vend_thread_idle,
-            ),
-            self.events,
-            self.clock,
+            config.vend, config.slots, self.events, self.clock,
         )
         self.simulator: SimulatedDevice | None = None
         self.serial: Any = None  # the SerialMonitor, when serial ports are used
@@ -109,9 +96,9 @@ class Runtime:
         self.store.ensure_slots(config.slots)
         self.service.prune_keys()
         if config.serial_ports or config.serial_scan:
-            from .devices.serial_link import SerialMonitor, SerialSettings
+            from .devices.serial_link import SerialMonitor
 
-            self.serial = SerialMonitor(SerialSettings.from_config(config), self.registry, self.log,
+            self.serial = SerialMonitor(config.serial, self.registry, self.log,
                                         self.store, self.events, config.serial_ports, config.serial_scan)
             self.add_part(self.serial)
         if config.simulator:
@@ -126,10 +113,11 @@ class Runtime:
             from .view import MachineView
 
             self.add_part(MqttBridge(
-                config, events=self.events,
-                view=MachineView(self.registry, self.store, self.operations, config.slots),
+                config.mqtt, events=self.events,
+                view=MachineView(self.registry, self.store, self.operations, config.slots,
+                                 self.business),
                 vend=self.service.request_vend, audit_log=self.audit, machine_id=self.machine_id,
-                outbox=self.store,
+                outbox=self.store, public_url=config.public_url,
             ))
         self.fleet: Any = None
         if config.fleet_url:

@@ -6,10 +6,10 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 
 from .clock import SYSTEM_CLOCK, Clock
 from .commlog import ERROR, INFO, CommunicationLog
+from .config import VendSettings
 from .devices.base import OUTCOME_SUCCESS, Device, VendOutcome, VendRequest
 from .devices.registry import DeviceRegistry
 from .errors import (
@@ -27,22 +27,6 @@ from .store import FAILED, SUCCESS, UNKNOWN, Store, Transaction
 logger = logging.getLogger("vending.vend")
 
 # Called once with each vend this service finished (metrics, ...); must not raise or block.
-
-
-@dataclass
-class VendSettings:
-    """The knobs of the vend path, taken from Config by create_app."""
-
-    slots: int = 5
-    vend_timeout: float = 20.0
-    max_age: float = 30.0
-    queue_limit: int = 5
-    idempotency_retention: float = 48 * 3600.0
-    # A board's dispatcher thread ends after this long without vends; the next vend starts one.
-    thread_idle: float = 60.0
-    # Back-off of the writes kept in memory while the store cannot commit (seconds).
-    store_retry_first: float = 0.1
-    store_retry_max: float = 5.0
 
 
 class _Dispatcher:
@@ -128,10 +112,15 @@ class _Dispatcher:
 class VendService:
     """Turns `POST /vend/<slot>` into a persisted transaction and a board's confirmed outcome."""
 
+    # Back-off of the outcomes kept in memory while the store cannot commit (seconds).
+    STORE_RETRY_FIRST = 0.1
+    STORE_RETRY_MAX = 5.0
+
     def __init__(self, store: Store, registry: DeviceRegistry, log: CommunicationLog,
-                 settings: VendSettings, events: EventBus | None = None,
+                 settings: VendSettings, slots: int, events: EventBus | None = None,
                  clock: Clock | None = None) -> None:
         self.events = events or EventBus()
+        self.slots = slots
         self.store = store
         self.registry = registry
         self.log = log
@@ -158,9 +147,9 @@ class VendService:
     # Accepting vends
 
     def check_slot(self, slot: int) -> None:
-        if not 1 <= slot <= self.settings.slots:
+        if not 1 <= slot <= self.slots:
             raise InvalidSlot(
-                f"slot must be a whole number from 1 to {self.settings.slots}, got {slot}"
+                f"slot must be a whole number from 1 to {self.slots}, got {slot}"
             )
 
     def request_vend(self, slot: int, idempotency_key: str | None = None) -> tuple[Transaction, bool]:
@@ -281,7 +270,7 @@ class VendService:
         if device is None or not device.can_vend:
             self._fail_over(txn, device_id, "offline")
             return
-        request = VendRequest(txn_id, txn.slot, self.settings.vend_timeout)
+        request = VendRequest(txn_id, txn.slot, self.settings.timeout)
         recorded = False
 
         def on_sent() -> None:
@@ -404,7 +393,7 @@ class VendService:
 
     def _retry_store(self) -> None:
         """Write held outcomes, oldest first, with capped back-off on the monotonic clock."""
-        delay = self.settings.store_retry_first
+        delay = self.STORE_RETRY_FIRST
         while not self._retry_stop.is_set():
             with self._held_lock:
                 pending = list(self._held.items())
@@ -420,7 +409,7 @@ class VendService:
                 for txn in written:
                     self._announce(txn)
                 self._retry_stop.wait(delay)
-                delay = min(delay * 2, self.settings.store_retry_max)
+                delay = min(delay * 2, self.STORE_RETRY_MAX)
                 continue
             for txn in written:
                 self._announce(txn)
@@ -446,7 +435,8 @@ class VendService:
         now = self._started_wall + (self.clock.monotonic() - self._started_mono)
         newest = self.store.newest_transaction_time()
         anchor = now if newest is None else min(now, newest)
-        return self.store.prune_idempotency_keys(anchor - self.settings.idempotency_retention)
+        retention = self.settings.idempotency_retention_hours * 3600.0
+        return self.store.prune_idempotency_keys(anchor - retention)
 
     def stop(self, grace: float) -> None:
         """Stop taking vends, fail the queued ones (never sent), give running ones `grace` s."""

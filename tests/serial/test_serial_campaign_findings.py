@@ -31,8 +31,9 @@ def test_a_port_that_fails_under_the_reader_is_reported_lost_at_once_not_at_the_
     import os
 
     from vending.commlog import CommunicationLog
+    from vending.config import SerialSettings
     from vending.devices.registry import DeviceRegistry
-    from vending.devices.serial_link import SerialConnection, SerialMonitor, SerialSettings
+    from vending.devices.serial_link import SerialConnection, SerialMonitor
     from vending.devices.serial_ports import open_port
     from vending.events import EventBus
 

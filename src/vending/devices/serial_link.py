@@ -25,6 +25,7 @@ import serial
 import serial.threaded
 
 from ..commlog import ERROR, INFO, RX, TX, CommunicationLog
+from ..config import SerialSettings
 from ..events import SERIAL_RECONNECT, EventBus
 from ..protocol import (
     Ack,
@@ -79,31 +80,6 @@ MAX_OUTSTANDING = 16  # the board remembers 16 ids; asking about older ones is p
 REBOOTED = "rebooted"
 LOST = "lost"
 WaitItem = Union[Message, str]
-
-
-@dataclass
-class SerialSettings:
-    """Serial knobs, taken from Config by Runtime (tests shorten the timeouts)."""
-
-    baudrate: int = 115200
-    ack_timeout: float = 0.3
-    max_retries: int = 3
-    handshake_timeout: float = 2.0
-    ping_interval: float = 5.0
-    rescan_interval: float = 2.0
-    vend_grace: float = 5.0  # extra wait when the board says a vend is still running
-
-    @classmethod
-    def from_config(cls, config: Any) -> SerialSettings:
-        """The serial_* fields of a Config."""
-        return cls(
-            baudrate=config.serial_baudrate,
-            ack_timeout=config.serial_ack_timeout,
-            max_retries=config.serial_max_retries,
-            handshake_timeout=config.serial_handshake_timeout,
-            ping_interval=config.serial_ping_interval,
-            rescan_interval=config.serial_rescan_interval,
-        )
 
 
 class _LineProtocol(serial.threaded.Protocol):

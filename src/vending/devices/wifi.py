@@ -13,10 +13,11 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..commlog import ERROR, INFO, RX, TX, CommunicationLog
+from ..config import WifiSettings
 from ..errors import (
     BadRequest,
     Conflict,
@@ -49,19 +50,6 @@ from .registry import DeviceRegistry
 logger = logging.getLogger("vending.wifi")
 
 RESULTS = ("success", "failed", "not_received")
-
-
-@dataclass
-class WifiSettings:
-    """The knobs of the WiFi path, taken from Config."""
-
-    poll_hold: float = 25.0
-    legacy_hold: float = 1.0
-    offline_after: float = 10.0
-    auto_approve: bool = False
-    max_held_polls: int = 100
-    busy_poll_again_ms: int = 2000
-    max_pending: int = 64
 
 
 @dataclass
@@ -756,10 +744,7 @@ def build_wifi(runtime: Any) -> tuple[WifiHub, Any]:
     hub = WifiHub(
         runtime.registry, runtime.store, runtime.log,
         WifiDeviceStore(runtime.store, config.data_dir / "device-keys"),
-        WifiSettings(poll_hold=config.wifi_poll_hold, legacy_hold=config.wifi_legacy_hold,
-                     offline_after=config.wifi_offline_after,
-                     auto_approve=config.auto_approve_devices,
-                     max_held_polls=config.held_polls_limit),
+        replace(config.wifi, max_held_polls=config.held_polls_limit),
     )
     hub.restore()
     runtime.add_part(hub)

@@ -23,6 +23,8 @@ from .checks import PIP_FIX, use_this_checkout
 from .report import FAIL, OK, SKIP, WARN, TestResult, error_text
 
 E2E_STEP_TIMEOUT = 20.0  # seconds any one step may take before it is reported as failed
+# Seconds the WiFi board has to find the server and ask to pair (a test shortens only this).
+E2E_DISCOVERY_TIMEOUT = E2E_STEP_TIMEOUT
 E2E_SERIAL_ID = "ESP32_5CCF7F0E2E01"
 E2E_FIX = "run the tests to see where it breaks: ./test.sh (Windows: python -m pytest -q)"
 
@@ -186,13 +188,15 @@ def _bypass_proxies_for_loopback() -> dict[str, str | None]:
 def _wifi_online(result: TestResult, api: _Api, board: Any, discovery_port: int) -> bool:
     """Discovery, pairing request, operator approval, first held poll; a check for each."""
     device_id = board.device_id
-    pending = _wait_for(lambda: (d := api.device(device_id)) and d.get("status") == "pending_approval")
+    pending = _wait_for(lambda: (d := api.device(device_id)) and d.get("status") == "pending_approval",
+                        E2E_DISCOVERY_TIMEOUT)
     found = next((e for e in board.events if e.startswith("discovered server")), None)
     if not pending or found is None:
         result.add(FAIL, "WiFi board found the server by discovery",
                    f"{device_id} sent discovery to 127.0.0.1:{discovery_port} but"
                    f" {'got no answer' if found is None else 'did not ask to pair'}"
-                   f" within {E2E_STEP_TIMEOUT:g} s (board: {'; '.join(board.events[-3:]) or 'no events'})",
+                   f" within {E2E_DISCOVERY_TIMEOUT:g} s"
+                   f" (board: {'; '.join(board.events[-3:]) or 'no events'})",
                    "a firewall may block UDP on 127.0.0.1; " + E2E_FIX)
         return False
     result.add(OK, "WiFi board found the server by discovery",

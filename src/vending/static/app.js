@@ -258,6 +258,8 @@
         if (!box) { return; }
         box.classList.toggle("sold-out", slot.sold_out);
         $(".name", box).textContent = slot.name;
+        $(".product", box).textContent = slot.product_name && slot.product_name !== slot.name ? slot.product_name : "";
+        $(".price", box).textContent = slot.price_text || "";
         $(".stock", box).textContent = slot.sold_out ? "Sold out" : (slot.stock === null ? "\u00a0" : slot.stock + " left");
         if (!inFlight.has(slot.number)) { button(slot.number).disabled = slot.sold_out; }
       });
@@ -537,15 +539,55 @@
       return answer.status === 200;
     }
 
+    // "1.50" -> 150 minor units, by text, never through a float; null when empty, NaN when bad.
+    function minorUnits(text, decimals) {
+      const value = text.trim().replace(",", ".");
+      if (value === "") { return null; }
+      const match = /^([0-9]+)(?:\.([0-9]+))?$/.exec(value);
+      if (!match || (match[2] || "").length > decimals) { return NaN; }
+      return Number(match[1]) * Math.pow(10, decimals) + Number((match[2] || "").padEnd(decimals, "0") || 0);
+    }
+    function countOrNull(input) { const text = input.value.trim(); return text === "" ? null : Number(text); }
+
     $$("form.slot-edit").forEach(function (form) {
       form.addEventListener("submit", async function (event) {
         event.preventDefault();
         const slot = form.dataset.slot;
-        const stock = form.elements.stock.value.trim();
-        const answer = await api("PATCH", "/slots/" + slot,
-                                 { name: form.elements.name.value, stock: stock === "" ? null : Number(stock) });
-        done(answer, "Slot " + slot + " saved.");
+        const fields = form.elements;
+        const body = { name: fields.name.value, stock: countOrNull(fields.stock),
+                       capacity: countOrNull(fields.capacity), par: countOrNull(fields.par) };
+        const selected = fields.product_id.querySelector("option[selected]");
+        if (fields.product_id.value !== (selected ? selected.value : "")) {
+          body.product_id = fields.product_id.value === "" ? null : Number(fields.product_id.value);
+        }
+        // Only a price typed here becomes the slot's own; otherwise the product's default holds.
+        if (fields.price.value !== fields.price.defaultValue) {
+          body.price = minorUnits(fields.price.value, Number(form.dataset.decimals));
+          if (Number.isNaN(body.price)) { message.textContent = "Not saved: the price is not an amount."; return; }
+        }
+        const answer = await api("PATCH", "/slots/" + slot, body);
+        if (done(answer, "Slot " + slot + " saved.")) {
+          fields.price.value = fields.price.defaultValue = answer.body.price === null ? "" :
+            answer.body.price_text.split(" ")[0];
+          $$("option", fields.product_id).forEach(function (option) {
+            option.toggleAttribute("selected", option.value === String(answer.body.product_id || ""));
+          });
+        }
       });
+    });
+    $("#product-add").addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const form = event.target;
+      const price = minorUnits(form.elements.default_price.value, Number(form.dataset.decimals));
+      if (price === null || Number.isNaN(price)) { message.textContent = "Not added: the price is not an amount."; return; }
+      const body = { name: form.elements.name.value, default_price: price };
+      if (form.elements.sku.value.trim()) { body.sku = form.elements.sku.value; }
+      const answer = await api("POST", "/products", body);
+      if (answer.status === 201) {
+        window.location.reload();
+      } else {
+        message.textContent = "Not added: " + (answer.body.detail || answer.status);
+      }
     });
     $$("form.slot-restock").forEach(function (form) {
       form.addEventListener("submit", async function (event) {
@@ -561,7 +603,41 @@
     watchMode();
   }
 
-  const PAGES = { vend: vendPage, devices: devicesPage, log: logPage, history: historyPage, stock: stockPage };
+  // ---- Reports page -------------------------------------------------------------------
+
+  function reportsPage() {
+    const message = $("#reports-message");
+
+    $("#print-pick-list").addEventListener("click", function () { window.print(); });
+    $("#collect-form").addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const answer = await api("POST", "/collections", { note: event.target.elements.note.value });
+      if (answer.status === 201) {
+        window.location.reload();
+      } else {
+        message.textContent = "Not recorded: " + (answer.body.detail || answer.status);
+      }
+    });
+    $("#refill-form").addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const slots = $$("input[name=slot]:checked", event.target).map(function (box) { return Number(box.value); });
+      if (!slots.length) { message.textContent = "Choose at least one slot to refill."; return; }
+      const answer = await api("POST", "/slots/refill", { slots: slots });
+      if (answer.status !== 200) {
+        message.textContent = "Nothing refilled: " + (answer.body.detail || answer.status);
+        return;
+      }
+      answer.body.slots.forEach(function (slot) {
+        const cell = $('.refill-stock[data-slot="' + slot.number + '"]');
+        if (cell) { cell.textContent = slot.stock; }
+      });
+      message.textContent = "Refilled slot" + (slots.length > 1 ? "s " : " ") + slots.join(", ") + ".";
+    });
+    watchMode();
+  }
+
+  const PAGES = { vend: vendPage, devices: devicesPage, log: logPage, history: historyPage, stock: stockPage,
+                  reports: reportsPage };
   const start = PAGES[document.body.dataset.page];
   if (start) { start(); }
 })();

@@ -16,6 +16,19 @@ from . import outbox
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 
+# A slot with its planogram entry; the price in force is the slot's own, else the product's.
+SLOT_SELECT = (
+    "SELECT s.number, s.name, s.stock, s.updated_at, p.product_id, pr.name AS product_name,"
+    " COALESCE(p.price, pr.default_price) AS price, p.capacity, p.par"
+    " FROM slots s LEFT JOIN planogram p ON p.slot = s.number"
+    " LEFT JOIN products pr ON pr.id = p.product_id"
+)
+# A vend with the product and price it was asked at.
+TRANSACTION_SELECT = (
+    "SELECT t.*, v.product_id, v.product_name, v.price"
+    " FROM transactions t LEFT JOIN vend_prices v ON v.transaction_id = t.id"
+)
+
 PENDING = "pending"
 SENT = "sent"
 SUCCESS = "success"
@@ -46,6 +59,10 @@ class Transaction:
     finished_at: float | None
     checked_at: float | None
     check_note: str | None
+    # The product and price in force when the vend was asked for (table vend_prices).
+    product_id: int | None = None
+    product_name: str | None = None
+    price: int | None = None
 
     @property
     def is_final(self) -> bool:
@@ -73,6 +90,13 @@ class Slot:
     name: str
     stock: int | None
     updated_at: float
+    # The planogram (table planogram): price is the one in force, the slot's own or else
+    # its product's default, in minor units; None when the slot has neither.
+    product_id: int | None = None
+    product_name: str | None = None
+    price: int | None = None
+    capacity: int | None = None
+    par: int | None = None
 
     @property
     def sold_out(self) -> bool:
@@ -82,14 +106,24 @@ class Slot:
         return {**asdict(self), "sold_out": self.sold_out}
 
 
+def counts_as_sale(txn: Transaction) -> bool:
+    """Whether a successful vend is a sale and takes an item off the stock.
+
+    A vend the simulated board served dispensed nothing: it is never a sale and takes no stock.
+    """
+    return not txn.simulated
+
+
 class Store:
     """SQLite in WAL mode; every write is one committed, fully synced transaction."""
 
-    def __init__(self, path: Path | str, outbox_events: bool = False, busy_timeout: float = 10.0,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path | str, outbox_events: bool = False, currency: str = "",
+                 busy_timeout: float = 10.0, wall: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         # The ledger's times are for people: wall-clock seconds (injectable for tests).
         self._wall = wall
+        # The ISO 4217 code prices are in, named in the events that carry a price.
+        self.currency = currency
         # When set (MQTT is configured), every reported change also queues an outbox event.
         self.outbox_events = outbox_events
         self._outbox_listeners: list[Callable[[], None]] = []
@@ -196,11 +230,11 @@ class Store:
 
     def slots(self, count: int) -> list[Slot]:
         """The configured slots 1..count, in order."""
-        rows = self.query("SELECT * FROM slots WHERE number <= ? ORDER BY number", (count,))
+        rows = self.query(f"{SLOT_SELECT} WHERE s.number <= ? ORDER BY s.number", (count,))
         return [Slot(**dict(row)) for row in rows]
 
     def slot(self, number: int) -> Slot:
-        rows = self.query("SELECT * FROM slots WHERE number = ?", (number,))
+        rows = self.query(f"{SLOT_SELECT} WHERE s.number = ?", (number,))
         if not rows:
             raise InvalidSlot(f"slot {number} does not exist")
         return Slot(**dict(rows[0]))
@@ -243,7 +277,7 @@ class Store:
 
     @staticmethod
     def _slot(db: sqlite3.Connection, number: int) -> Slot:
-        row = db.execute("SELECT * FROM slots WHERE number = ?", (number,)).fetchone()
+        row = db.execute(f"{SLOT_SELECT} WHERE s.number = ?", (number,)).fetchone()
         if row is None:
             raise NotFound(f"slot {number} does not exist")
         return Slot(**dict(row))
@@ -282,6 +316,13 @@ class Store:
                 "INSERT INTO transactions (id, slot, state, device_id, communication, message,"
                 " idempotency_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (txn_id, slot, PENDING, device_id, communication, "queued", idempotency_key, now),
+            )
+            # The price is fixed when the customer asks: a slot without one sells at 0.
+            db.execute(
+                "INSERT INTO vend_prices (transaction_id, product_id, product_name, price)"
+                " SELECT ?, product_id, product_name, COALESCE(price, 0)"
+                f" FROM ({SLOT_SELECT} WHERE s.number = ?)",
+                (txn_id, slot),
             )
             if idempotency_key is not None:
                 db.execute(
@@ -346,10 +387,19 @@ class Store:
             "UPDATE transactions SET state = ?, message = ?, reason = ?, finished_at = ? WHERE id = ?",
             (state, message, reason, now, txn.id),
         )
-        if state == SUCCESS and not txn.simulated:
+        if state == SUCCESS and counts_as_sale(txn):
             db.execute(
                 "UPDATE slots SET stock = stock - 1, updated_at = ? WHERE number = ? AND stock > 0",
                 (now, txn.slot),
+            )
+            # The sale goes into the ledger in this same database transaction as the success,
+            # at the price the vend was asked at: never one without the other.
+            db.execute(
+                "INSERT OR IGNORE INTO sales (transaction_id, slot, product_id, product_name,"
+                " price, sold_at) SELECT t.id, t.slot, v.product_id, v.product_name,"
+                " COALESCE(v.price, 0), ? FROM transactions t"
+                " LEFT JOIN vend_prices v ON v.transaction_id = t.id WHERE t.id = ?",
+                (now, txn.id),
             )
         closed = self._get(db, txn.id)
         self._emit_vend(db, closed, txn.state)
@@ -365,11 +415,11 @@ class Store:
             "reason": txn.reason, "message": txn.message, "device_id": txn.device_id,
             "communication": txn.communication, "created_at": txn.created_at,
             "finished_at": txn.finished_at,
-            # Filled in once products and prices exist; consumers treat None as "not priced".
-            "product": None, "price": None,
-            # Whether this vend is a sale (what a fleet counts): a success that was not
-            # simulated (the simulator dispenses nothing).
-            "sale": txn.state == SUCCESS and not txn.simulated,
+            # The product and price the vend was asked at (minor units of `currency`).
+            "product": txn.product_name, "product_id": txn.product_id,
+            "product_name": txn.product_name, "price": txn.price, "currency": self.currency,
+            # Whether this vend is a sale (what a fleet counts): in the ledger, as a sale.
+            "sale": txn.state == SUCCESS and counts_as_sale(txn),
             "simulated": txn.simulated,
             "stock": row["stock"] if row is not None else None,
             "previous_status": previous, "settled": previous == UNKNOWN,
@@ -429,7 +479,7 @@ class Store:
 
     @staticmethod
     def _get(db: sqlite3.Connection, txn_id: str) -> Transaction:
-        row = db.execute("SELECT * FROM transactions WHERE id = ?", (txn_id,)).fetchone()
+        row = db.execute(f"{TRANSACTION_SELECT} WHERE t.id = ?", (txn_id,)).fetchone()
         if row is None:
             raise NotFound(f"no transaction {txn_id}")
         return Transaction(**dict(row))
@@ -442,12 +492,12 @@ class Store:
         where, params = [], []
         for column, value in (("state", state), ("slot", slot), ("device_id", device_id)):
             if value is not None:
-                where.append(f"{column} = ?")
+                where.append(f"t.{column} = ?")
                 params.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        total = self.query(f"SELECT COUNT(*) FROM transactions{clause}", tuple(params))[0][0]
+        total = self.query(f"SELECT COUNT(*) FROM transactions t{clause}", tuple(params))[0][0]
         rows = self.query(
-            f"SELECT * FROM transactions{clause} ORDER BY created_at DESC, rowid DESC"
+            f"{TRANSACTION_SELECT}{clause} ORDER BY t.created_at DESC, t.rowid DESC"
             " LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )

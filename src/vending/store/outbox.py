@@ -20,6 +20,8 @@ ALERT = "alert"
 ALERT_ACKNOWLEDGED = "alert_acknowledged"
 STOCK = "stock"
 DEVICE = "device"
+# A collection closed a period (issue 16); the fleet counts sales since the latest one.
+COLLECTION = "collection"
 TOPICS = {
     VEND: "events/vend",
     # Alerts kept the topic they had before the outbox existed.

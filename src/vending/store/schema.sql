@@ -96,6 +96,64 @@ CREATE TABLE IF NOT EXISTS wifi_devices (
     approved_at     REAL
 );
 
+-- The business side (issue 16). Money is always an integer number of minor units (cents)
+-- of the one configured currency, never a float.
+
+-- What the machine sells.
+CREATE TABLE IF NOT EXISTS products (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    name            TEXT NOT NULL,
+    sku             TEXT,
+    default_price   INTEGER NOT NULL CHECK (default_price >= 0),
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL
+);
+
+-- The planogram: each slot's product, price (NULL: the product's default), capacity and par.
+-- A table of its own, so the slots table and its readers stay as they were.
+CREATE TABLE IF NOT EXISTS planogram (
+    slot            INTEGER PRIMARY KEY REFERENCES slots (number),
+    product_id      INTEGER REFERENCES products (id),
+    price           INTEGER CHECK (price IS NULL OR price >= 0),
+    capacity        INTEGER CHECK (capacity IS NULL OR capacity >= 0),
+    par             INTEGER CHECK (par IS NULL OR par >= 0)
+);
+
+-- The product and price in force when a vend was asked for, written with the vend row: a
+-- price changed while the vend runs (or before an unknown vend is settled) changes nothing.
+CREATE TABLE IF NOT EXISTS vend_prices (
+    transaction_id  TEXT PRIMARY KEY REFERENCES transactions (id),
+    product_id      INTEGER,
+    product_name    TEXT,
+    price           INTEGER NOT NULL CHECK (price >= 0)
+);
+
+-- A collection closes a period: the cash box was emptied or the machine refilled.
+CREATE TABLE IF NOT EXISTS collections (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    time            REAL NOT NULL,
+    who             TEXT NOT NULL,
+    note            TEXT NOT NULL DEFAULT '',
+    sales_count     INTEGER NOT NULL,
+    sales_value     INTEGER NOT NULL
+);
+
+-- The sales ledger: one row per successful vend, written in the same database transaction
+-- that records the success. collection_id stays NULL until a collection closes the period.
+CREATE TABLE IF NOT EXISTS sales (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    transaction_id  TEXT NOT NULL UNIQUE REFERENCES transactions (id),
+    slot            INTEGER NOT NULL,
+    product_id      INTEGER,
+    product_name    TEXT,
+    price           INTEGER NOT NULL CHECK (price >= 0),
+    sold_at         REAL NOT NULL,
+    collection_id   INTEGER REFERENCES collections (id)
+);
+
+CREATE INDEX IF NOT EXISTS sales_by_time ON sales (sold_at);
+CREATE INDEX IF NOT EXISTS sales_by_collection ON sales (collection_id);
+
 -- Events for the MQTT bridge, written in the same transaction as the change they report.
 -- seq is this machine's event number: AUTOINCREMENT so a number is never reused, even after
 -- delivered rows are pruned. delivered_at is set on the broker's PUBACK.

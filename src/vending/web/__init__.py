@@ -7,7 +7,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register error handlers, the operator guard and every blueprint."""
-    from . import api, auth, boards, devices, errors, fleet, metrics, openapi, operations, pages
+    from . import api, auth, boards, business, devices, errors, fleet, metrics, openapi, operations, pages
 
     errors.init_app(app)
     auth.init_app(app)
@@ -19,3 +19,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(fleet.bp)
+    app.register_blueprint(business.bp)

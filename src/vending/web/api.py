@@ -12,7 +12,8 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from .. import __version__, audit
 from ..errors import BadRequest, InvalidSlot
 from ..events import SLOT_CHANGED
-from ..store import STATES, Transaction
+from ..store import STATES, Slot, Transaction
+from .business import price_value
 from .common import float_arg, int_arg, json_body, runtime, whole_number
 from .operations import audited
 
@@ -167,43 +168,74 @@ def check_transaction(transaction_id: str):
 def slots():
     """Every slot with its name and stock."""
     rt = runtime()
-    return jsonify({"slots": [s.to_dict() for s in rt.store.slots(rt.config.slots)]})
+    return jsonify({"slots": [_slot_body(s) for s in rt.store.slots(rt.config.slots)],
+                    "currency": rt.currency.to_dict()})
 
 
-def _slot_changes(body: dict[str, Any]) -> dict[str, Any]:
+_PLANOGRAM_FIELDS = ("product_id", "price", "capacity", "par")
+
+
+def _slot_changes(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(changes to the slot row, changes to its planogram entry), or a 400."""
     changes: dict[str, Any] = {}
-    unknown = set(body) - {"name", "stock"}
+    planogram: dict[str, Any] = {}
+    unknown = set(body) - {"name", "stock", *_PLANOGRAM_FIELDS}
     if unknown:
-        raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}; use name and stock")
+        raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}; use name, stock,"
+                         " product_id, price, capacity and par")
     if "name" in body:
         name = body["name"]
         if not isinstance(name, str) or not name.strip() or len(name) > SLOT_NAME_MAX:
             raise BadRequest(f"name must be 1 to {SLOT_NAME_MAX} characters of text")
         changes["name"] = name.strip()
     if "stock" in body:
-        stock = body["stock"]
-        if stock is not None:
-            stock = whole_number(stock)
-        if body["stock"] is not None and (stock is None or not 0 <= stock <= 10000):
-            raise BadRequest("stock must be a whole number from 0 to 10000, or null for"
-                             " 'not counted'")
-        changes["stock"] = stock
-    if not changes:
-        raise BadRequest('nothing to change: send {"name": ...} and/or {"stock": ...}')
-    return changes
+        changes["stock"] = _count_or_null(body, "stock", "for 'not counted'")
+    if "product_id" in body:
+        product_id = body["product_id"]
+        if product_id is not None:
+            product_id = whole_number(product_id)
+            if product_id is None or not 1 <= product_id <= 2**62:
+                raise BadRequest("product_id must be a product's id (GET /products), or null")
+        planogram["product_id"] = product_id
+    if "price" in body:
+        planogram["price"] = price_value(body["price"], nullable=True)
+    for name in ("capacity", "par"):
+        if name in body:
+            planogram[name] = _count_or_null(body, name, "for none")
+    if not changes and not planogram:
+        raise BadRequest('nothing to change: send {"name": ...}, {"stock": ...} or the'
+                         ' planogram: product_id, price, capacity, par')
+    return changes, planogram
+
+
+def _count_or_null(body: dict[str, Any], name: str, null_means: str) -> int | None:
+    raw = body[name]
+    if raw is None:
+        return None
+    value = whole_number(raw)
+    if value is None or not 0 <= value <= 10000:
+        raise BadRequest(f"{name} must be a whole number from 0 to 10000, or null {null_means}")
+    return value
 
 
 @bp.patch("/slots/<int:number>")
 @audited(audit.CHANGE_SLOT)
 def update_slot(number: int):
-    """Rename a slot or set its stock."""
+    """Rename a slot, set its stock, or its product, price, capacity and par."""
     rt = runtime()
     rt.service.check_slot(number)
-    changes = _slot_changes(json_body())
+    changes, planogram = _slot_changes(json_body())
     previous = rt.store.slot(number)
-    slot = rt.store.update_slot(number, **changes)
+    if planogram:
+        rt.sales.set_planogram(number, planogram)
+    slot = rt.store.update_slot(number, **changes) if changes else rt.store.slot(number)
     rt.events.publish(SLOT_CHANGED, slot=slot.to_dict(), previous=previous.to_dict())
-    return jsonify(slot.to_dict())
+    return jsonify(_slot_body(slot))
+
+
+def _slot_body(slot: Slot) -> dict[str, Any]:
+    """A slot as the API shows it: with its price as text in the machine's currency."""
+    return {**slot.to_dict(), "price_text": runtime().currency.format(slot.price)}
 
 
 @bp.post("/slots/<int:number>/restock")
@@ -217,7 +249,7 @@ def restock_slot(number: int):
         raise BadRequest("quantity must be a whole number from 1 to 10000")
     previous, slot = rt.store.restock(number, quantity)
     rt.events.publish(SLOT_CHANGED, slot=slot.to_dict(), previous=previous.to_dict())
-    return jsonify(slot.to_dict())
+    return jsonify(_slot_body(slot))
 
 
 @bp.get("/status")

@@ -46,6 +46,10 @@ def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
 
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
+_PRICE = {"type": "integer", "minimum": 0, "maximum": 10**7,
+          "description": "minor units of the configured currency (150 = 1.50 EUR)"}
+_PRICE_OR_NULL = {**_PRICE, "type": ["integer", "null"],
+                  "description": "minor units; null: the product's default price"}
 _STRING_OR_NULL = {"type": ["string", "null"]}
 
 SCHEMAS: dict[str, Any] = {
@@ -78,6 +82,10 @@ SCHEMAS: dict[str, Any] = {
             "error": {"type": "string"},
             "detail": {"type": "string"},
             "poll": {"type": "string"},
+            "product_id": {"type": ["integer", "null"]},
+            "product_name": _STRING_OR_NULL,
+            "price": {"type": ["integer", "null"],
+                      "description": "minor units, fixed when the vend was asked for"},
         },
     },
     "Slot": {
@@ -89,7 +97,45 @@ SCHEMAS: dict[str, Any] = {
             "stock": {"type": ["integer", "null"]},
             "sold_out": {"type": "boolean"},
             "updated_at": {"type": "number"},
+            "product_id": {"type": ["integer", "null"]},
+            "product_name": _STRING_OR_NULL,
+            "price": {"type": ["integer", "null"],
+                      "description": "in force: the slot's own, else the product's; minor units"},
+            "price_text": {"type": "string"},
+            "capacity": {"type": ["integer", "null"]},
+            "par": {"type": ["integer", "null"]},
         },
+    },
+    "Product": {
+        "type": "object",
+        "required": ["id", "name", "sku", "default_price"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "sku": _STRING_OR_NULL,
+            "default_price": {"type": "integer", "description": "minor units"},
+            "created_at": {"type": "number"},
+            "updated_at": {"type": "number"},
+        },
+    },
+    "Currency": {
+        "type": "object",
+        "required": ["code", "decimals", "numeric"],
+        "properties": {"code": {"type": "string"}, "decimals": {"type": "integer"},
+                       "numeric": {"type": "string"}},
+    },
+    "Totals": {
+        "type": "object",
+        "required": ["count", "value", "failed", "unknown"],
+        "properties": {"count": {"type": "integer"}, "value": {"type": "integer"},
+                       "failed": {"type": "integer"}, "unknown": {"type": "integer"}},
+    },
+    "Collection": {
+        "type": "object",
+        "required": ["id", "time", "who", "note", "sales_count", "sales_value"],
+        "properties": {"id": {"type": "integer"}, "time": {"type": "number"},
+                       "who": {"type": "string"}, "note": {"type": "string"},
+                       "sales_count": {"type": "integer"}, "sales_value": {"type": "integer"}},
     },
     "Device": {
         "type": "object",
@@ -231,6 +277,11 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
         "/log": {"get": {"summary": "Web interface: communication log", "responses": _PAGE}},
         "/history": {"get": {"summary": "Web interface: transactions", "responses": _PAGE}},
         "/stock": {"get": {"summary": "Web interface: slot names and stock", "responses": _PAGE}},
+        "/reports": {"get": {
+            "summary": "Web interface: sales, charts, top sellers, pick list and refill",
+            "parameters": [_query("period", {"type": "string", "enum": ["today", "7d", "30d"]},
+                                  "today (default), 7 or 30 days")],
+            "responses": {**_PAGE, "400": _error("bad period")}}},
         "/login": {
             "get": {"summary": "Sign-in page; ?token= signs in at once",
                     "parameters": [_query("token", {"type": "string"}, "the operator token"),
@@ -310,9 +361,15 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                 # takes the control characters 0x1c-0x1f and 0x85 that JSON Schema's \s leaves).
                 "name": {"type": "string", "minLength": 1, "maxLength": 40,
                          "pattern": "[^\\s\\x1c-\\x1f\\x85]"},
-                "stock": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000}}}),
-            "responses": {"200": _json(_ref("Slot"), "the slot"), "400": _error("bad change"),
-                          "404": _error("no such slot")},
+                "stock": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000},
+                "product_id": {"type": ["integer", "null"], "minimum": 1, "maximum": 2**62},
+                "price": _PRICE_OR_NULL,
+                "capacity": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000},
+                "par": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000}}}),
+            "responses": {"200": _json(_ref("Slot"), "the slot"),
+                          "400": _error("bad change"),
+                          "404": _error("no such slot or product"),
+                          "409": _error("par above capacity")},
         }},
         "/slots/{number}/restock": {"post": {
             "summary": "Add items to a slot", "parameters": [number_param],
@@ -464,6 +521,7 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
             "responses": {"200": _json(_OK, "cleared")}}},
     }
     paths.update(_operations_paths(slot_schema))
+    paths.update(_business_paths(slots))
     _add_guard_responses(paths)
     return {
         "openapi": "3.1.0",
@@ -575,6 +633,113 @@ def _operations_paths(slot_schema: dict[str, Any]) -> dict[str, Any]:
                     "text/csv": {"schema": {"type": "string"}}}},
                 "400": _error("bad filter"),
             },
+        }},
+    }
+
+
+def _business_paths(slots: int) -> dict[str, Any]:
+    """Products, refill, collections and reports (web/business.py)."""
+    product_param = _path("product_id", {"type": "integer"}, "product id")
+    # Something besides spaces, and no control characters (web/business.py: _text).
+    text = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    product_body = {"type": "object", "additionalProperties": False, "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 60, "pattern": text},
+        "sku": {"type": ["string", "null"], "minLength": 1, "maxLength": 40, "pattern": text},
+        "default_price": _PRICE}}
+    moment = {"anyOf": [{"type": "string", "format": "date"},
+                        {"type": "string", "format": "date-time"},
+                        {"type": "string", "pattern": "^[0-9]{1,12}(\\.[0-9]{1,6})?$"},
+                        {"type": "string", "maxLength": 0}]}
+    period = [
+        _query("from", moment,
+               "from this moment: 2026-12-01, 2026-12-01T14:00 (local time) or epoch seconds"),
+        _query("to", moment, "until this moment, excluded (a date: that whole day)"),
+    ]
+    csv_or_json = {"type": "string", "enum": ["json", "csv"]}
+    return {
+        "/products": {
+            "get": {"summary": "The product catalogue", "responses": {"200": _json(
+                {"type": "object", "required": ["products", "currency"], "properties": {
+                    "products": {"type": "array", "items": _ref("Product")},
+                    "currency": _ref("Currency")}}, "the products")}},
+            "post": {"summary": "Add a product",
+                     "requestBody": _body({**product_body, "required": ["name", "default_price"]}),
+                     "responses": {"201": _json(_ref("Product"), "created"),
+                                   "400": _error("bad product")}},
+        },
+        "/products/{product_id}": {
+            "patch": {"summary": "Change a product's name, SKU or default price",
+                      "parameters": [product_param],
+                      "requestBody": _body({**product_body, "minProperties": 1}),
+                      "responses": {"200": _json(_ref("Product"), "the product"),
+                                    "400": _error("bad change"), "404": _NOT_A_NUMBER}},
+            "delete": {"summary": "Remove a product no slot holds (past sales keep its name)",
+                       "parameters": [product_param],
+                       "responses": {"200": _json({"type": "object", "properties": {
+                           "deleted": _ref("Product")}}, "removed"),
+                           "404": _NOT_A_NUMBER,
+                           "409": _error("a slot still holds it")}},
+        },
+        "/slots/refill": {"post": {
+            "summary": "Set slots' stock to their capacity, all in one step",
+            "requestBody": _body({"type": "object", "additionalProperties": False, "properties": {
+                "slots": {"type": "array", "minItems": 1, "maxItems": slots, "items": {
+                    "type": "integer", "minimum": 1, "maximum": slots}}}}, required=False),
+            "responses": {"200": _json({"type": "object", "properties": {
+                "slots": {"type": "array", "items": _ref("Slot")}}}, "the refilled slots"),
+                "400": _error("bad slots: nothing refilled"),
+                "409": _error("a slot without capacity: nothing refilled")},
+        }},
+        "/collections": {
+            "get": {"summary": "Collections, and totals since the last one and since install",
+                    "responses": {"200": _json({"type": "object", "required": [
+                        "since_collection", "since_install", "collections"], "properties": {
+                        "currency": _ref("Currency"),
+                        "since_collection": _ref("Totals"), "since_install": _ref("Totals"),
+                        "last_collection": {"anyOf": [_ref("Collection"), {"type": "null"}]},
+                        "collections": {"type": "array", "items": _ref("Collection")}}},
+                        "totals")}},
+            "post": {"summary": "Close the period: the cash box was emptied or the machine refilled",
+                     "requestBody": _body({"type": "object", "additionalProperties": False,
+                                           "properties": {"note": {"type": "string",
+                                                                   "maxLength": 500}}},
+                                          required=False),
+                     "responses": {"201": _json(_ref("Collection"), "the closed period"),
+                                   "400": _error("bad note")}},
+        },
+        "/reports/sales": {"get": {
+            "summary": "Sales grouped by slot, product, day or hour; ?format=csv exports",
+            "parameters": [
+                *period,
+                _query("group", {"type": "string", "enum": ["slot", "product", "day", "hour"]},
+                       "how to group (default slot)"),
+                _query("format", csv_or_json, "csv to export"),
+            ],
+            "responses": {"200": {"description": "sales", "content": {
+                "application/json": {"schema": {"type": "object", "required": [
+                    "rows", "total", "currency"], "properties": {
+                    "rows": {"type": "array", "items": {"type": "object", "properties": {
+                        "key": {"type": ["integer", "string", "null"]},
+                        "label": {"type": "string"}, "count": {"type": "integer"},
+                        "value": {"type": "integer"}}}},
+                    "total": _ref("Totals"), "currency": _ref("Currency"),
+                    "since_collection": _ref("Totals"), "since_install": _ref("Totals")}}},
+                "text/csv": {"schema": {"type": "string"}}}},
+                "400": _error("bad group, period or format")},
+        }},
+        "/reports/restock": {"get": {
+            "summary": "What each slot misses to reach capacity, and the pick list by product",
+            "parameters": [_query("format", csv_or_json, "csv to export the pick list")],
+            "responses": {"200": {"description": "restock", "content": {
+                "application/json": {"schema": {"type": "object", "required": [
+                    "slots", "pick_list"]}},
+                "text/csv": {"schema": {"type": "string"}}}},
+                "400": _error("bad format")},
+        }},
+        "/reports/dex": {"get": {
+            "summary": "The EVA-DTS 6.1 DEX/UCS audit file",
+            "responses": {"200": {"description": "DEX text, CR LF line ends",
+                                  "content": {"text/plain": {}}}},
         }},
     }
 

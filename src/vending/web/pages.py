@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, redirect, render_template, request
 
+from ..errors import BadRequest
+from ..reports import PERIODS, local_midnight
+from . import charts
 from .auth import COOKIE_NAME
 from .common import runtime
 
@@ -16,6 +21,7 @@ NAVIGATION = (
     ("pages.monitor", "/log", "Log"),
     ("pages.history", "/history", "Transactions"),
     ("pages.stock", "/stock", "Slots"),
+    ("pages.reports", "/reports", "Reports"),
 )
 
 
@@ -41,7 +47,8 @@ def index():
     if rt.fleet is not None and not rt.registry.devices():
         # A fleet server with no board of its own: its front page is the fleet.
         return redirect("/fleet")
-    return _render("index.html", "vend", slots=rt.store.slots(rt.config.slots))
+    return _render("index.html", "vend", slots=rt.store.slots(rt.config.slots),
+                   currency=rt.currency)
 
 
 @bp.get("/devices")
@@ -65,6 +72,31 @@ def history():
 
 @bp.get("/stock")
 def stock():
-    """Slot names, stock and restocking."""
+    """Slot names, stock, restocking, the planogram and the product catalogue."""
     rt = runtime()
-    return _render("stock.html", "stock", slots=rt.store.slots(rt.config.slots))
+    return _render("stock.html", "stock", slots=rt.store.slots(rt.config.slots),
+                   products=rt.sales.products(), currency=rt.currency)
+
+
+@bp.get("/reports")
+def reports():
+    """Sales of today, 7 or 30 days: charts, top sellers, idle slots, pick list and refill."""
+    rt = runtime()
+    period = request.args.get("period") or "today"
+    days = {name: back for name, _, back in PERIODS}.get(period)
+    if days is None:
+        raise BadRequest(f"period must be one of {', '.join(n for n, _, _ in PERIODS)},"
+                         f" got {period!r}")
+    summary = rt.business.summary(local_midnight(time.time(), days))
+    money = rt.currency
+    by_product = charts.horizontal_bars(
+        [(row["label"], row["value"], money.format(row["value"])) for row in summary["by_product"]],
+        "Sales by product")
+    by_hour = charts.vertical_bars(summary["hours"], [f"{h:02d}" for h in range(24)],
+                                   "Vends by hour of day")
+    totals = rt.business.totals()
+    last = totals["last_collection"]
+    last_collected = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["time"])) if last else ""
+    return _render("reports.html", "reports", period=period, periods=PERIODS, summary=summary,
+                   money=money, by_product=by_product, by_hour=by_hour, totals=totals,
+                   last_collected=last_collected, restock=rt.business.restock())
