@@ -12,6 +12,7 @@ serial figures need ptys; memory and threads are read from /proc on Linux).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -26,9 +27,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
+import bench_front  # noqa: E402
 import bench_http  # noqa: E402
 import bench_naive  # noqa: E402
 import bench_serial  # noqa: E402
+import bench_soak  # noqa: E402
 import bench_startup  # noqa: E402
 import bench_throughput  # noqa: E402
 import bench_wifi  # noqa: E402
@@ -52,10 +55,14 @@ class Sizes:
     throughput_seconds: float
     throughput_repeats: int
     startup_repeats: int
+    front_seconds: float
+    front_rounds: int
+    idle_seconds: float
+    soak_minutes: float
 
 
-FULL = Sizes(2.0, 5, 100, 5, 200, 5, 30, 3, (1, 10, 100), 15.0, 5, 7)
-QUICK = Sizes(1.0, 3, 30, 3, 100, 3, 8, 2, (1, 10, 100), 5.0, 3, 3)
+FULL = Sizes(2.0, 5, 100, 5, 200, 5, 30, 3, (1, 10, 100), 15.0, 5, 7, 5.0, 3, 30.0, 10.0)
+QUICK = Sizes(1.0, 3, 30, 3, 100, 3, 8, 2, (1, 10, 100), 5.0, 3, 3, 2.0, 1, 10.0, 2.0)
 
 
 def ms(seconds: float | None, digits: int = 1) -> str:
@@ -209,11 +216,11 @@ def wifi_section(sizes: Sizes) -> list[str]:
         "## Memory and threads with 1, 10 and 100 WiFi boards",
         "",
         "Same runs: the server process's RSS and thread count (Linux /proc) after the vends.",
-        "Waitress starts a fixed pool of worker threads (128 by default, `--threads`), and each"
-        " held long-poll occupies one of them while it waits, so the pool must be larger than"
-        " the number of boards; on top of the pool the server keeps one vend dispatcher thread"
-        " per board that has had a vend, which is why the count grows with the boards the"
-        f" {sizes.wifi_vends} random vends reached.",
+        "The HTTP worker pool starts with 4 threads and grows as requests wait (up to"
+        " `--threads`, 128 by default); each held long-poll occupies one while it waits, so"
+        " with 100 boards it holds about 100; on top of the pool the server keeps one vend"
+        " dispatcher thread per board that has had a vend, which is why the count grows with"
+        f" the boards the {sizes.wifi_vends} random vends reached.",
         "",
         *table(["boards", "RSS long-poll", "RSS baseline", "ratio", "threads long-poll",
                 "threads baseline", "ratio"], footprint_rows),
@@ -268,9 +275,84 @@ def startup_section(sizes: Sizes) -> list[str]:
     ]
 
 
+def front_section(sizes: Sizes) -> list[str]:
+    runs, load_start, load_end = bench_front.measure_all(bench_front.KINDS, sizes.front_seconds,
+                                                         sizes.front_rounds)
+    return [
+        "## The HTTP front: WSGI servers against the earlier version",
+        "",
+        "`bench/bench_front.py`: each candidate (bench/front_servers.py) serves the same app"
+        " (simulated board, about 200 log lines) on 127.0.0.1 with at most 32 worker threads,"
+        " except waitress-before (the project's previous settings: 128 threads, connection"
+        " limit 256, select()); \"ours\" is src/vending/serving.py. The earlier version is the"
+        " seed's code on Flask's development server (bench/seed_baseline.py). wrk, 2 threads;"
+        f" the candidates alternate, rotating order each round; medians of {sizes.front_rounds}"
+        " rounds; (ratio) against the earlier version in the same rounds. The log row is the"
+        " log view's first load (`?since=0&limit=200`); the If-None-Match row is how a browser"
+        " re-asks for a /status it holds (the earlier version has no ETag and answers 200).",
+        "",
+        *bench_front.render(runs, sizes.front_seconds, sizes.front_rounds, load_start,
+                            load_end),
+        "",
+        *FRONT_CHOICE,
+        "",
+    ]
+
+
+FRONT_CHOICE = [
+    "Why waitress (hardened, src/vending/serving.py): granian answers the most requests per"
+    " second here, but runs the app in a worker process it spawns (about twice the RSS, and"
+    " the controller's threads, serial ports and shutdown would have to move into that"
+    " process), and a WSGI app still holds one of its threads per long-poll. cheroot and"
+    " gunicorn's gthread read a request on a worker thread, so 300 trickling connections"
+    " starve them (last column), and gunicorn does not run on Windows. waitress reads"
+    " requests on its I/O thread, installs as one pure-Python wheel everywhere, and with"
+    " poll(), a request deadline, per-address caps, eviction at the limit and a pool that"
+    " grows on demand it withstands the slow-client and descriptor attacks"
+    " (tests/test_http_front.py) with 7 threads after start instead of 131. Most of a request's"
+    " time is Flask's own work, which every candidate pays alike: none reaches three times the"
+    " earlier version on this shared 2-core machine.",
+]
+
+
+def soak_section(sizes: Sizes) -> list[str]:
+    idle = bench_soak.idle(100, sizes.idle_seconds)
+    soak = bench_soak.soak(sizes.soak_minutes)
+    first, last, rss_median = bench_soak.growth(soak)
+    return [
+        "## Idle CPU with 100 WiFi boards, and a steady vend soak",
+        "",
+        "`bench/bench_soak.py`: the real server (`src/app.py`). Idle: 100 simulated WiFi boards"
+        " holding long-polls and two pages polling as app.js does (with If-None-Match), CPU"
+        f" over {sizes.idle_seconds:g} s as a share of one core; baseline: the same server with"
+        f" nothing connected. Soak: 5 WiFi boards, one vend every 0.2 s for"
+        f" {sizes.soak_minutes:g} minutes with two pages open, sampled every 15 s; growth is"
+        " the last sample against the first after a one-minute warm-up.",
+        "",
+        *table(["figure", "with boards and pages", "baseline", "ratio"], [
+            ["idle CPU (share of one core)", f"{idle['busy'] * 100:.2f}%",
+             f"{idle['alone'] * 100:.2f}% (nothing connected)", ratio(idle["busy"], idle["alone"])],
+            ["threads", f"{idle['threads']:.0f}", f"{idle['threads_alone']:.0f}",
+             ratio(idle["threads"], idle["threads_alone"])],
+            ["RSS", f"{idle['rss']:.1f} MiB", f"{idle['rss_alone']:.1f} MiB",
+             ratio(idle["rss"], idle["rss_alone"])],
+        ]),
+        "",
+        *table(["soak", "after warm-up", "at the end", "ratio"], [
+            ["threads", f"{first[1]}", f"{last[1]}", ratio(last[1], first[1])],
+            ["RSS", f"{first[2]:.1f} MiB", f"{last[2]:.1f} MiB (median {rss_median:.1f})",
+             ratio(last[2], first[2])],
+            ["open descriptors", f"{first[3]}", f"{last[3]}", ratio(last[3], first[3])],
+        ]),
+        "",
+        f"{soak['vends']} vends, {soak['failed']} not answered 200.",
+        "",
+    ]
+
+
 SECTIONS = [("http", http_section), ("naive", naive_section), ("serial", serial_section),
             ("wifi", wifi_section), ("throughput", throughput_section),
-            ("startup", startup_section)]
+            ("startup", startup_section), ("front", front_section), ("soak", soak_section)]
 
 
 def machine() -> str:
@@ -304,8 +386,12 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=[name for name, _ in SECTIONS],
                         help="run only this section (repeatable); the document then has only it")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--soak-minutes", type=float,
+                        help="a shorter soak than the full run's 10 minutes (say so when used)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    if args.soak_minutes:
+        sizes = dataclasses.replace(sizes, soak_minutes=args.soak_minutes)
     started = time.monotonic()
     body: list[str] = []
     for name, section in SECTIONS:
@@ -324,7 +410,8 @@ def main() -> int:
         "Written by `bench/run_all.py`; do not edit by hand, rerun it.",
         "",
         f"- Machine: {machine()}",
-        f"- Run: {mode} mode (`python bench/run_all.py{' --quick' if args.quick else ''}`),"
+        f"- Run: {mode} mode (`python bench/run_all.py{' --quick' if args.quick else ''}"
+        f"{f' --soak-minutes {args.soak_minutes:g}' if args.soak_minutes else ''}`),"
         f" {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()},"
         f" {time.monotonic() - started:.0f} s in all",
         "- Every figure is the median over repeated runs, next to a baseline measured in the"
@@ -350,7 +437,9 @@ def main() -> int:
         "Each section's script also runs alone and prints its figures:"
         " `bench/bench_http.py`, `bench/bench_naive.py`, `bench/bench_serial.py`,"
         " `bench/bench_wifi.py --boards 100`, `bench/bench_throughput.py`,"
-        " `bench/bench_startup.py`; `bench/bench_core.py` and `bench/bench_integrations.py` add"
+        " `bench/bench_startup.py`, `bench/bench_front.py` (needs wrk; the candidate servers"
+        " come from `pip install granian cheroot gunicorn`), `bench/bench_soak.py`;"
+        " `bench/bench_core.py` and `bench/bench_integrations.py` add"
         " the vend round trip on the simulated board and the cost of alerts, webhooks and MQTT."
         " Fuzzing: `bench/fuzz_codec.py --seconds 60` and `bench/fuzz_discovery.py --seconds 60`"
         " (atheris) print the executions and stop at the first finding.",

@@ -47,15 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(banner(config, runtime.transports, sign_in_path), flush=True)
             app.run(host=config.host, port=config.port, threaded=True, use_reloader=False)
         else:
-            from waitress import create_server
+            from vending.serving import ServerLimits, build_server
 
+            limits = ServerLimits(
+                threads=config.threads, connection_limit=config.connection_limit,
+                connections_per_address=config.connections_per_address,
+                request_deadline=config.request_deadline, max_body=config.max_body_bytes,
+            )
             try:
-                server = create_server(
-                    app, host=config.host, port=config.port, threads=config.threads,
-                    max_request_body_size=config.max_body_bytes, ident="vending",
-                    # Every WiFi board keeps a connection open; waitress's default is 100.
-                    connection_limit=max(100, 2 * config.threads),
-                )
+                server = build_server(app, config.host, config.port, limits)
             except OSError as exc:
                 logger.error(
                     "cannot listen on %s:%d (%s): is another server running? Stop it or use"

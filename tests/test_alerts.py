@@ -250,6 +250,9 @@ def test_a_failed_webhook_delivery_is_retried_with_back_off(make_app, receiver):
     [alert] = alerts(client)
     assert receiver.ids() == [alert["id"]]
     assert receiver.attempts == 3
+    # The receiver has the post before the sender has recorded the answer: wait for that.
+    wait_until(lambda: runtime_of(app).operations.deliveries(alert["id"])[0].state == "delivered",
+               message="the delivery to be recorded")
     [delivery] = runtime_of(app).operations.deliveries(alert["id"])
     assert delivery.state == "delivered" and delivery.attempts == 3
 

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
 from helpers import test_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from vending import create_app
+
+
+@pytest.fixture
+def app(make_app):
+    """Metrics are off by default; these tests turn them on."""
+    return make_app(metrics=True)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
 
 
 def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -70,10 +85,32 @@ def test_discovery_and_serial_reconnect_counters_exist_for_the_transports_to_fee
 
 
 def test_each_app_has_its_own_registry(make_app, tmp_path) -> None:
-    first = make_app()
+    first = make_app(metrics=True)
     # One server per data directory: the second app gets its own.
-    second = create_app(test_config(tmp_path / "second"))
+    second = create_app(test_config(tmp_path / "second", metrics=True))
     first.test_client().post("/vend/1?wait=5")
     samples = scrape(second.test_client())
     assert not any(name == "vending_vends_total" for name, _ in samples)
     second.extensions["vending"].stop()
+
+
+def test_metrics_are_off_by_default_with_a_404_that_says_how_to_turn_them_on(make_app) -> None:
+    response = make_app().test_client().get("/metrics")
+    assert response.status_code == 404
+    assert "--metrics" in response.get_json()["detail"]
+
+
+def test_building_the_app_without_metrics_mqtt_mdns_or_webhooks_imports_none_of_their_libraries(
+        tmp_path) -> None:
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from vending import Config, create_app\n"
+        f"create_app(Config(data_dir=Path({str(tmp_path)!r}), port=0, serial_scan=False,"
+        " discovery=False, mdns=False, start_threads=False))\n"
+        "optional = ('prometheus_client', 'paho', 'zeroconf', 'requests')\n"
+        "print(sorted(m for m in optional if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == "[]"

@@ -19,8 +19,6 @@ from collections import defaultdict, deque
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from .audit import one_line
 from .config import AlertSettings
 from .devices.base import BUSY, OFFLINE, ONLINE
@@ -339,7 +337,7 @@ class WebhookSender:
         self._cond = threading.Condition()
         self._worker = Worker("webhooks", self._run, join_timeout=settings.webhook_timeout + 2.0,
                               wake=self.notify)
-        self._session: requests.Session | None = None
+        self._session: Any = None  # a requests.Session while the worker runs
         self._warned: set[str] = set()
 
     def start(self) -> None:
@@ -350,6 +348,8 @@ class WebhookSender:
         if dropped:
             logger.warning("%d alert posts to webhook URLs no longer configured were dropped",
                            dropped)
+        import requests  # only with webhooks configured: it is 5 MiB of a Pi's memory
+
         self._session = requests.Session()
         self._worker.start()
 
@@ -402,6 +402,8 @@ class WebhookSender:
             digest = hmac.new(self.settings.webhook_secret.encode("utf-8"), body,
                               hashlib.sha256).hexdigest()
             headers["X-Vending-Signature"] = f"sha256={digest}"
+        import requests  # imported by start() already: a lookup
+
         error = ""
         try:
             assert self._session is not None

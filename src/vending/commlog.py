@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 TX = "tx"  # controller -> board
@@ -25,7 +27,14 @@ class LogEntry:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"id": self.id, "time": self.time, "device_id": self.device_id,
+                "transport": self.transport, "direction": self.direction,
+                "message": self.message}
+
+    @cached_property
+    def json(self) -> str:
+        """The entry as JSON, encoded once: every open log view asks for the same lines."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
 
 
 class CommunicationLog:
@@ -37,6 +46,7 @@ class CommunicationLog:
         self._entries: deque[LogEntry] = deque(maxlen=size)
         self._lock = threading.Lock()
         self._last_id = 0
+        self._clears = 0
 
     def add(self, device_id: str, transport: str, direction: str, message: str) -> LogEntry:
         """Append one line; over-long messages are cut so one bad line cannot fill memory."""
@@ -51,6 +61,11 @@ class CommunicationLog:
     @property
     def last_id(self) -> int:
         return self._last_id
+
+    @property
+    def revision(self) -> tuple[int, int]:
+        """Changes whenever what `since()` would answer can have changed."""
+        return self._clears, self._last_id
 
     def since(
         self, since: int = 0, device_id: str | None = None, direction: str | None = None,
@@ -72,3 +87,4 @@ class CommunicationLog:
         """Drop every entry; ids keep growing so clients are not confused."""
         with self._lock:
             self._entries.clear()
+            self._clears += 1

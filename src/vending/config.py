@@ -26,6 +26,11 @@ from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 ENV_PREFIX = "VENDING_"
+# Threads are started only when needed (vending/serving.py), but each costs a stack: on a
+# 32-bit Pi a few hundred are what the address space allows. Connections use poll(), so
+# their count is bounded by memory and the open-file limit, which the server raises.
+MAX_THREADS = 256
+MAX_CONNECTIONS = 10000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -240,8 +245,17 @@ class Config:
     mdns: bool = setting(True, "advertise the page over mDNS as http://MDNS_NAME.local",
                          flag="--no-mdns")
     mdns_name: str = setting("vending", "mDNS name: letters, digits and '-'")
-    threads: int = setting(128, "HTTP worker threads (every held WiFi poll takes one)",
-                           flag="--threads")
+    metrics: bool = setting(False, "serve GET /metrics for Prometheus (prometheus_client is"
+                            " imported only then)", flag="--metrics")
+    # The HTTP front (vending/serving.py): the pool starts small and grows to `threads`.
+    threads: int = setting(128, f"most HTTP worker threads, 4..{MAX_THREADS}, started as needed"
+                           " (every held WiFi poll takes one)", flag="--threads")
+    connection_limit: int = setting(1000, "open HTTP connections; at the limit the longest-idle"
+                                    " one is closed to make room")
+    connections_per_address: int = setting(32, "HTTP connections one address other than this"
+                                           " machine may hold")
+    request_deadline: float = setting(10.0, "seconds a request has to arrive once it has begun"
+                                      " (slow senders are cut off)")
     dev: bool = setting(False, "Flask's development server", flag="--dev", env=False)
     log_level: str = setting("INFO", "how much to log to stderr", flag="--log-level",
                              choices=LOG_LEVELS)
@@ -327,6 +341,16 @@ class Config:
                      "serial_rescan_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be more than 0 seconds")
+        if not 4 <= self.threads <= MAX_THREADS:
+            raise ValueError(f"threads must be 4..{MAX_THREADS} (each held WiFi long-poll needs"
+                             f" one), got {self.threads}")
+        if not 10 <= self.connection_limit <= MAX_CONNECTIONS:
+            raise ValueError(f"connection_limit must be 10..{MAX_CONNECTIONS},"
+                             f" got {self.connection_limit}")
+        if self.connections_per_address < 1:
+            raise ValueError("connections_per_address must be at least 1")
+        if not 1.0 <= self.request_deadline <= 300.0:
+            raise ValueError("request_deadline must be 1..300 s")
         if self.log_size < 10:
             raise ValueError("log_size must be at least 10")
         self.log_level = str(self.log_level).upper()

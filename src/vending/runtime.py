@@ -17,7 +17,6 @@ from .devices.simulator import SimulatedDevice
 from .errors import StoreUnavailable
 from .events import SERIAL_RECONNECT, VEND_FINISHED, EventBus
 from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
-from .metrics import Metrics
 from .money import Currency
 from .reports import Business
 from .service import VendService
@@ -59,9 +58,13 @@ class Runtime:
         )
         # Explicit serial ports mean a real machine: the simulator never vends unasked there.
         self.registry = DeviceRegistry(self.events, simulator_fallback=not config.serial_ports)
-        self.metrics = Metrics(self.registry.devices)
-        self.events.subscribe(self.metrics.vend_finished, {VEND_FINISHED})
-        self.events.subscribe(self.metrics.serial_reconnect, {SERIAL_RECONNECT})
+        self.metrics: Any = None  # vending.metrics.Metrics when config.metrics is on
+        if config.metrics:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self.registry.devices)
+            self.events.subscribe(self.metrics.vend_finished, {VEND_FINISHED})
+            self.events.subscribe(self.metrics.serial_reconnect, {SERIAL_RECONNECT})
         self.service = VendService(
             self.store, self.registry, self.log,
             config.vend, config.slots, self.events, self.clock,

@@ -329,7 +329,7 @@ def _exercise_app(result: TestResult, create_app: Callable[..., Any], config_cla
             return
         try:
             client = app.test_client()
-            for path in ("/", "/status", "/health", "/esp32/devices/list", "/openapi.json", "/metrics"):
+            for path in ("/", "/status", "/health", "/esp32/devices/list", "/openapi.json"):
                 response = client.get(path)
                 if response.status_code == 200:
                     result.add(OK, f"GET {path}", "200")

@@ -162,6 +162,11 @@ class Store:
             except sqlite3.OperationalError as exc:
                 raise _unavailable(exc) from exc
 
+    @property
+    def revision(self) -> int:
+        """Grows with every row written: what was read before is stale once it has moved."""
+        return self._db.total_changes
+
     # Outbox (see store/outbox.py)
 
     def emit(self, db: sqlite3.Connection, event: str, body: dict[str, Any],

@@ -7,17 +7,23 @@ import io
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from .. import __version__, audit
+from .. import audit
 from ..errors import BadRequest, InvalidSlot
 from ..events import SLOT_CHANGED
 from ..store import STATES, Slot, Transaction
 from .business import price_value
 from .common import float_arg, int_arg, json_body, runtime, whole_number
+from .conditional import OPERATOR, StatusSnapshots, conditional_json, not_modified
 from .operations import audited
 
 bp = Blueprint("api", __name__)
+
+
+@bp.record_once
+def _status_cache(state) -> None:
+    state.app.extensions["vending_status"] = StatusSnapshots()
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -254,27 +260,18 @@ def restock_slot(number: int):
 
 @bp.get("/status")
 def status():
-    """System status: devices, the active one, slots and vend counts."""
+    """System status: devices, the active one, slots and vend counts (ETag: 304 if unchanged)."""
     rt = runtime()
-    devices = [d.info() for d in rt.registry.devices()]
-    mode = rt.registry.communication_mode()
-    return jsonify({
-        "service": "flask-vending-machine",
-        "version": __version__,
-        "online": True,
-        "uptime": round(time.time() - rt.started_at, 1),
-        "communication_mode": mode["mode"],
-        "selection": mode["selection"],
-        "active_device": mode["active_device"],
-        "esp32_connected": any(d["type"] != "simulation" and d["status"] in ("online", "busy")
-                               for d in devices),
-        "devices": devices,
-        "slots": [s.to_dict() for s in rt.store.slots(rt.config.slots)],
-        "transactions": rt.store.counts(),
-        "queues": rt.service.queue_lengths(),
-        "transports": rt.transports,
-        "log_last_id": rt.log.last_id,
-    })
+    head, etag = current_app.extensions["vending_status"].get(rt, status_audience())
+    unchanged = not_modified(etag)
+    if unchanged is not None:
+        return unchanged
+    return conditional_json(f'{head},"uptime":{time.time() - rt.started_at:.1f}}}', etag)
+
+
+def status_audience() -> str:
+    """Whose view of /status this request gets."""
+    return OPERATOR
 
 
 @bp.get("/health")

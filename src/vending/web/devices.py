@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+import json
+
+from flask import Blueprint, current_app, jsonify, request
 
 from .. import audit
 from ..commlog import DIRECTIONS
 from ..devices.simulator import FAULTS, SimulatedDevice
 from ..errors import BadRequest
 from .common import int_arg, json_body, runtime, whole_number
+from .conditional import RecentBodies, conditional_json, etag_of, not_modified
 from .operations import audited
 
 bp = Blueprint("devices", __name__, url_prefix="/esp32")
@@ -133,20 +136,32 @@ def communication_mode():
 
 @bp.get("/communication/log")
 def communication_log():
-    """Log entries newer than ?since=<id>, oldest first."""
+    """Log entries newer than ?since=<id>, oldest first (ETag: 304 if nothing new)."""
     rt = runtime()
     since = int_arg("since", 0, 0, 2**62)
     limit = int_arg("limit", 200, 1, 1000)
     direction = request.args.get("direction") or None
     if direction is not None and direction not in DIRECTIONS:
         raise BadRequest(f"direction must be one of {', '.join(DIRECTIONS)}")
-    entries, truncated = rt.log.since(since, request.args.get("device_id") or None, direction,
-                                      limit)
-    return jsonify({
-        "entries": [e.to_dict() for e in entries],
-        "last_id": rt.log.last_id,
-        "truncated": truncated,
-    })
+    device_id = request.args.get("device_id") or None
+    # The answer depends only on the log's revision and the arguments: a poll that finds
+    # nothing new is answered before any entry is copied.
+    etag = etag_of("log", rt.log.revision, since, limit, device_id, direction)
+    unchanged = not_modified(etag)
+    if unchanged is not None:
+        return unchanged
+
+    def build() -> str:
+        entries, truncated = rt.log.since(since, device_id, direction, limit)
+        return (f'{{"entries":[{",".join(e.json for e in entries)}],'
+                f'"last_id":{rt.log.last_id},"truncated":{json.dumps(truncated)}}}')
+
+    return conditional_json(current_app.extensions["vending_log_bodies"].get(etag, build), etag)
+
+
+@bp.record_once
+def _body_cache(state) -> None:
+    state.app.extensions["vending_log_bodies"] = RecentBodies()
 
 
 @bp.post("/communication/log/clear")

@@ -1,4 +1,7 @@
-"""GET /metrics in the Prometheus text format, and the HTTP request counter behind it."""
+"""GET /metrics in the Prometheus text format, and the HTTP request counter behind it.
+
+Registered only when metrics are on (--metrics), so prometheus_client is imported only then.
+"""
 
 from __future__ import annotations
 

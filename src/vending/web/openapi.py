@@ -380,11 +380,13 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
         }},
         "/status": {"get": {"summary": "System status and ESP32 info", "responses": {
             "200": _json({"type": "object", "required": ["online", "devices", "slots"]},
-                         "status")}}},
+                         "status"),
+            "304": {"description": "unchanged since the ETag sent in If-None-Match"}}}},
         "/health": {"get": {"summary": "Liveness for service managers", "responses": {
             "200": _json(_OK, "healthy"), "503": _error("the store does not answer")}}},
         "/metrics": {"get": {"summary": "Prometheus metrics: vends, devices, HTTP", "responses": {
-            "200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}}},
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
+            "404": _error("metrics are off (start with --metrics)")}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {
             "200": _json({"type": "object"}, "OpenAPI 3 document")}}},
         "/esp32/devices/list": {"get": {"summary": "List all ESP32 devices", "responses": {
@@ -514,6 +516,7 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
                                                         "items": _ref("LogEntry")},
                                             "last_id": {"type": "integer"},
                                             "truncated": {"type": "boolean"}}}, "entries"),
+                          "304": {"description": "nothing new since the ETag in If-None-Match"},
                           "400": _error("bad filter")},
         }},
         "/esp32/communication/log/clear": {"post": {

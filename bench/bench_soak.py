@@ -1,0 +1,195 @@
+"""Light on a Pi: idle CPU with 100 WiFi boards long-polling, and a steady vend soak.
+
+    python bench/bench_soak.py [--boards 100] [--idle-seconds 30] [--soak-minutes 10]
+
+idle  The real server (src/app.py, no simulated board) first alone, then with `--boards`
+      simulated WiFi boards holding long-polls and two open pages polling as app.js does
+      (the log every second with If-None-Match, the device list every 3 s, the mode every
+      5 s, the slots every 10 s). Prints the server's CPU use as a share of one core over
+      `--idle-seconds`, with the lone server as the baseline, and its threads and RSS.
+soak  The real server with its simulated board (motor time 0) and two pages, one vend
+      every 0.2 s for `--soak-minutes`; threads, RSS and open descriptors are sampled every
+      15 s. Growth is the last sample against the first after a one-minute warm-up.
+Linux only (/proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_wifi import boards_online, served  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def figures(pid: int) -> tuple[int, float, int]:
+    """(threads, RSS MiB, open descriptors) of the server process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    threads = int(status.split("Threads:")[1].split()[0])
+    rss = int(status.split("VmRSS:")[1].split()[0]) / 1024
+    return threads, rss, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class Page(threading.Thread):
+    """An open operator page, polling as app.js does; a browser revalidates with the ETag."""
+
+    SCHEDULE = (("log", 1.0), ("/esp32/devices/list", 3.0), ("/esp32/communication/mode", 5.0),
+                ("/slots", 10.0))
+
+    def __init__(self, url: str, stop: threading.Event) -> None:
+        super().__init__(name="bench-page", daemon=True)
+        self.url, self.stop_event = url, stop
+        self.requests = 0
+        self.errors = 0
+
+    def run(self) -> None:
+        session = requests.Session()
+        etags: dict[str, str] = {}
+        last_id = 0
+        due = {path: 0.0 for path, _ in self.SCHEDULE}
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            for path, every in self.SCHEDULE:
+                if now < due[path]:
+                    continue
+                due[path] = now + every
+                target = f"/esp32/communication/log?since={last_id}&limit=200" \
+                    if path == "log" else path
+                headers = {"If-None-Match": etags[target]} if target in etags else {}
+                try:
+                    response = session.get(self.url + target, headers=headers, timeout=10)
+                    self.requests += 1
+                    if response.status_code == 200:
+                        if "ETag" in response.headers:
+                            etags[target] = response.headers["ETag"]
+                        if path == "log":
+                            last_id = response.json()["last_id"]
+                    elif response.status_code != 304:
+                        self.errors += 1
+                except requests.RequestException:
+                    self.errors += 1
+            self.stop_event.wait(0.2)
+
+
+def idle(boards: int, seconds: float) -> dict[str, float]:
+    """CPU share of one core, threads and RSS: the lone server, then with boards and pages."""
+    with served("idle", legacy=False) as (server, url):
+        time.sleep(2)
+        start = cpu_seconds(server.pid)
+        time.sleep(seconds)
+        alone = (cpu_seconds(server.pid) - start) / seconds
+        threads_alone, rss_alone, _ = figures(server.pid)
+        with boards_online(url, boards, legacy=False, motor=0.0):
+            stop = threading.Event()
+            pages = [Page(url, stop) for _ in range(2)]
+            for page in pages:
+                page.start()
+            time.sleep(5)  # every board back in its long-poll, pages in their rhythm
+            start = cpu_seconds(server.pid)
+            time.sleep(seconds)
+            busy = (cpu_seconds(server.pid) - start) / seconds
+            threads, rss, fds = figures(server.pid)
+            stop.set()
+            for page in pages:
+                page.join(5)
+    return {"alone": alone, "threads_alone": threads_alone, "rss_alone": rss_alone,
+            "busy": busy, "threads": threads, "rss": rss, "fds": fds, "boards": boards,
+            "requests": sum(p.requests for p in pages), "errors": sum(p.errors for p in pages)}
+
+
+def print_idle(r: dict[str, float]) -> None:
+    print(f"idle CPU, server alone (baseline): {r['alone'] * 100:.2f}% of one core;"
+          f" threads {r['threads_alone']:.0f}, RSS {r['rss_alone']:.1f} MiB")
+    print(f"idle CPU, {r['boards']:.0f} boards long-polling + 2 pages: {r['busy'] * 100:.2f}%"
+          f" of one core; threads {r['threads']:.0f}, RSS {r['rss']:.1f} MiB,"
+          f" descriptors {r['fds']:.0f}; page requests {r['requests']:.0f},"
+          f" errors {r['errors']:.0f}")
+
+
+def soak(minutes: float) -> dict[str, object]:
+    """Samples of (seconds, threads, RSS MiB, fds) over a steady vend load, and the counts."""
+    samples: list[tuple[float, int, float, int]] = []
+    vends = failed = 0
+    with served("soak", False, {"VENDING_DEVICE_QUEUE_LIMIT": "100"}) as (server, url), \
+            boards_online(url, 5, legacy=False, motor=0.0, prefix="SK"):
+        session = requests.Session()
+        for slot in range(1, 6):  # stock not counted: the soak never sells out
+            session.patch(f"{url}/slots/{slot}", json={"stock": None}, timeout=10)
+        stop = threading.Event()
+        pages = [Page(url, stop) for _ in range(2)]
+        for page in pages:
+            page.start()
+        started = time.monotonic()
+        next_sample = started
+        while time.monotonic() - started < minutes * 60:
+            if time.monotonic() >= next_sample:
+                samples.append((time.monotonic() - started, *figures(server.pid)))
+                next_sample += 15
+            try:
+                answer = session.post(f"{url}/vend/{vends % 5 + 1}?wait=10", timeout=20)
+                ok = answer.status_code == 200
+            except requests.RequestException:
+                ok = False
+            vends += 1
+            failed += not ok
+            time.sleep(0.2)
+        samples.append((time.monotonic() - started, *figures(server.pid)))
+        stop.set()
+        for page in pages:
+            page.join(5)
+    return {"minutes": minutes, "vends": vends, "failed": failed, "samples": samples}
+
+
+def growth(result: dict[str, object]) -> tuple[tuple, tuple, float]:
+    """(first sample after the one-minute warm-up, last sample, median RSS after warm-up)."""
+    samples = result["samples"]
+    warm = [s for s in samples if s[0] >= 60] or samples
+    return warm[0], warm[-1], statistics.median(s[2] for s in warm)
+
+
+def print_soak(result: dict[str, object]) -> None:
+    samples = result["samples"]
+    print(f"soak: {result['minutes']:g} min, {result['vends']} vends ({result['failed']} not 200),"
+          f" {len(samples)} samples")
+    print("  t(s)  threads  RSS(MiB)  fds")
+    for t, threads, rss, fds in samples:
+        print(f"  {t:5.0f}  {threads:7d}  {rss:8.1f}  {fds:4d}")
+    first, last, rss_median = growth(result)
+    print(f"soak growth after warm-up ({first[0]:.0f} s -> {last[0]:.0f} s): threads"
+          f" {first[1]} -> {last[1]}, RSS {first[2]:.1f} -> {last[2]:.1f} MiB"
+          f" (median {rss_median:.1f}), fds {first[3]} -> {last[3]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", type=int, default=100)
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--soak-minutes", type=float, default=10.0)
+    parser.add_argument("--only", choices=("idle", "soak"))
+    args = parser.parse_args()
+    print(f"load average at the start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)",
+          flush=True)
+    if args.only in (None, "idle"):
+        print_idle(idle(args.boards, args.idle_seconds))
+    if args.only in (None, "soak"):
+        print_soak(soak(args.soak_minutes))
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

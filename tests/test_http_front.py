@@ -1,0 +1,298 @@
+"""The HTTP front under attack and under polling: slow clients, many connections, cheap polls.
+
+The slow-client and crash tests run the real server (`src/app.py`) in a subprocess: the first
+in a network namespace with the trickling clients in a second one, the second on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from helpers import wait_until
+
+from vending.config import MAX_THREADS, Config
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "src" / "app.py")
+
+
+# Conditional requests ----------------------------------------------------------------------
+
+def test_status_answers_304_to_its_own_etag_and_200_with_the_new_body_after_a_change(client):
+    first = client.get("/status")
+    assert first.status_code == 200
+    etag = first.headers["ETag"]
+    assert client.get("/status", headers={"If-None-Match": etag}).status_code == 304
+
+    changed = client.patch("/slots/2", json={"name": "Crisps"})
+    assert changed.status_code == 200
+    after = client.get("/status", headers={"If-None-Match": etag})
+    assert after.status_code == 200
+    assert after.headers["ETag"] != etag
+    assert {"number": 2, "name": "Crisps"}.items() <= after.get_json()["slots"][1].items()
+    assert client.get("/status", headers={"If-None-Match": after.headers["ETag"]}).status_code == 304
+
+
+def test_the_log_poll_answers_304_until_a_line_is_added_then_200_with_it(app, client):
+    url = "/esp32/communication/log?since=0&limit=200"
+    first = client.get(url)
+    assert first.status_code == 200
+    etag = first.headers["ETag"]
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+
+    app.extensions["vending"].log.add("SIMULATOR", "simulation", "info", "a new line")
+    after = client.get(url, headers={"If-None-Match": etag})
+    assert after.status_code == 200
+    assert after.get_json()["entries"][-1]["message"] == "a new line"
+
+    client.post("/esp32/communication/log/clear")
+    cleared = client.get(url, headers={"If-None-Match": after.headers["ETag"]})
+    assert cleared.status_code == 200 and cleared.get_json()["entries"] == []
+
+
+def test_the_status_snapshot_is_built_once_while_nothing_changes(app, client, monkeypatch):
+    store = app.extensions["vending"].store
+    reads = []
+    real_counts = store.counts
+    monkeypatch.setattr(store, "counts", lambda: reads.append(1) or real_counts())
+    for _ in range(5):
+        assert client.get("/status").status_code == 200
+    assert len(reads) == 1
+    client.patch("/slots/1", json={"stock": 7})
+    assert client.get("/status").get_json()["slots"][0]["stock"] == 7
+    assert len(reads) == 2
+
+
+# Settings that could crash the server ------------------------------------------------------
+
+@pytest.mark.parametrize("threads", [0, 3, MAX_THREADS + 1, 100000])
+def test_thread_counts_outside_the_allowed_range_are_refused(tmp_path, threads):
+    with pytest.raises(ValueError, match="threads"):
+        Config(data_dir=tmp_path, threads=threads)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start_app(argv: list[str], data_dir: Path, prefix: list[str] | None = None,
+               ) -> subprocess.Popen:
+    env = dict(os.environ, VENDING_SIM_MOTOR_TIME="0", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [*(prefix or []), sys.executable, APP, "--no-mdns", "--no-discovery", "--no-serial-scan",
+         "--data-dir", str(data_dir), "--log-level", "WARNING", *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+def _stop(process: subprocess.Popen) -> str:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    return process.stdout.read() if process.stdout else ""
+
+
+def test_a_thousand_connections_under_the_largest_thread_setting_do_not_crash_it(tmp_path):
+    port = _free_port()
+    server = _start_app(["--host", "127.0.0.1", "--port", str(port), "--threads", str(MAX_THREADS)],
+                        tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    held: list[socket.socket] = []
+    try:
+        wait_until(lambda: _answers(f"{url}/health"), timeout=30, interval=0.1,
+                   message="the server to start")
+        # Enough connections that the server's descriptors go past 1023 (select()'s limit),
+        # each with a request in flight, then a second wave left idle.
+        for index in range(1100):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if index < 300:
+                conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            held.append(conn)
+        answer = requests.get(f"{url}/status", timeout=20)
+        assert answer.status_code == 200
+        vend = requests.post(f"{url}/vend/1", timeout=20)
+        assert vend.status_code == 200, vend.text
+        assert server.poll() is None, "the server died"
+    finally:
+        for conn in held:
+            conn.close()
+        output = _stop(server)
+    assert "Traceback" not in output, output
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+# Slow clients from other addresses ---------------------------------------------------------
+
+TRICKLER = textwrap.dedent("""
+    import socket, sys, time
+    server, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    sources = sys.argv[4].split(",")
+    partial = b"GET /status HTTP/1.1\\r\\nHost: vending\\r\\nX-Slow: "
+
+    def connect(index):
+        s = socket.socket()
+        s.setblocking(False)
+        s.bind((sources[index % len(sources)], 0))
+        try:
+            s.connect((server, port))
+        except BlockingIOError:
+            pass
+        return [s, 0]
+
+    conns = [connect(i) for i in range(count)]
+    rounds = 0
+    while True:
+        for index, entry in enumerate(conns):
+            s, sent = entry
+            try:
+                s.send(partial[sent:sent + 1] if sent < len(partial) else b"a")
+                entry[1] += 1
+            except BlockingIOError:
+                pass
+            except OSError:  # closed by the server: come back, as an attacker would
+                s.close()
+                conns[index] = connect(index)
+        rounds += 1
+        if rounds == 3:
+            print("trickling", flush=True)
+        time.sleep(1.0)
+""")
+
+OPERATOR = textwrap.dedent("""
+    import json, sys, time, requests
+    url = sys.argv[1]
+    started = time.monotonic()
+    result = {}
+    try:
+        result["status"] = requests.get(url + "/status", timeout=10).status_code
+        result["status_seconds"] = round(time.monotonic() - started, 3)
+        vend = requests.post(url + "/vend/1", timeout=20)
+        result["vend"] = vend.status_code
+        result["vend_state"] = vend.json().get("status")
+    except requests.RequestException as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    print(json.dumps(result), flush=True)
+""")
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+
+
+@pytest.fixture
+def server_and_attacker() -> Iterator[tuple[str, str, list[str]]]:
+    """Two namespaces joined by a veth pair: the server's at .1, ten attacker addresses."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs Linux, root and iproute2 to create network namespaces")
+    tag = f"{os.getpid() % 100000}"
+    server_ns, attacker_ns = f"front-s{tag}", f"front-a{tag}"
+    net = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
+    sources = [f"{net}.{host}" for host in range(10, 20)]
+    created: list[str] = []
+    try:
+        for ns in (server_ns, attacker_ns):
+            result = _ip("netns", "add", ns)
+            if result.returncode != 0:
+                pytest.skip(f"ip netns add failed: {result.stderr.strip()}")
+            created.append(ns)
+        steps = [
+            ("link", "add", f"frs{tag}", "type", "veth", "peer", "name", f"fra{tag}"),
+            ("link", "set", f"frs{tag}", "netns", server_ns),
+            ("link", "set", f"fra{tag}", "netns", attacker_ns),
+            ("-n", server_ns, "addr", "add", f"{net}.1/24", "dev", f"frs{tag}"),
+            *[("-n", attacker_ns, "addr", "add", f"{source}/24", "dev", f"fra{tag}")
+              for source in sources],
+            ("-n", server_ns, "link", "set", f"frs{tag}", "up"),
+            ("-n", attacker_ns, "link", "set", f"fra{tag}", "up"),
+            ("-n", server_ns, "link", "set", "lo", "up"),
+            ("-n", attacker_ns, "link", "set", "lo", "up"),
+        ]
+        for step in steps:
+            result = _ip(*step)
+            if result.returncode != 0:
+                pytest.skip(f"could not build the veth pair ({' '.join(step)}):"
+                            f" {result.stderr.strip()}")
+        yield server_ns, attacker_ns, [f"{net}.1", *sources]
+    finally:
+        for ns in created:
+            _ip("netns", "del", ns)
+
+
+def test_a_thousand_trickling_connections_from_the_lan_leave_the_operator_and_vends_working(
+        server_and_attacker, tmp_path):
+    server_ns, attacker_ns, (server_ip, *sources) = server_and_attacker
+    port = 5080
+    server = _start_app(["--host", "0.0.0.0", "--port", str(port)], tmp_path,
+                        prefix=["ip", "netns", "exec", server_ns])
+    inside_server = ["ip", "netns", "exec", server_ns, sys.executable]
+    attacker = None
+    try:
+        def started() -> bool:
+            probe = subprocess.run([*inside_server, "-c", OPERATOR, f"http://127.0.0.1:{port}"],
+                                   capture_output=True, text=True, timeout=60)
+            return probe.returncode == 0 and '"status": 200' in probe.stdout
+
+        wait_until(started, timeout=60, interval=0.2, message="the server to start")
+        attacker = subprocess.Popen(
+            ["ip", "netns", "exec", attacker_ns, sys.executable, "-c", TRICKLER, server_ip,
+             str(port), "1000", ",".join(sources)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert attacker.stdout is not None
+        line = attacker.stdout.readline()
+        assert line.strip() == "trickling", line + (attacker.stdout.read() or "")
+
+        probe = subprocess.run([*inside_server, "-c", OPERATOR, f"http://127.0.0.1:{port}"],
+                               capture_output=True, text=True, timeout=90)
+        result = json.loads(probe.stdout.strip().splitlines()[-1])
+        assert "error" not in result, result
+        assert result["status"] == 200
+        assert result["vend"] == 200 and result["vend_state"] == "success", result
+        assert attacker.poll() is None, "the attack should still be running"
+        assert server.poll() is None, "the server died"
+    finally:
+        if attacker is not None:
+            attacker.kill()
+            attacker.wait(10)
+        output = _stop(server)
+    assert "Traceback" not in output, output
+
+
+def test_a_server_stops_on_sigterm_while_slow_clients_hold_connections(tmp_path):
+    port = _free_port()
+    server = _start_app(["--host", "127.0.0.1", "--port", str(port)], tmp_path)
+    held: list[socket.socket] = []
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health"), timeout=30,
+                   interval=0.1, message="the server to start")
+        for _ in range(20):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+            conn.sendall(b"GET /status HTTP/1.1\r\nHost")
+            held.append(conn)
+        server.terminate()
+        assert server.wait(20) == 0
+    finally:
+        for conn in held:
+            conn.close()
+        _stop(server)
