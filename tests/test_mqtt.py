@@ -211,6 +211,28 @@ def test_a_vend_appears_as_an_event_and_updates_last_vend_and_stock(broker, subs
     retained(broker.port, f"{bridge.base}/slots/3", lambda m: m.json()["stock"] == 5)
 
 
+def test_a_vend_settled_late_is_published_with_its_outcome_and_the_stock(broker, subscriber,
+                                                                         make_app):
+    from vending.devices.base import VendOutcome
+    from vending.protocol.states import Outcome
+
+    app, bridge = start_bridged(make_app, broker, vend_timeout=0.1)
+    client = app.test_client()
+    client.patch("/slots/3", json={"stock": 5})
+    runtime = app.extensions["vending"]
+    runtime.simulator.inject_fault("no_reply")
+    txn = client.post("/vend/3").get_json()["transaction_id"]
+    subscriber.wait_for(f"{bridge.base}/events/vend", lambda m: m.json()["status"] == "unknown")
+    # What a board's late answer does (serial reconcile, WiFi confirm): the vend service records it.
+    runtime.service.settle_late(txn, VendOutcome(Outcome.SUCCESS, "the board confirmed it later"))
+    event = subscriber.wait_for(f"{bridge.base}/events/vend",
+                                lambda m: m.json()["status"] == "success")
+    assert event.json()["transaction_id"] == txn
+    assert event.json()["settled"] is True and event.json()["previous_status"] == "unknown"
+    retained(broker.port, f"{bridge.base}/last_vend", lambda m: m.json()["status"] == "success")
+    subscriber.wait_for(f"{bridge.base}/slots/3", lambda m: m.json()["stock"] == 4)
+
+
 def test_alerts_are_published(broker, subscriber, make_app):
     app, bridge = start_bridged(make_app, broker)
     client = app.test_client()

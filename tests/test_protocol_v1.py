@@ -36,6 +36,13 @@ from vending.protocol import (
         ("FIRMWARE_VERSION:1.1", V1FirmwareVersion("1.1", "FIRMWARE_VERSION:1.1")),
         ("SLOTS_AVAILABLE:5", V1SlotsAvailable(5, "SLOTS_AVAILABLE:5")),
         ("❌ ERROR: Unknown command", V1Error("Unknown command", "❌ ERROR: Unknown command")),
+        # The earlier USB firmware's own words, in mixed case.
+        (
+            "❌ Error: Invalid slot number. Must be 1-5",
+            V1Error("Invalid slot number. Must be 1-5", "❌ Error: Invalid slot number. Must be 1-5"),
+        ),
+        ("error: busy", V1Error("busy", "error: busy")),
+        ("No errors so far", V1Other("No errors so far")),
         ("----------", V1Separator("----------")),
         ("=== ESP32 Vending Machine Ready ===", V1Other("=== ESP32 Vending Machine Ready ===")),
         ("Commands: VEND:<n>, IDENTIFY, STATUS", V1Other("Commands: VEND:<n>, IDENTIFY, STATUS")),

@@ -111,8 +111,8 @@ def test_a_crash_that_left_a_vend_sent_is_recorded_unknown_on_restart(tmp_path):
         assert body["reason"] == "server_restart"
         assert "check the machine" in body["message"]
         never_sent = client.get(f"/vend/{pending.id}").get_json()
-        assert never_sent["status"] == "unknown"
-        assert never_sent["reason"] == "server_restart_not_sent"
+        assert never_sent["status"] == "failed"
+        assert never_sent["reason"] == "not_sent"
         assert "not dispensed" in never_sent["message"]
     finally:
         app.extensions["vending"].stop()

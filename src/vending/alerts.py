@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from .audit import one_line
 from .config import AlertSettings
-from .devices.base import BUSY, OFFLINE, ONLINE
+from .devices.base import BUSY, CONNECTING, OFFLINE, ONLINE, PENDING_APPROVAL
 from .errors import StoreUnavailable
 from .events import (
     ALERT_ACKNOWLEDGED,
@@ -34,9 +34,11 @@ from .events import (
     STORE_RECOVERED,
     STORE_UNAVAILABLE,
     VEND_FINISHED,
+    VEND_SETTLED,
     Event,
     EventBus,
 )
+from .protocol.states import VendState
 from .store import Store
 from .store.operations import Alert, OperationsStore
 from .threads import Worker
@@ -94,9 +96,9 @@ class AlertCenter:
         self._auth_failures: dict[str, deque[float]] = defaultdict(deque)
         # Set while the store refuses writes and no alert could be stored about it yet.
         self._store_outage: str | None = None
-        events.subscribe(self._on_event, {VEND_FINISHED, DEVICE_STATE, DEVICE_REMOVED,
-                                          SLOT_CHANGED, DEVICE_PENDING_APPROVAL, AUTH_FAILED,
-                                          STORE_UNAVAILABLE, STORE_RECOVERED})
+        events.subscribe(self._on_event, {VEND_FINISHED, VEND_SETTLED, DEVICE_STATE,
+                                          DEVICE_REMOVED, SLOT_CHANGED, DEVICE_PENDING_APPROVAL,
+                                          AUTH_FAILED, STORE_UNAVAILABLE, STORE_RECOVERED})
 
     # Lifecycle
 
@@ -107,7 +109,12 @@ class AlertCenter:
 
     def stop(self) -> None:
         """Record every queued event, then stop both threads; safe twice."""
-        self._worker.stop()
+        if self._worker.running:
+            self._worker.stop()
+        else:
+            # Never started (a runtime built and stopped without serving): record them here.
+            self._queue.put(None)
+            self._run()
         self.webhooks.stop()
 
     def shutting_down(self) -> None:
@@ -170,6 +177,18 @@ class AlertCenter:
         self.events.publish(ALERT_ACKNOWLEDGED, alert=alert.to_dict())
         return alert
 
+    def resolve(self, kind: str, subject: str, why: str,
+                data: dict[str, Any] | None = None) -> list[Alert]:
+        """Acknowledge the active alerts that reality has answered (matching `data`, if given)."""
+        resolved = []
+        for alert in self.ops.active_alerts(kind, subject):
+            if data and any(alert.data.get(key) != value for key, value in data.items()):
+                continue
+            resolved.append(self.acknowledge(alert.id, f"system: {why}"))
+            logger.info("alert id=%d kind=%s subject=%s resolved: %s", alert.id, kind,
+                        json.dumps(subject), one_line(why))
+        return resolved
+
     # Low-stock levels
 
     def low_stock_level(self, slot: int) -> int:
@@ -197,6 +216,8 @@ class AlertCenter:
         """Turn one event into alerts; runs on the alerts thread (or at shutdown)."""
         if event.kind == VEND_FINISHED:
             self._vend_finished(event.data["transaction"])
+        elif event.kind == VEND_SETTLED:
+            self._vend_settled(event.data["transaction"])
         elif event.kind == SLOT_CHANGED:
             slot = event.data.get("slot") or {}
             if "number" in slot:
@@ -244,26 +265,33 @@ class AlertCenter:
             return
         self._store_outage = None
 
-    def note_transaction(self, transaction: dict[str, Any]) -> None:
-        """Alert for a vend finished outside the event bus (recovered after a crash)."""
-        self._vend_finished(transaction)
-
     def _vend_finished(self, txn: dict[str, Any]) -> None:
         status = txn.get("status")
         slot = txn.get("slot")
         data = {k: txn.get(k) for k in ("transaction_id", "slot", "device_id", "reason", "message")}
-        if status == "unknown":
+        if status == VendState.UNKNOWN:
             self.raise_alert(
                 VEND_UNKNOWN, CRITICAL, f"slot {slot}",
                 f"vend {txn.get('transaction_id')} on slot {slot} ({txn.get('device_id')}) has no"
                 f" confirmation ({txn.get('reason')}): {txn.get('message')}; check the machine and"
                 " mark it as checked", data)
-        elif status == "failed":
+        elif status == VendState.FAILED:
             self.raise_alert(
                 VEND_FAILED, WARNING, f"slot {slot}",
                 f"vend {txn.get('transaction_id')} on slot {slot} failed ({txn.get('reason')}):"
                 f" {txn.get('message')}", data)
-        elif status == "success" and isinstance(slot, int):
+        elif status == VendState.SUCCESS and isinstance(slot, int):
+            self._check_stock(slot)
+
+    def _vend_settled(self, txn: dict[str, Any]) -> None:
+        """A vend recorded `unknown` got its outcome from the board: its alert is answered."""
+        status = txn.get("status")
+        slot = txn.get("slot")
+        outcome = "dispensed" if status == VendState.SUCCESS else "not dispensed"
+        self.resolve(VEND_UNKNOWN, f"slot {slot}",
+                     f"the board reported {status} later ({outcome}): {txn.get('message')}",
+                     {"transaction_id": txn.get("transaction_id")})
+        if status == VendState.SUCCESS and isinstance(slot, int):
             self._check_stock(slot)
 
     def _check_stock(self, number: int) -> None:
@@ -289,6 +317,9 @@ class AlertCenter:
     def _device_state(self, data: dict[str, Any]) -> None:
         device_id = str(data.get("device_id", ""))
         state = data.get("state")
+        # Only approval takes a board from pending approval to connecting or online.
+        if state == ONLINE or (state == CONNECTING and data.get("previous") == PENDING_APPROVAL):
+            self.resolve(APPROVAL_REQUESTED, device_id, "the board was approved")
         if state in (ONLINE, BUSY):
             self._seen_online.add(device_id)
             if device_id in self._down:

@@ -14,7 +14,10 @@ from typing import Any, Callable
 
 logger = logging.getLogger("vending.events")
 
-VEND_FINISHED = "vend.finished"  # data: transaction (dict)
+# A vend's state changes only in the vend service, which publishes one of these for each change.
+VEND_SENT = "vend.sent"  # data: transaction (dict): pending -> sent
+VEND_FINISHED = "vend.finished"  # data: transaction (dict): open -> final (also crash recovery)
+VEND_SETTLED = "vend.settled"  # data: transaction (dict), previous: unknown -> success/failed
 DEVICE_STATE = "device.state"  # data: device_id, transport, state, previous, detail
 DEVICE_ADDED = "device.added"  # data: device (dict)
 DEVICE_REMOVED = "device.removed"  # data: device_id

@@ -34,8 +34,10 @@ from .events import (
     DEVICE_STATE,
     SLOT_CHANGED,
     VEND_FINISHED,
+    VEND_SETTLED,
     Event,
 )
+from .protocol.states import VendState
 from .store import outbox
 from .threads import Worker
 
@@ -152,7 +154,7 @@ class MqttBridge:
         self.events_delivered = 0
         self.outbox.on_outbox(self._wake.set)
         events.subscribe(self._on_event, {
-            VEND_FINISHED, DEVICE_STATE, DEVICE_ADDED, DEVICE_REMOVED, SLOT_CHANGED,
+            VEND_FINISHED, VEND_SETTLED, DEVICE_STATE, DEVICE_ADDED, DEVICE_REMOVED, SLOT_CHANGED,
             ALERT_RAISED, ALERT_ACKNOWLEDGED,
         })
 
@@ -495,6 +497,15 @@ class MqttBridge:
             self._publish(f"{self.base}/last_vend", summary, retain=True)
             self._publish_slot(summary["slot"])
             self._answer_waiting(data["transaction"])
+        elif event.kind == VEND_SETTLED:
+            # A vend recorded `unknown` got its real outcome from the board later (the event
+            # itself goes out through the outbox, written with the settlement).
+            summary = self._vend_summary(data["transaction"])
+            if self._last_vend is not None and (
+                    self._last_vend.get("transaction_id") == summary["transaction_id"]):
+                self._last_vend = summary
+                self._publish(f"{self.base}/last_vend", summary, retain=True)
+            self._publish_slot(summary["slot"])
         elif event.kind == SLOT_CHANGED:
             number = (data.get("slot") or {}).get("number")
             if isinstance(number, int):
@@ -736,7 +747,7 @@ class MqttBridge:
     def _publish_result(self, reply: dict[str, Any], txn: dict[str, Any]) -> None:
         self._publish(self.result_topic, {
             **reply, "transaction_id": txn["transaction_id"], "status": txn["status"],
-            "success": txn["status"] == "success", "simulated": bool(txn.get("simulated")),
+            "success": txn["status"] == VendState.SUCCESS, "simulated": bool(txn.get("simulated")),
             "reason": txn.get("reason"),
             "message": txn.get("message"),
         }, retain=False)

@@ -90,19 +90,16 @@ class Runtime:
                 interfaces=advertised_interfaces(config.host),
             )
 
-        for txn in self.store.recover_interrupted():
-            logger.warning(
-                "vend %s (slot %d on %s) was still %s when the server stopped; recorded as"
-                " unknown: check the machine", txn.id, txn.slot, txn.device_id, "open",
-            )
-            self.alerts.note_transaction(txn.to_dict())
+        # The alerts centre queues the events this publishes until it starts.
+        self.service.recover_interrupted()
         self.store.ensure_slots(config.slots)
         self.service.prune_keys()
         if config.serial_ports or config.serial_scan:
             from .devices.serial_link import SerialMonitor
 
             self.serial = SerialMonitor(config.serial, self.registry, self.log,
-                                        self.store, self.events, config.serial_ports, config.serial_scan)
+                                        self.service, self.events, config.serial_ports,
+                                        config.serial_scan)
             self.add_part(self.serial)
         if config.simulator:
             self.simulator = SimulatedDevice(
@@ -177,13 +174,12 @@ class Runtime:
                 logger.exception("stopping %s failed", part)
         self.registry.stop()
         self.service.join()
-        self.alerts.stop()
+        # Before the alerts stop, so the events of what it closes become alerts.
         try:
-            for txn in self.store.recover_interrupted():
-                logger.warning("vend %s left open at shutdown; recorded as unknown", txn.id)
-                self.alerts.note_transaction(txn.to_dict())
+            self.service.recover_interrupted()
         except StoreUnavailable as exc:
             logger.error("open vends stay open until the next start (then unknown): %s", exc)
+        self.alerts.stop()
         self.store.close()
         self.datadir_lock.release()
         logger.info("stopped")

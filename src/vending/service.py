@@ -10,7 +10,7 @@ from collections import deque
 from .clock import SYSTEM_CLOCK, Clock
 from .commlog import ERROR, INFO, CommunicationLog
 from .config import VendSettings
-from .devices.base import OUTCOME_SUCCESS, Device, VendOutcome, VendRequest
+from .devices.base import Device, VendOutcome, VendRequest
 from .devices.registry import DeviceRegistry
 from .errors import (
     IdempotencyKeyInFlight,
@@ -21,12 +21,18 @@ from .errors import (
     ShuttingDown,
     StoreUnavailable,
 )
-from .events import STORE_RECOVERED, STORE_UNAVAILABLE, VEND_FINISHED, EventBus
-from .store import FAILED, SUCCESS, UNKNOWN, Store, Transaction
+from .events import (
+    STORE_RECOVERED,
+    STORE_UNAVAILABLE,
+    VEND_FINISHED,
+    VEND_SENT,
+    VEND_SETTLED,
+    EventBus,
+)
+from .protocol.states import Outcome, VendState
+from .store import Store, Transaction
 
 logger = logging.getLogger("vending.vend")
-
-# Called once with each vend this service finished (metrics, ...); must not raise or block.
 
 
 class _Dispatcher:
@@ -79,7 +85,8 @@ class _Dispatcher:
                 logger.exception("vend %s crashed; recording unknown", txn_id)
                 # _finish keeps the outcome in memory when the store refuses it, so this
                 # thread lives on and the board's queue keeps moving.
-                self.service._finish(txn_id, UNKNOWN, "internal error while vending; check the machine",
+                self.service._finish(txn_id, VendState.UNKNOWN,
+                                     "internal error while vending; check the machine",
                                      "internal_error")
             finally:
                 with self.cond:
@@ -110,7 +117,11 @@ class _Dispatcher:
 
 
 class VendService:
-    """Turns `POST /vend/<slot>` into a persisted transaction and a board's confirmed outcome."""
+    """Turns `POST /vend/<slot>` into a persisted transaction and a board's confirmed outcome.
+
+    The one owner of a vend's state: every change (sent, finished, recovered after a crash,
+    settled late by a board) is written here and announced with one event.
+    """
 
     # Back-off of the outcomes kept in memory while the store cannot commit (seconds).
     STORE_RETRY_FIRST = 0.1
@@ -262,7 +273,7 @@ class VendService:
             return
         waited = self.clock.monotonic() - self._queued_at.get(txn_id, self.clock.monotonic())
         if waited > self.settings.max_age:
-            self._finish(txn_id, FAILED,
+            self._finish(txn_id, VendState.FAILED,
                          f"expired: waited {waited:.0f}s for the board, longer than the"
                          f" {self.settings.max_age:g}s limit; not dispensed", "expired")
             return
@@ -270,13 +281,20 @@ class VendService:
         if device is None or not device.can_vend:
             self._fail_over(txn, device_id, "offline")
             return
+        slots = device.facts.slots
+        if slots is not None and txn.slot > slots:
+            self._finish(txn_id, VendState.FAILED,
+                         f"{device_id} says it has {slots} slots, so slot {txn.slot} was not sent to"
+                         " it; not dispensed (set VENDING_SLOTS to match the machine)", "invalid_slot")
+            return
         request = VendRequest(txn_id, txn.slot, self.settings.timeout)
         recorded = False
 
         def on_sent() -> None:
             nonlocal recorded
-            self.store.mark_sent(txn_id, device.device_id, device.transport)
+            sent = self.store.mark_sent(txn_id, device.device_id, device.transport)
             recorded = True
+            self.events.publish(VEND_SENT, transaction=sent.to_dict())
 
         try:
             outcome = device.run_vend(request, on_sent)
@@ -295,7 +313,7 @@ class VendService:
     def _not_sent(self, txn_id: str, exc: StoreUnavailable) -> None:
         """The store failed before anything reached a board: failed, never dispensed."""
         self._store_failed(str(exc))
-        self._finish(txn_id, FAILED, "the database could not record the vend before it was"
+        self._finish(txn_id, VendState.FAILED, "the database could not record the vend before it was"
                      " sent; not dispensed", "store_unavailable")
 
     def _fail_over(self, txn: Transaction, from_device: str, why: str) -> None:
@@ -313,20 +331,20 @@ class VendService:
             with self._lock:
                 self._dispatcher_for(other.device_id).submit(txn.id, front=True)
             return
-        self._finish(txn.id, FAILED,
+        self._finish(txn.id, VendState.FAILED,
                      f"device {from_device} went offline before the vend was sent and no other"
                      " board can vend; not dispensed", "offline")
 
     def _record(self, device: Device, txn_id: str, outcome: VendOutcome) -> None:
-        if outcome.state == OUTCOME_SUCCESS:
-            self._finish(txn_id, SUCCESS, outcome.message, None)
-        elif outcome.state == FAILED:
-            self._finish(txn_id, FAILED, outcome.message, outcome.reason)
+        if outcome.state == Outcome.SUCCESS:
+            self._finish(txn_id, VendState.SUCCESS, outcome.message, None)
+        elif outcome.state == Outcome.FAILED:
+            self._finish(txn_id, VendState.FAILED, outcome.message, outcome.reason)
         else:
-            self._finish(txn_id, UNKNOWN, outcome.message, outcome.reason or "timeout")
+            self._finish(txn_id, VendState.UNKNOWN, outcome.message, outcome.reason or "timeout")
             device.log(ERROR, f"vend {txn_id} outcome unknown: {outcome.message}")
 
-    def _finish(self, txn_id: str, state: str, message: str, reason: str | None) -> None:
+    def _finish(self, txn_id: str, state: VendState, message: str, reason: str | None) -> None:
         """Write a vend's outcome; if the store refuses, keep it in memory and retry. Never raises
         for the store, so a board's vend thread outlives a full disk or a locked database."""
         problem: str | None = None
@@ -350,7 +368,7 @@ class VendService:
         self._announce(txn)
 
     def _announce(self, txn: Transaction) -> None:
-        log = logger.info if txn.state == SUCCESS else logger.warning
+        log = logger.info if txn.state == VendState.SUCCESS else logger.warning
         log("vend %s %s: slot %d on %s: %s", txn.id, txn.state, txn.slot, txn.device_id,
             txn.message)
         self._queued_at.pop(txn.id, None)
@@ -423,6 +441,49 @@ class VendService:
             self.events.publish(STORE_RECOVERED, since=since, written=len(written))
             return
 
+    # Outcomes learnt after the fact
+
+    def settle_late(self, txn_id: str, outcome: VendOutcome) -> VendState:
+        """A board reported the outcome of a vend recorded `unknown`: record it and announce it.
+
+        Returns the vend's state afterwards. Still open means the vend path has not recorded
+        `unknown` yet (the caller tries again later); a final state other than the outcome
+        means nothing changed (already settled, or `unknown` stays unknown).
+        """
+        if outcome.state == Outcome.UNKNOWN:
+            return self.store.get(txn_id).state
+        txn, changed = self.store.settle_unknown(txn_id, outcome.state.state, outcome.message,
+                                                 outcome.reason)
+        if not changed:
+            return txn.state
+        logger.warning("vend %s was unknown; settled after the fact as %s: %s", txn.id, txn.state,
+                       txn.message)
+        self.events.publish(VEND_SETTLED, transaction=txn.to_dict(), previous=VendState.UNKNOWN)
+        return txn.state
+
+    def recover_interrupted(self) -> list[Transaction]:
+        """Close the vends a crash (or a stop that outlived its grace) left open; one event each.
+
+        `sent` becomes `unknown` (go and look); `pending` never left the server and becomes
+        `failed` with reason `not_sent`.
+        """
+        recovered = self.store.recover_interrupted()
+        for txn in recovered:
+            if txn.state == VendState.UNKNOWN:
+                logger.warning("vend %s (slot %d on %s) was sent but not confirmed when the server"
+                               " stopped; recorded unknown: check the machine", txn.id, txn.slot,
+                               txn.device_id)
+            else:
+                logger.info("vend %s (slot %d) was never sent when the server stopped; recorded"
+                            " failed (not dispensed)", txn.id, txn.slot)
+            self.events.publish(VEND_FINISHED, transaction=txn.to_dict())
+        return recovered
+
+    def unknown_vends(self, device_id: str, limit: int) -> list[Transaction]:
+        """This board's newest vends recorded `unknown` (a board may still tell their outcome)."""
+        found, _ = self.store.transactions(state=VendState.UNKNOWN, device_id=device_id, limit=limit)
+        return found
+
     # Housekeeping
 
     def prune_keys(self) -> int:
@@ -445,7 +506,7 @@ class VendService:
             dispatchers = list(self._dispatchers.values())
         for dispatcher in dispatchers:
             for txn_id in dispatcher.drain():
-                self._finish(txn_id, FAILED, "the server shut down before this vend was sent;"
+                self._finish(txn_id, VendState.FAILED, "the server shut down before this vend was sent;"
                              " not dispensed", "shutdown")
         deadline = time.monotonic() + grace
         for dispatcher in dispatchers:

@@ -33,7 +33,7 @@ def test_a_port_that_fails_under_the_reader_is_reported_lost_at_once_not_at_the_
     from vending.commlog import CommunicationLog
     from vending.config import SerialSettings
     from vending.devices.registry import DeviceRegistry
-    from vending.devices.serial_link import SerialConnection, SerialMonitor
+    from vending.devices.serial_link import SerialMonitor
     from vending.devices.serial_ports import open_port
     from vending.events import EventBus
 
@@ -44,7 +44,7 @@ def test_a_port_that_fails_under_the_reader_is_reported_lost_at_once_not_at_the_
     settings = SerialSettings(handshake_timeout=30.0, ping_interval=30.0, rescan_interval=30.0)
     log = CommunicationLog(100)
     monitor = SerialMonitor(settings, DeviceRegistry(), log, None, EventBus(), ports=[path])
-    connection = SerialConnection(monitor, path, open_port(path, settings.baudrate))
+    connection = monitor.connection_for(path, open_port(path, settings.baudrate))
     # The device vanishes before the reader's first look: pyserial's `in_waiting` then
     # raises a bare OSError (EIO), not the SerialException its reader thread handles.
     os.close(master)

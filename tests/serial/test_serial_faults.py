@@ -279,6 +279,33 @@ def test_a_vend_left_unknown_by_a_server_restart_is_settled_when_the_board_is_me
     assert len(board.runs_for(txn)) == 1
 
 
+def test_a_serial_vend_settled_after_a_restart_resolves_its_alert_and_reaches_the_stock_check(
+        make_board, serial_app, tmp_path):
+    board = make_board(motor_time=0.3)
+    app = serial_app(board.path, low_stock_level=2)
+    wait_online(app, board.device_id)
+    assert app.test_client().patch("/slots/2", json={"stock": 3}).status_code == 200
+    board.drop_next("DONE")
+    txn = app.test_client().post("/vend/2?wait=0").get_json()["transaction_id"]
+    wait_until(lambda: [r for r in board.runs_for(txn) if r.result == "success"], message="motor done")
+    app.extensions["vending"].stop()
+
+    restarted = serial_app(board.path, low_stock_level=2)
+    client = restarted.test_client()
+
+    def alerts(kind):
+        return [a for a in client.get("/alerts?limit=500").get_json()["alerts"] if a["kind"] == kind]
+
+    wait_until(lambda: client.get(f"/vend/{txn}").get_json()["status"] == "success",
+               message="vend settled from the board's memory")
+    [resolved] = wait_until(lambda: [a for a in alerts("vend_unknown")
+                                     if a["data"]["transaction_id"] == txn and not a["active"]],
+                            message="the vend_unknown alert resolved with the outcome")
+    assert "success" in resolved["acknowledged_by"]
+    [low] = wait_until(lambda: alerts("low_stock"), message="the late success to reach the stock check")
+    assert low["data"]["stock"] == 2
+
+
 def test_a_board_that_stops_answering_pings_goes_offline_and_comes_back_when_it_answers(
         make_board, serial_app):
     board = make_board()

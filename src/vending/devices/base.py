@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 from ..commlog import INFO, CommunicationLog
+from ..protocol.states import Outcome
 
 SERIAL = "serial"
 WIFI = "wifi"
@@ -23,9 +24,9 @@ PENDING_APPROVAL = "pending_approval"
 PORT_BUSY = "port_busy"
 BUSY = "busy"  # derived: online and running a vend
 
-OUTCOME_SUCCESS = "success"
-OUTCOME_FAILED = "failed"
-OUTCOME_UNKNOWN = "unknown"
+OUTCOME_SUCCESS = Outcome.SUCCESS
+OUTCOME_FAILED = Outcome.FAILED
+OUTCOME_UNKNOWN = Outcome.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,13 @@ class VendOutcome:
     `sent` is False only when nothing reached the board, which makes fail-over safe.
     """
 
-    state: str
+    state: Outcome
     message: str
     reason: str | None = None
     sent: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", Outcome(self.state))
 
     @classmethod
     def not_sent(cls, reason: str, message: str) -> VendOutcome:
@@ -55,6 +59,9 @@ class VendOutcome:
 
 
 OnSent = Callable[[], None]
+# The vend service's door for outcomes a board reports after its vend was recorded `unknown`:
+# (transaction id, outcome) -> the vend's state afterwards (still open: try again later).
+SettleLate = Callable[[str, VendOutcome], str]
 
 
 @dataclass

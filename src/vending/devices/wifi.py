@@ -28,7 +28,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..protocol import wifi as proto
-from ..store import FAILED, SUCCESS, UNKNOWN, Store
+from ..store import FAILED, SENT, SUCCESS, UNKNOWN, Store
 from ..store.wifi import WifiDeviceRecord, WifiDeviceStore
 from ..threads import Worker
 from .base import (
@@ -42,6 +42,7 @@ from .base import (
     WIFI,
     Device,
     OnSent,
+    SettleLate,
     VendOutcome,
     VendRequest,
 )
@@ -279,9 +280,11 @@ class WifiHub:
     name = "wifi"
 
     def __init__(self, registry: DeviceRegistry, store: Store, log: CommunicationLog,
-                 keys: WifiDeviceStore, settings: WifiSettings) -> None:
+                 keys: WifiDeviceStore, settings: WifiSettings,
+                 settle_late: SettleLate) -> None:
         self.registry = registry
-        self.store = store
+        self.store = store  # read only: vend states change in the vend service (settle_late)
+        self.settle_late = settle_late
         self.log = log
         self.keys = keys
         self.settings = settings
@@ -645,19 +648,18 @@ class WifiHub:
             return "duplicate" if result == "success" else "conflict"
         if state == FAILED:
             return "duplicate" if result != "success" else "conflict"
-        if state == "sent":
+        if state == SENT:
             # The dispatcher is between giving up and recording unknown; the board retries.
             raise ServiceBusy("this vend is being closed; send the confirmation again shortly")
         return "conflict"
 
     def _settle(self, device: WifiDevice, txn_id: str, result: str, message: str,
                 reason: str | None) -> None:
-        state = SUCCESS if result == "success" else FAILED
         outcome = _outcome_for(result, 0, message, reason)
-        txn = self.store.settle_unknown(txn_id, state, f"settled by the board: {outcome.message}",
-                                        outcome.reason)
-        device.log(INFO, f"vend {txn_id} settled {txn.state} by the board's late confirmation")
-        logger.warning("vend %s was unknown; the board now reports %s", txn_id, txn.state)
+        state = self.settle_late(txn_id, VendOutcome(outcome.state,
+                                                     f"settled by the board: {outcome.message}",
+                                                     outcome.reason))
+        device.log(INFO, f"vend {txn_id} settled {state} by the board's late confirmation")
 
     # Operators
 
@@ -745,6 +747,7 @@ def build_wifi(runtime: Any) -> tuple[WifiHub, Any]:
         runtime.registry, runtime.store, runtime.log,
         WifiDeviceStore(runtime.store, config.data_dir / "device-keys"),
         replace(config.wifi, max_held_polls=config.held_polls_limit),
+        runtime.service.settle_late,
     )
     hub.restore()
     runtime.add_part(hub)

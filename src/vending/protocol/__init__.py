@@ -35,6 +35,7 @@ from .messages import (
     State,
     Vend,
 )
+from .states import FINAL_STATES, OPEN_STATES, Outcome, VendState
 from .v1 import (
     V1DeviceId,
     V1Error,
@@ -58,6 +59,7 @@ __all__ = [
     "ChecksumError",
     "Done",
     "FAIL_REASONS",
+    "FINAL_STATES",
     "FramedItem",
     "Hello",
     "HumanLine",
@@ -69,6 +71,8 @@ __all__ = [
     "MalformedLine",
     "Message",
     "NAK_REASONS",
+    "OPEN_STATES",
+    "Outcome",
     "Nak",
     "PROTOCOL_VERSION",
     "ParsedLine",
@@ -94,6 +98,7 @@ __all__ = [
     "V1SlotsAvailable",
     "V1VendSuccess",
     "Vend",
+    "VendState",
     "crc16",
     "crc16_hex",
     "format_body",

@@ -16,7 +16,8 @@ V1_COMMANDS = ("VEND", "IDENTIFY", "DISCOVER", "STATUS", "PING", "HELP", "RESET"
 
 _VEND_SUCCESS_RE = re.compile(r"(?<![A-Z_])VEND_SUCCESS:\s*([0-9]+)")
 _KEY_VALUE_RE = re.compile(r"(?<![A-Z_])(DEVICE_ID|FIRMWARE_VERSION|SLOTS_AVAILABLE):\s*(\S+)")
-_ERROR_RE = re.compile(r"(?<![A-Za-z_])ERROR\b[:\s]*(.*)")
+# Any case: the earlier USB firmware writes "❌ Error: Invalid slot number. Must be 1-5".
+_ERROR_RE = re.compile(r"(?<![A-Za-z_])ERROR\b[:\s]*(.*)", re.IGNORECASE)
 _SEPARATOR_RE = re.compile(r"[-=_*#~]{5,}\Z")
 
 
@@ -54,7 +55,7 @@ class V1SlotsAvailable:
 
 @dataclass(frozen=True)
 class V1Error:
-    """An error line such as "❌ ERROR: Unknown command"; message is the text after ERROR."""
+    """An error line such as "❌ ERROR: Unknown command" (any case); message is the text after it."""
 
     message: str
     text: str

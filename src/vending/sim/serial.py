@@ -66,10 +66,12 @@ def damage(line: bytes, how: str, rng: random.Random | None = None) -> bytes:
 class _V1Logic:
     """The earlier firmware: chatty, no ids, no checksums."""
 
-    def __init__(self, device_id: str, firmware: str, slots: int) -> None:
+    def __init__(self, device_id: str, firmware: str, slots: int,
+                 announces_slots: bool = True) -> None:
         self.device_id = device_id
         self.firmware = firmware
         self.slots = slots
+        self.announces_slots = announces_slots
         self.running_slot: int | None = None
 
     @staticmethod
@@ -88,8 +90,9 @@ class _V1Logic:
             return self._lines("Commands: VEND:<1-5>, IDENTIFY, DISCOVER, STATUS, PING, HELP, RESET",
                                SEPARATOR_V1)
         if command in ("IDENTIFY", "DISCOVER"):
+            slots = [f"SLOTS_AVAILABLE:{self.slots}"] if self.announces_slots else []
             return self._lines(f"DEVICE_ID:{self.device_id}", f"FIRMWARE_VERSION:{self.firmware}",
-                               f"SLOTS_AVAILABLE:{self.slots}", SEPARATOR_V1)
+                               *slots, SEPARATOR_V1)
         if command in ("STATUS", "PING"):
             state = "BUSY" if self.running_slot else "READY"
             return self._lines(f"STATUS:{state}", SEPARATOR_V1)
@@ -98,7 +101,9 @@ class _V1Logic:
         if command.startswith("VEND:"):
             arg = command[5:].strip()
             if not arg.isdigit() or not 1 <= int(arg) <= self.slots:
-                return self._lines(f"\u274C ERROR: Invalid slot number (1-{self.slots})", SEPARATOR_V1)
+                # The earlier firmware's own words, mixed case and all.
+                return self._lines(f"\u274C Error: Invalid slot number. Must be 1-{self.slots}",
+                                   SEPARATOR_V1)
             if self.running_slot is not None:
                 return self._lines("\u274C ERROR: Busy", SEPARATOR_V1)
             self.running_slot = int(arg)
@@ -125,6 +130,7 @@ class SerialBoardSim:
         jam_rate: float = 0.0,
         reboot_on_open: bool = False,
         legacy: bool = False,
+        announces_slots: bool = True,
         link: str | None = None,
         boot_delay: float = 0.05,
         seed: int | None = None,
@@ -132,6 +138,7 @@ class SerialBoardSim:
         self.device_id = device_id
         self.slots = slots
         self.legacy = legacy
+        self.announces_slots = announces_slots  # v1 only: False leaves SLOTS_AVAILABLE out
         self.firmware = firmware or ("1.1" if legacy else "2.0.0")
         self.motor_time = motor_time
         self.fail_rate = fail_rate
@@ -500,7 +507,7 @@ class SerialBoardSim:
         self.boots += 1
         self.boot_id = f"{self.rng.getrandbits(32):08X}"
         if self.legacy:
-            self._logic = _V1Logic(self.device_id, self.firmware, self.slots)
+            self._logic = _V1Logic(self.device_id, self.firmware, self.slots, self.announces_slots)
         else:
             self._logic = BoardLogic(self.device_id, self.firmware, self.slots, self.boot_id,
                                      snapshot=self.nvs)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidSlot, NotFound, SoldOut, StoreUnavailable
+from ..protocol.states import FINAL_STATES, OPEN_STATES, VendState
 from . import outbox
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
@@ -29,14 +30,13 @@ TRANSACTION_SELECT = (
     " FROM transactions t LEFT JOIN vend_prices v ON v.transaction_id = t.id"
 )
 
-PENDING = "pending"
-SENT = "sent"
-SUCCESS = "success"
-FAILED = "failed"
-UNKNOWN = "unknown"
-STATES = (PENDING, SENT, SUCCESS, FAILED, UNKNOWN)
-OPEN_STATES = (PENDING, SENT)
-FINAL_STATES = (SUCCESS, FAILED, UNKNOWN)
+# Short names for the states, kept for the modules and tests that import them from here.
+PENDING = VendState.PENDING
+SENT = VendState.SENT
+SUCCESS = VendState.SUCCESS
+FAILED = VendState.FAILED
+UNKNOWN = VendState.UNKNOWN
+STATES = tuple(VendState)
 # The `communication` of a vend served by the simulator: nothing was dispensed, so it is
 # never a sale and never takes stock.
 SIMULATED = "simulation"
@@ -48,7 +48,7 @@ class Transaction:
 
     id: str
     slot: int
-    state: str
+    state: VendState
     device_id: str | None
     communication: str | None
     reason: str | None
@@ -63,6 +63,10 @@ class Transaction:
     product_id: int | None = None
     product_name: str | None = None
     price: int | None = None
+
+    def __post_init__(self) -> None:
+        # Rows come back as plain strings; the enum is what the rest of the code compares.
+        object.__setattr__(self, "state", VendState(self.state))
 
     @property
     def is_final(self) -> bool:
@@ -376,13 +380,13 @@ class Store:
             return self._close(db, txn, state, message, reason)
 
     def settle_unknown(self, txn_id: str, state: str, message: str,
-                       reason: str | None = None) -> Transaction:
-        """Replace an `unknown` outcome with what the board later reported."""
+                       reason: str | None = None) -> tuple[Transaction, bool]:
+        """Replace an `unknown` outcome with what the board later reported; (row, changed)."""
         with self.write() as db:
             txn = self._get(db, txn_id)
             if txn.state != UNKNOWN or state not in (SUCCESS, FAILED):
-                return txn
-            return self._close(db, txn, state, message, reason)
+                return txn, False
+            return self._close(db, txn, state, message, reason), True
 
     def _close(self, db: sqlite3.Connection, txn: Transaction, state: str, message: str,
                reason: str | None) -> Transaction:
@@ -431,11 +435,10 @@ class Store:
         }, txn.finished_at)
 
     def recover_interrupted(self) -> list[Transaction]:
-        """At start-up: vends a crash left open become `unknown` (go and look).
+        """Close the vends a crash left open; only the vend service calls this.
 
-        A `pending` row was never handed to a board (`sent` is committed before any byte
-        leaves), so its message says it was almost certainly not dispensed; it stays
-        `unknown` all the same, as a person may still want to look.
+        A `sent` row may have reached a board: `unknown` (go and look). A `pending` row never
+        left the server (`sent` is committed before any byte leaves): `failed`, not dispensed.
         """
         now = self._wall()
         with self.write() as db:
@@ -451,9 +454,9 @@ class Store:
             db.execute(
                 "UPDATE transactions SET state = ?, finished_at = ?, reason = ?, message = ?"
                 " WHERE state = ?",
-                (UNKNOWN, now, "server_restart_not_sent",
-                 "the server stopped before this vend was sent to a board; almost certainly"
-                 " not dispensed", PENDING),
+                (FAILED, now, "not_sent",
+                 "the server stopped before this vend was sent to a board; not dispensed",
+                 PENDING),
             )
             recovered = [self._get(db, row["id"]) for row in rows]
             for txn in recovered:

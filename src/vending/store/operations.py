@@ -152,6 +152,14 @@ class OperationsStore:
         )
         return bool(rows)
 
+    def active_alerts(self, kind: str, subject: str) -> list[Alert]:
+        """Unacknowledged alerts of one kind about one subject, oldest first."""
+        rows = self.store.query(
+            "SELECT * FROM alerts WHERE kind = ? AND subject = ? AND acknowledged_at IS NULL"
+            " ORDER BY id", (kind, subject),
+        )
+        return [Alert.from_row(row) for row in rows]
+
     def active_alert_count(self) -> int:
         return self.store.query("SELECT COUNT(*) FROM alerts WHERE acknowledged_at IS NULL")[0][0]
 

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from .. import audit
 from ..errors import BadRequest, InvalidSlot
 from ..events import SLOT_CHANGED
+from ..protocol.states import VendState
 from ..store import STATES, Slot, Transaction
 from .business import price_value
 from .common import float_arg, int_arg, json_body, runtime, whole_number
@@ -31,11 +32,11 @@ SLOT_NAME_MAX = 40
 
 # HTTP status for each state of a vend, and the error code of the unhappy ones.
 _VEND_STATUS = {
-    "success": (200, None),
-    "failed": (502, "vend_failed"),
-    "unknown": (504, "no_confirmation"),
-    "pending": (202, None),
-    "sent": (202, None),
+    VendState.SUCCESS: (200, None),
+    VendState.FAILED: (502, "vend_failed"),
+    VendState.UNKNOWN: (504, "no_confirmation"),
+    VendState.PENDING: (202, None),
+    VendState.SENT: (202, None),
 }
 
 
@@ -67,7 +68,7 @@ def _idempotency_key() -> str | None:
 def vend_body(txn: Transaction) -> dict[str, Any]:
     """The JSON answer for a vend, in the shape clients of the first version expect."""
     body = txn.to_dict()
-    body["success"] = txn.state == "success"
+    body["success"] = txn.state == VendState.SUCCESS
     status, error = _VEND_STATUS[txn.state]
     if error:
         body["error"] = error
