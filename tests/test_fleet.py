@@ -87,11 +87,12 @@ def outbox_rows(database: Path) -> list[sqlite3.Row]:
         db.close()
 
 
-def ledger(database: Path) -> list[sqlite3.Row]:
+def ledger(database: Path, table: str = "transactions") -> list[sqlite3.Row]:
+    """A machine's own rows: its transactions, or its sales ledger (table `sales`)."""
     db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        return db.execute("SELECT * FROM transactions ORDER BY created_at").fetchall()
+        return db.execute(f"SELECT * FROM {table}").fetchall()
     finally:
         db.close()
 
@@ -175,12 +176,15 @@ class TestTheOutbox:
                 assert client.post(f"/vend/{slot}").get_json()["status"] == "success"
             app.extensions["vending"].stop()
             # Restarted while the broker is still down: the queue is the database.
-            app = create_app(test_config(data, mqtt_url=broker.url, **FAST))
+            app = create_app(test_config(data, mqtt_url=broker.url, metrics=True, **FAST))
             client = app.test_client()
             client.post("/vend/4")
             queued = [row["seq"] for row in outbox_rows(data / "vending.sqlite3")
                       if row["delivered_at"] is None]
             assert len(queued) >= 3
+            metrics = app.extensions["vending"].metrics.snapshot()
+            assert metrics["vending_mqtt_outbox_queued{}"] == len(queued)
+            assert metrics["vending_mqtt_outbox_oldest_age_seconds{}"] > 0
             broker.start()
             wait_until(lambda: not [r for r in outbox_rows(data / "vending.sqlite3")
                                     if r["delivered_at"] is None], 15.0,
@@ -224,7 +228,7 @@ class TestTheFleetStore:
         store = FleetStore(tmp_path / "fleet.sqlite3")
         now = time.time()
         try:
-            vend = dict(slot=1, stock=4, price=1.5)
+            vend = dict(slot=1, stock=4, price=150, currency="EUR")
             store.record([
                 Received("event", "m1", {**self.envelope(1, **vend, transaction_id="a",
                                                          status="unknown"), "time": now}, now),
@@ -241,9 +245,24 @@ class TestTheFleetStore:
                 Received("availability", "m1", "online", now),
             ])
             summary = store.machine("m1", now)
-            assert summary["sales_today"] == {"vends": 2, "amount": 3.0, "unpriced": 0}
+            assert summary["sales_today"] == {"vends": 2, "amount": 300, "currency": "EUR",
+                                              "amount_text": "3.00 EUR", "unpriced": 0}
             assert [a["id"] for a in summary["open_alerts"]] == [8]
             assert summary["online"] and summary["last_vend"]["transaction_id"] == "b"
+        finally:
+            store.close()
+
+    def test_retained_slot_state_fills_in_only_what_no_event_has_told(self, tmp_path):
+        store = FleetStore(tmp_path / "fleet.sqlite3")
+        try:
+            at = time.time()
+            store.record([
+                Received("slot", "m1", {"number": 1, "name": "Cola", "stock": 5}, at),
+                Received("event", "m1", self.envelope(1, "stock", slot=2, stock=3), at),
+                Received("slot", "m1", {"number": 2, "name": "Water", "stock": 9}, at),
+            ])
+            assert store.machine("m1")["slots"] == [
+                {"slot": 1, "name": "Cola", "stock": 5}, {"slot": 2, "name": None, "stock": 3}]
         finally:
             store.close()
 
@@ -295,6 +314,14 @@ class Controller:
     def vend(self, slot: int) -> dict:
         return requests.post(f"http://127.0.0.1:{self.port}/vend/{slot}", timeout=15).json()
 
+    def set_price(self, slot: int, price: int) -> None:
+        requests.patch(f"http://127.0.0.1:{self.port}/slots/{slot}", json={"price": price},
+                       timeout=5).raise_for_status()
+
+    def collect(self) -> None:
+        requests.post(f"http://127.0.0.1:{self.port}/collections", json={},
+                      timeout=5).raise_for_status()
+
     def jam_next(self) -> None:
         requests.post(f"http://127.0.0.1:{self.port}/esp32/devices/SIMULATOR/simulate",
                       json={"fault": "jam"}, timeout=5).raise_for_status()
@@ -331,13 +358,16 @@ def test_three_machines_through_an_outage_and_a_restart_every_event_exactly_once
         wait_until(lambda: all(fleet.store.machine_ids().count(i) and
                                fleet.store.machine(i)["online"] for i in ids), 15.0,
                    message="the fleet to see three machines online")
-        for machine in machines:
+        for n, machine in enumerate(machines):
+            machine.set_price(2, 150 + n)
             assert machine.vend(1)["status"] == "success"
 
         broker.stop()
-        for machine in machines:
-            for slot in (2, 3):
-                assert machine.vend(slot)["status"] == "success"
+        for n, machine in enumerate(machines):
+            assert machine.vend(2)["status"] == "success"
+            if n == 0:
+                machine.collect()
+            assert machine.vend(3)["status"] == "success"
             machine.jam_next()
             assert machine.vend(4)["status"] == "failed"
         machines[1].stop()
@@ -372,10 +402,12 @@ def test_three_machines_through_an_outage_and_a_restart_every_event_exactly_once
             summary = fleet.store.machine(machine.machine_id)
             assert summary["gaps"] == [] and summary["missing"] == 0
             txns = ledger(machine.database)
-            # A sale is a success a real board dispensed; these machines vend through their
-            # simulator, whose successes are no sales.
-            sales = [t for t in txns if t["state"] == "success" and t["communication"] != "simulation"]
+            sales = ledger(machine.database, "sales")
             assert summary["sales_today"]["vends"] == len(sales)
+            assert (summary["sales_today"]["amount"] or 0) == sum(s["price"] for s in sales)
+            open_sales = [sale for sale in sales if sale["collection_id"] is None]
+            assert summary["sales_since_collection"]["vends"] == len(open_sales)
+            assert (summary["last_collection_at"] is not None) == (machine is machines[0])
             vend_events = {e["transaction_id"]: e["status"] for e in stored if e["event"] == "vend"}
             assert vend_events == {t["id"]: t["state"] for t in txns}
             assert [a["kind"] for a in summary["open_alerts"]] == ["vend_failed"]

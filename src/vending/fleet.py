@@ -98,7 +98,8 @@ class FleetView:
         logger.info("fleet: connected to %s", self.url.redacted())
         p = self.prefix
         client.subscribe([(f"{p}/+/events/#", 1), (f"{p}/+/alerts", 1),
-                          (f"{p}/+/availability", 1), (f"{p}/+/status", 1)])
+                          (f"{p}/+/availability", 1), (f"{p}/+/status", 1),
+                          (f"{p}/+/slots/+", 1)])
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
@@ -130,6 +131,8 @@ class FleetView:
             return None
         if rest == "status":
             return Received("status", machine_id, body, now)
+        if rest.startswith("slots/") and isinstance(body.get("number"), int):
+            return Received("slot", machine_id, body, now)
         if isinstance(body.get("seq"), int) and isinstance(body.get("event"), str):
             return Received("event", machine_id, body, now)
         logger.debug("fleet: ignored a message without seq on %s", topic)

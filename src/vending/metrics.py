@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -35,6 +36,23 @@ class _DevicesCollector(Collector):
         yield family
 
 
+class _OutboxCollector(Collector):
+    """Events waiting for the MQTT broker, read from the store's outbox at scrape time."""
+
+    def __init__(self, counts: Callable[[], dict[str, Any]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = self._counts()
+        yield GaugeMetricFamily("vending_mqtt_outbox_queued",
+                                "Events not yet acknowledged by the MQTT broker",
+                                value=counts["queued"])
+        oldest = counts["oldest_queued_at"]
+        yield GaugeMetricFamily("vending_mqtt_outbox_oldest_age_seconds",
+                                "Age of the oldest event waiting for the broker (0: none)",
+                                value=max(0.0, time.time() - oldest) if oldest else 0.0)
+
+
 class Metrics:
     """The controller's counters; parts call the small methods, /metrics renders `registry`."""
 
@@ -55,6 +73,10 @@ class Metrics:
                                      ["method", "route", "status"], registry=self.registry)
         if devices is not None:
             self.registry.register(_DevicesCollector(devices))
+
+    def watch_outbox(self, counts: Callable[[], dict[str, Any]]) -> None:
+        """Report the MQTT outbox (queued events and the oldest one's age) at every scrape."""
+        self.registry.register(_OutboxCollector(counts))
 
     def vend_finished(self, event: Event) -> None:
         """A `vend.finished` listener: count the outcome and observe the latency."""

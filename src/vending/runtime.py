@@ -119,6 +119,8 @@ class Runtime:
                 vend=self.service.request_vend, audit_log=self.audit, machine_id=self.machine_id,
                 outbox=self.store, public_url=config.public_url,
             ))
+            if self.metrics is not None:
+                self.metrics.watch_outbox(self.store.outbox_counts)
         self.fleet: Any = None
         if config.fleet_url:
             from .fleet import FleetView

@@ -432,6 +432,7 @@ class Store:
             "simulated": txn.simulated,
             "stock": row["stock"] if row is not None else None,
             "previous_status": previous, "settled": previous == UNKNOWN,
+            **({"settled_from": previous} if previous == UNKNOWN else {}),
         }, txn.finished_at)
 
     def recover_interrupted(self) -> list[Transaction]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..money import ISO_4217, Currency
+
 SCHEMA_PATH = Path(__file__).with_name("fleet.sql")
 
 
@@ -23,7 +25,7 @@ SCHEMA_PATH = Path(__file__).with_name("fleet.sql")
 class Received:
     """One message for the store: an event envelope, an availability or a status."""
 
-    kind: str  # "event", "availability" or "status"
+    kind: str  # "event", "availability", "status" or "slot" (retained state)
     machine_id: str
     data: Any
     at: float
@@ -80,6 +82,14 @@ class FleetStore:
                         db.execute("UPDATE machines SET status = ?, status_at = ?"
                                    " WHERE machine_id = ?",
                                    (json.dumps(item.data), item.at, item.machine_id))
+                    elif item.kind == "slot":
+                        # A machine's retained slot state fills in slots no event has told
+                        # about yet (stock set before the fleet view listened); events,
+                        # ordered by seq, decide after that.
+                        db.execute("INSERT OR IGNORE INTO slots (machine_id, slot, name, stock,"
+                                   " seq) VALUES (?, ?, ?, ?, 0)",
+                                   (item.machine_id, item.data["number"], item.data.get("name"),
+                                    item.data.get("stock")))
                     elif self._event(db, item.machine_id, item.data, item.at):
                         new.append((item.machine_id, int(item.data["seq"])))
                 db.execute("COMMIT")
@@ -202,11 +212,17 @@ class FleetStore:
         row = self._query(
             "SELECT COUNT(DISTINCT json_extract(body, '$.transaction_id')) AS vends,"
             " SUM(json_extract(body, '$.price')) AS amount,"
-            " SUM(json_extract(body, '$.price') IS NULL) AS unpriced FROM events"
+            " SUM(json_extract(body, '$.price') IS NULL) AS unpriced,"
+            " MAX(json_extract(body, '$.currency')) AS currency FROM events"
             " WHERE machine_id = ? AND event = 'vend' AND time >= ?"
             " AND COALESCE(json_extract(body, '$.sale'), json_extract(body, '$.status') ="
             " 'success')", (machine_id, since))[0]
-        return {"vends": row["vends"], "amount": row["amount"],
+        # Prices are whole minor units of the machine's currency (cents for EUR).
+        amount, code = row["amount"], row["currency"]
+        text = None
+        if amount is not None and code:
+            text = Currency(code, ISO_4217.get(code, (0, 2))[1]).format(int(amount))
+        return {"vends": row["vends"], "amount": amount, "currency": code, "amount_text": text,
                 "unpriced": row["unpriced"] or 0}
 
     def _open_alerts(self, machine_id: str) -> list[dict[str, Any]]:
