@@ -5,8 +5,11 @@ Run: python bench/fault_campaign.py --vends 10000 [--seed N] [--keep DIR]   (Lin
 The same driver as tests/test_fault_campaign.py (tests/campaign.py): the server runs as a
 subprocess and is SIGKILLed and restarted; boards drop, repeat, delay and corrupt lines,
 reboot before, during and after the motor, are unplugged, lose HTTP answers and their
-network. Prints the seed first (rerun with --seed to repeat), then the counts, the server's
-resources over the steady phase, and every violated invariant; exits 1 if there was one.
+network; the database is locked by another program, the disk (a tmpfs, as root) fills up,
+every board goes offline at once beside the server's simulator, and second servers are
+started on the live data directory. Prints the seed first (rerun with --seed to repeat), then
+the counts, the server's resources over the steady phase, and every violated invariant; exits 1
+if there was one.
 """
 
 from __future__ import annotations
@@ -54,13 +57,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="server SIGKILLs (default vends/1000, at least 2)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--fault-rate", type=float, default=0.3)
+    parser.add_argument("--second-servers", type=int, default=None,
+                        help="second servers on the live data dir (default vends/1000, at least 2)")
+    parser.add_argument("--server-fault-share", type=float, default=0.08,
+                        help="share of faults that lock the database, fill the disk or take every"
+                             " board offline")
     parser.add_argument("--keep", type=Path, help="copy the work directory (logs, database) here")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     kills = args.kills if args.kills is not None else max(2, args.vends // 1000)
+    seconds = args.second_servers if args.second_servers is not None else max(2, args.vends // 1000)
     settings = CampaignSettings(vends=args.vends, seed=seed, serial_boards=args.serial_boards,
                                 wifi_boards=args.wifi_boards, clients=args.clients,
-                                fault_rate=args.fault_rate, kills=kills,
+                                fault_rate=args.fault_rate, kills=kills, second_servers=seconds,
+                                server_fault_share=args.server_fault_share,
                                 settle=max(30.0, args.vends / 200))
     print(f"machine: {platform.machine()} cores={os.cpu_count()}"
           f" python={platform.python_version()}", flush=True)

@@ -28,8 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(config.log_level)
     from vending import create_app
+    from vending.store.datadir import DataDirInUse
 
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except DataDirInUse as exc:
+        logger.error("not starting: %s", exc)
+        return 1
     runtime = app.extensions["vending"]
     token_file = None if config.admin_token else (config.data_dir / "admin_token").resolve()
 

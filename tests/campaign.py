@@ -11,6 +11,7 @@ end the journals and the server's transaction rows are checked against each othe
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # invalid_slot, busy), never recorded it (no_ack: QUERY answered unseen; not_received), or
 # the server never sent it (offline, expired, shutdown, not_sent).
 NO_MOTOR_REASONS = frozenset({"not_ready", "invalid_slot", "busy", "no_ack", "not_received",
-                              "offline", "expired", "shutdown", "not_sent"})
+                              "offline", "expired", "shutdown", "not_sent", "store_unavailable"})
 # `failed` reasons reported after the motor turned and nothing fell: the journal may hold
 # one run for the id, never a dispensing one.
 MOTOR_RAN_REASONS = frozenset({"jam", "empty", "motor_fault"})
@@ -50,6 +51,9 @@ SERIAL_FAULTS = (
 )
 WIFI_FAULTS = ("lost_response", "network_drop", "wifi_reboot", "confirm_held")
 FIRMWARE_FAULTS = ("power_cut",)
+# Faults of the whole machine: the database locked by another program, the disk full, every
+# real board offline at once (the server's simulator must not stand in).
+SERVER_FAULTS = ("db_locked", "disk_full", "all_offline")
 DEFAULT_FIRMWARE_DEV = "ESP32_6CC8404FE03C"
 
 
@@ -77,6 +81,12 @@ class CampaignSettings:
     settle: float = 30.0  # seconds allowed at the end for every vend to reach an end state
     motor_time: float = 0.02
     vend_timeout: float = 2.0
+    # The server keeps its simulator: with real boards configured it must never vend.
+    simulator: bool = True
+    server_fault_share: float = 0.08  # share of faults that are SERVER_FAULTS
+    second_servers: int = 2  # second servers started on the same data dir, mid-vends
+    store_busy_timeout: float = 0.3  # so a short lock already makes writes fail
+    disk_mb: int = 64  # the size-limited filesystem the data dir lives on (root only)
 
 
 @dataclass
@@ -123,9 +133,10 @@ def sample_process(pid: int, label: str) -> Sample:
 class ServerProcess:
     """`python src/app.py` on a temporary data dir; started, SIGKILLed and restarted."""
 
-    def __init__(self, workdir: Path, serial_links: list[str], settings: CampaignSettings) -> None:
+    def __init__(self, workdir: Path, serial_links: list[str], settings: CampaignSettings,
+                 data_dir: Path | None = None) -> None:
         self.workdir = workdir
-        self.data_dir = workdir / "data"
+        self.data_dir = data_dir or workdir / "data"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.serial_links = serial_links
@@ -144,13 +155,9 @@ class ServerProcess:
                "VENDING_SERIAL_ACK_TIMEOUT": "0.15", "VENDING_SERIAL_HANDSHAKE_TIMEOUT": "0.3",
                "VENDING_SERIAL_RESCAN_INTERVAL": "0.1", "VENDING_SERIAL_PING_INTERVAL": "0.5",
                "VENDING_VEND_TIMEOUT": str(self.settings.vend_timeout),
-               "VENDING_WIFI_OFFLINE_AFTER": "1.0", "VENDING_DEVICE_QUEUE_LIMIT": "20"}
-        args = [sys.executable, str(ROOT / "src" / "app.py"), "--host", "127.0.0.1",
-                "--port", str(self.port), "--data-dir", str(self.data_dir), "--no-mdns",
-                "--no-serial-scan", "--no-simulator", "--no-discovery", "--auto-approve-devices",
-                "--threads", "32"]
-        for link in self.serial_links:
-            args += ["--serial-port", link]
+               "VENDING_WIFI_OFFLINE_AFTER": "1.0", "VENDING_DEVICE_QUEUE_LIMIT": "20",
+               "VENDING_STORE_BUSY_TIMEOUT": str(self.settings.store_busy_timeout)}
+        args = self.command(self.port)
         self.starts += 1
         log = open(self.workdir / f"server-{self.starts}.log", "wb")  # noqa: SIM115 (the child owns it)
         try:
@@ -169,6 +176,17 @@ class ServerProcess:
                 pass
             time.sleep(0.05)
         raise RuntimeError("the server did not become healthy in time")
+
+    def command(self, port: int) -> list[str]:
+        """The server's command line, on `port`."""
+        args = [sys.executable, str(ROOT / "src" / "app.py"), "--host", "127.0.0.1",
+                "--port", str(port), "--data-dir", str(self.data_dir), "--no-mdns",
+                "--no-serial-scan", "--no-discovery", "--auto-approve-devices", "--threads", "32"]
+        if not self.settings.simulator:
+            args.append("--no-simulator")
+        for link in self.serial_links:
+            args += ["--serial-port", link]
+        return args
 
     def kill(self) -> None:
         """SIGKILL: nothing gets to clean up."""
@@ -255,6 +273,10 @@ class Campaign:
         self.wifi: list[WifiBoard] = []
         self.fw: Any = None
         self.server: ServerProcess | None = None
+        # Held by a server-wide store fault and by a server kill, so a restart never meets a
+        # full disk or a locked database and a second server never meets a restart.
+        self._server_lock = threading.Lock()
+        self.disk: Path | None = None  # the size-limited filesystem, when one could be mounted
 
     # ----- set-up -------------------------------------------------------------------
 
@@ -385,11 +407,16 @@ class Campaign:
 
     def _inject(self, rng: random.Random) -> None:
         # First the kind of board (so the one firmware board gets its share), then the fault.
+        share = self.settings.server_fault_share
         groups = [(0.6, self.serial, SERIAL_FAULTS), (0.25, self.wifi, WIFI_FAULTS),
-                  (0.15, [self.fw] if self.fw is not None else [], FIRMWARE_FAULTS)]
-        groups = [g for g in groups if g[1]]
+                  (0.15, [self.fw] if self.fw is not None else [], FIRMWARE_FAULTS),
+                  (share / (1 - share) if share < 1 else 1.0, ["*"], SERVER_FAULTS)]
+        groups = [g for g in groups if g[1] and g[0] > 0]
         _, boards, faults = rng.choices(groups, weights=[g[0] for g in groups])[0]
         kind, board = rng.choice(faults), rng.choice(boards)
+        if board == "*":
+            self._server_fault(kind, rng)
+            return
         device_id = board.device_id if board is not self.fw else DEFAULT_FIRMWARE_DEV
         with self._lock:
             if device_id in self._out:
@@ -453,7 +480,106 @@ class Campaign:
         self._later("power_cut", DEFAULT_FIRMWARE_DEV, rng.uniform(0.02, 0.5),
                     lambda: self.fw.start(boot=boot))
 
-    def _later(self, kind: str, device_id: str, seconds: float, restore: Callable[[], None]) -> None:
+    def _server_fault(self, kind: str, rng: random.Random) -> None:
+        """A fault of the whole machine; skipped while another one (or a kill) is under way."""
+        if kind == "disk_full" and self.disk is None:
+            return  # no size-limited filesystem here (needs root)
+        if not self._server_lock.acquire(blocking=False):
+            return
+        seconds = rng.uniform(0.2, 2.0)
+        try:
+            restore = self._start_server_fault(kind, seconds)
+        except BaseException:
+            self._server_lock.release()
+            raise
+        if restore is None:
+            self._server_lock.release()
+            return
+        with self._lock:
+            self.result.injected[kind] += 1
+
+        def end() -> None:
+            try:
+                restore()
+            finally:
+                self._server_lock.release()
+
+        # Held outcomes are written with back-off after the store recovers: a wider window.
+        self._later(kind, "*", seconds, end, grace=6.0)
+
+    def _start_server_fault(self, kind: str, seconds: float) -> Callable[[], None] | None:
+        assert self.server is not None
+        if kind == "db_locked":
+            # Another program (this driver) holds the database, as a sqlite3 shell would.
+            # Released by the thread that ends the fault.
+            db = sqlite3.connect(str(self.server.data_dir / "vending.sqlite3"), timeout=5,
+                                 isolation_level=None, check_same_thread=False)
+            try:
+                db.execute("BEGIN EXCLUSIVE")
+            except sqlite3.OperationalError:
+                db.close()
+                return None
+
+            def unlock() -> None:
+                db.execute("COMMIT")
+                db.close()
+            return unlock
+        if kind == "disk_full":
+            assert self.disk is not None
+            filler = fill_disk(self.disk)
+            return lambda: filler.unlink(missing_ok=True)
+        # all_offline: every real board at once; the simulator must not take over.
+        with self._lock:
+            if self._out - {"*"}:
+                return None
+        restores: list[Callable[[], None]] = []
+        for board in self.serial:
+            board.unplug()
+            restores.append(board.plug)
+        for wifi in self.wifi:
+            wifi.drop_network()
+            restores.append(wifi.restore_network)
+        if self.fw is not None:
+            self.fw.kill()
+            if self.fw.link is not None and os.path.islink(self.fw.link):
+                os.unlink(self.fw.link)
+            boot = self._boot_id()
+            restores.append(lambda: self.fw.start(boot=boot))
+        with self._lock:
+            self._out.update(self.board_ids())
+
+        def back() -> None:
+            for restore in restores:
+                restore()
+            start = time.time() - seconds
+            for device_id in self.board_ids():
+                self._record("all_offline", device_id, start, time.time() + 1.5)
+                with self._lock:
+                    self._out.discard(device_id)
+        return back
+
+    def _second_server(self) -> None:
+        """Start a second server on the live data dir: it must refuse and touch nothing."""
+        assert self.server is not None
+        with self._server_lock:
+            start = time.time()
+            env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "VENDING_LOG_LEVEL": "WARNING"}
+            proc = subprocess.Popen(self.server.command(free_port()), env=env, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            try:
+                out, _ = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            self._record("second_server", "*", start, time.time() + 1.0)
+        if proc.returncode != 1 or "another server" not in out:
+            with self._lock:
+                self.result.violations.append(
+                    f"a second server on the same data dir did not refuse (exit {proc.returncode}):"
+                    f" {out[-300:]!r}")
+
+    def _later(self, kind: str, device_id: str, seconds: float, restore: Callable[[], None],
+               grace: float = 1.5) -> None:
         """End a fault after `seconds` on a thread of its own, so the faults keep coming."""
         start = time.time()
 
@@ -463,7 +589,8 @@ class Campaign:
                 restore()
             finally:
                 # The board needs a moment to be back (handshake, poll) after the fault ends.
-                self._record(kind, device_id, start, time.time() + 1.5)
+                if kind != "all_offline":  # recorded per board by its restore
+                    self._record(kind, device_id, start, time.time() + grace)
                 with self._lock:
                     self._out.discard(device_id)
 
@@ -560,17 +687,36 @@ class Campaign:
 
     def _kill_server(self) -> None:
         assert self.server is not None
-        start = time.time()
-        self._server_up.clear()
-        self.server.kill()
-        self.server.start()
-        self._server_up.set()
-        self._record("server_sigkill", "*", start, time.time() + 2.0)
+        with self._server_lock:
+            start = time.time()
+            self._server_up.clear()
+            self.server.kill()
+            self.server.start()
+            self._server_up.set()
+            self._record("server_sigkill", "*", start, time.time() + 2.0)
+
+    def _probe_boards(self) -> None:
+        """After the faults: every board still takes and finishes a vend (no queue stopped)."""
+        assert self.server is not None
+        self._wait_all_online()
+        for device_id in self.board_ids():
+            requests.post(self.server.url + "/esp32/devices/select", json={"device_id": device_id},
+                          timeout=5).raise_for_status()
+            key = f"campaign-{self.settings.seed}-probe-{device_id}"
+            body = requests.post(self.server.url + "/vend/2?wait=15", timeout=30,
+                                 headers={"Idempotency-Key": key}).json()
+            if "transaction_id" in body:
+                self.sent[body["transaction_id"]] = time.time()
+                self.keys[key] = body["transaction_id"]
+            if body.get("device_id") != device_id or body.get("status") != "success":
+                self.result.violations.append(
+                    f"{device_id}: its queue stopped moving; a vend after the faults got {body}")
 
     # ----- the store and the journals -------------------------------------------------
 
     def _rows(self, states: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-        path = self.workdir / "data" / "vending.sqlite3"
+        assert self.server is not None
+        path = self.server.data_dir / "vending.sqlite3"
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
             db.row_factory = sqlite3.Row
@@ -616,7 +762,11 @@ class Campaign:
         select_thread = threading.Thread(target=self._select_loop, name="campaign-select", daemon=True)
         try:
             links = self._start_boards()
-            self.server = ServerProcess(self.workdir, links, s)
+            self.disk = mount_small_disk(self.workdir / "disk", s.disk_mb)
+            if self.disk is None:
+                self.say("  no size-limited filesystem (needs root and tmpfs): no disk_full faults")
+            data_dir = self.disk / "data" if self.disk is not None else None
+            self.server = ServerProcess(self.workdir, links, s, data_dir)
             self.server.start()
             self._server_up.set()
             self._start_wifi()
@@ -629,6 +779,9 @@ class Campaign:
             # Kills well before the last vend, so the clients are still there to see them.
             kill_range = range(steady_end + 1, max(steady_end + 2, s.vends - 4 * s.clients))
             kill_points = sorted(self.rng.sample(kill_range, min(s.kills, len(kill_range))))
+            # Second servers while vends run, in the steady and the chaos phases.
+            second_range = range(third, max(third + 1, s.vends - 4 * s.clients))
+            second_points = sorted(self.rng.sample(second_range, min(s.second_servers, len(second_range))))
             fault_thread.start()
             select_thread.start()
             clients = [threading.Thread(target=self._client, args=(i,), name=f"campaign-client-{i}",
@@ -664,12 +817,19 @@ class Campaign:
                 if phase == "chaos" and kill_points and done >= kill_points[0]:
                     kill_points.pop(0)
                     self._kill_server()
+                if phase in ("steady-2", "chaos") and second_points and done >= second_points[0]:
+                    second_points.pop(0)
+                    thread = threading.Thread(target=self._second_server, name="campaign-second-server",
+                                              daemon=True)
+                    self._timed.append(thread)
+                    thread.start()
                 time.sleep(0.01)
             self._stop_faults.set()
             fault_thread.join(30)
             select_thread.join(10)
             self._faults_on.clear()
             self._settle()
+            self._probe_boards()
             self._fired_events()
             self.check()
         finally:
@@ -711,6 +871,8 @@ class Campaign:
             board.stop()
         if self.fw is not None:
             self.fw.stop()
+        if self.disk is not None:
+            subprocess.run(["umount", "-l", str(self.disk)], check=False)
 
     # ----- the checks -------------------------------------------------------------------
 
@@ -719,7 +881,8 @@ class Campaign:
         rows = {r["id"]: r for r in self._rows()}
         runs = self.journal_runs()
         self.result.runs = len(runs)
-        verdict = find_violations(rows, runs, self.events, told=set(self.sent), keys=self.keys)
+        verdict = find_violations(rows, runs, self.events, told=set(self.sent), keys=self.keys,
+                                  real_boards=True)
         self.result.violations += verdict.violations
         self.result.outcomes.update(verdict.outcomes)
         self.result.reasons.update(verdict.reasons)
@@ -761,16 +924,18 @@ def touched(row: dict[str, Any], events: list[FaultEvent], now: float | None = N
 
 def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: list[FaultEvent],
                     told: set[str] | None = None, final: bool = True,
-                    keys: dict[str, str | None] | None = None) -> Verdict:
+                    keys: dict[str, str | None] | None = None, real_boards: bool = False) -> Verdict:
     """Check transaction rows against the boards' motor journals.
 
     - no request id ran a motor twice, and no motor ran for an id with no row;
     - `success` has exactly one finished (dispensing) run, on the board the row names;
     - `failed` for a reason in NO_MOTOR_REASONS has no run; for a reason in
       MOTOR_RAN_REASONS no dispensing run; any other reason is reported (unclassified);
-    - `unknown` only where a fault touched the vend (see `touched`);
+    - `unknown` only where a fault touched the vend (see `touched`), and never because the
+      server's vend thread raised (`internal_error`);
     - with `final`, every row has an end state; every id in `told` has a row;
-    - one row per Idempotency-Key, the one the key's client was answered with (`keys`).
+    - one row per Idempotency-Key, the one the key's client was answered with (`keys`);
+    - with `real_boards` (real boards configured), no vend served by the simulator.
     """
     verdict = Verdict()
     out = verdict.violations
@@ -802,6 +967,8 @@ def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: li
         verdict.outcomes[state] += 1
         verdict.reasons[f"{state}:{reason}"] += 1
         its_runs = by_id.get(rid, [])
+        if real_boards and row.get("communication") == "simulation":
+            out.append(f"{rid}: {state} served by the simulator while real boards are configured")
         if state == "success":
             if [r.result for r in its_runs] != ["success"] or its_runs[0].board != row["device_id"]:
                 out.append(f"{rid}: success but the journal shows {its_runs} (device {row['device_id']})")
@@ -815,6 +982,8 @@ def find_violations(rows: dict[str, dict[str, Any]], runs: list[Run], events: li
             else:
                 out.append(f"{rid}: failed with a reason the campaign does not classify: {reason}")
         elif state == "unknown":
+            if reason == "internal_error":
+                out.append(f"{rid}: unknown because the vend thread raised (internal_error): a bug")
             if not touched(row, events):
                 out.append(f"{rid}: unknown ({reason}) with no fault near it; journal {its_runs}")
             finished = [r for r in its_runs if r.result in ("success", "failed")]
@@ -861,3 +1030,29 @@ def check_resources(samples: list[Sample], out: list[str]) -> None:
         out.append(f"file descriptors grew over the steady phase: {start.fds} -> {end.fds}")
     if end.rss_kb > 2 * third.rss_kb + 8 * 1024:
         out.append(f"RSS grew over the steady phase: {third.rss_kb} kB -> {end.rss_kb} kB")
+
+
+def mount_small_disk(path: Path, megabytes: int) -> Path | None:
+    """A size-limited filesystem (tmpfs) for the data dir, so the disk can really fill; None if not root."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return None
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    return path if done.returncode == 0 else None
+
+
+def fill_disk(disk: Path) -> Path:
+    """Write a file until the filesystem is full; deleting it frees the space."""
+    filler = disk / "filler"
+    chunk = b"\0" * (1 << 20)
+    with open(filler, "ab", buffering=0) as out:
+        while True:
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                if len(chunk) == 4096:
+                    return filler
+                chunk = chunk[:4096]

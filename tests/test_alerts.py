@@ -113,7 +113,9 @@ def test_a_flapping_board_raises_no_new_offline_alert_while_one_is_unacknowledge
     assert [a["kind"] for a in alerts(client)] == ["device_offline", "device_back"]
 
 
-def test_stock_reaching_the_low_level_and_then_zero_raises_low_stock_then_sold_out(app, client):
+def test_stock_reaching_the_low_level_and_then_zero_raises_low_stock_then_sold_out(board_app):
+    app = board_app()
+    client = app.test_client()
     client.patch("/slots/3", json={"stock": 3})
     client.post("/vend/3")
     [low] = wait_for_alert(client, "low_stock")
@@ -133,7 +135,8 @@ def test_setting_stock_below_the_level_by_hand_raises_low_stock(client):
     assert alert["data"]["stock"] == 1
 
 
-def test_after_a_restock_the_next_drop_raises_low_stock_again(app, client):
+def test_after_a_restock_the_next_drop_raises_low_stock_again(board_app):
+    client = board_app().test_client()
     client.patch("/slots/1", json={"stock": 2})
     wait_for_alert(client, "low_stock")
     client.post("/slots/1/restock", json={"quantity": 1})
@@ -142,7 +145,8 @@ def test_after_a_restock_the_next_drop_raises_low_stock_again(app, client):
                message="a second low-stock alert")
 
 
-def test_a_slot_may_have_its_own_low_stock_level(client):
+def test_a_slot_may_have_its_own_low_stock_level(board_app):
+    client = board_app().test_client()
     response = client.put("/alerts/low-stock/4", json={"level": 5})
     assert response.get_json() == {"slot": 4, "level": 5, "default": False}
     levels = client.get("/alerts/low-stock").get_json()
@@ -205,7 +209,9 @@ def test_a_vend_left_open_by_a_crash_raises_an_unknown_alert_at_start_up(make_ap
     store = runtime_of(app).store
     txn, _ = store.create_transaction(1, "SIMULATOR", "simulation")
     store.mark_sent(txn.id, "SIMULATOR", "simulation")
-    # A second runtime on the same data, as after a power cut, finds the open vend.
+    # A second runtime on the same data, as after a power cut, finds the open vend. The
+    # kernel frees a dead process's data-dir lock; here the first one gives it up by hand.
+    runtime_of(app).datadir_lock.release()
     again = make_app().test_client()
     [alert] = wait_for_alert(again, "vend_unknown")
     assert alert["data"]["transaction_id"] == txn.id

@@ -144,3 +144,12 @@ def test_the_sign_in_line_the_docs_grep_for_is_in_the_banner(tmp_path: Path) -> 
     assert lines[index + 1].strip().endswith(
         f"-m vending.doctor --sign-in-link --url http://192.0.2.10:5000 --data-dir {tmp_path}")
 
+
+def test_the_pi_service_runs_without_the_simulator() -> None:
+    from vending.config import config_from_args
+
+    settings = unit_settings()
+    environ = dict(value.split("=", 1) for value in settings["Environment"])
+    argv = settings["ExecStart"][0].split()[2:]
+    config = config_from_args(argv, environ)
+    assert config.simulator is False

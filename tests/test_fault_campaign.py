@@ -1,5 +1,7 @@
 """The fault campaign at CI size: a few hundred vends through serial, WiFi and firmware boards
-under random faults and server kills; never two motor runs, never a wrong recorded outcome.
+under random faults, server kills, store faults (database locked, disk full), every board
+offline at once beside the simulator, and second servers on the same data directory; never two
+motor runs, never a wrong recorded outcome, never a simulated success, no queue that stops.
 
 The seed is printed (and taken from FAULT_CAMPAIGN_SEED); `bench/fault_campaign.py --vends
 10000` runs the same driver at full size.
@@ -41,6 +43,8 @@ def test_hundreds_of_vends_under_random_faults_never_run_a_motor_twice_or_record
     assert not result.violations, result.summary()
     assert result.vends == vends
     assert result.faults["server_sigkill"] == 2
+    # Second servers were started on the live data dir (each had to refuse: see violations).
+    assert result.faults["second_server"] == settings.second_servers
     assert sum(result.faults.values()) >= vends // 10, result.faults
     # Every outcome the server records was reached, and the faults hid some of them.
     assert result.outcomes["success"] > vends // 2, result.outcomes

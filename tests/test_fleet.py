@@ -108,8 +108,9 @@ class TestTheOutbox:
                 store.update_slot(1, stock=-1)
             with pytest.raises(NotFound):
                 store.update_slot(9, stock=1)
-            txn, _ = store.create_transaction(1, "SIM", "simulation")
-            store.mark_sent(txn.id, "SIM", "simulation")
+            # A real board's success (a simulated one would take no stock and be no sale).
+            txn, _ = store.create_transaction(1, "ESP32_1", "serial")
+            store.mark_sent(txn.id, "ESP32_1", "serial")
             store.finish(txn.id, "success", "dispensed")
             store.finish(txn.id, "failed", "a second finish changes nothing")
             events = store.outbox_pending()

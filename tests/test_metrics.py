@@ -6,7 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import test_config
 from prometheus_client.parser import text_string_to_metric_families
+
+from vending import create_app
 
 
 @pytest.fixture
@@ -81,11 +84,14 @@ def test_discovery_and_serial_reconnect_counters_exist_for_the_transports_to_fee
     assert samples[("vending_serial_reconnects_total", ())] == 1
 
 
-def test_each_app_has_its_own_registry(make_app) -> None:
-    first, second = make_app(metrics=True), make_app(metrics=True)
+def test_each_app_has_its_own_registry(make_app, tmp_path) -> None:
+    first = make_app(metrics=True)
+    # One server per data directory: the second app gets its own.
+    second = create_app(test_config(tmp_path / "second", metrics=True))
     first.test_client().post("/vend/1?wait=5")
     samples = scrape(second.test_client())
     assert not any(name == "vending_vends_total" for name, _ in samples)
+    second.extensions["vending"].stop()
 
 
 def test_metrics_are_off_by_default_with_a_404_that_says_how_to_turn_them_on(make_app) -> None:

@@ -204,9 +204,11 @@ def test_a_vend_appears_as_an_event_and_updates_last_vend_and_stock(broker, subs
     assert not event.retain
     assert event.json()["transaction_id"] == txn["transaction_id"]
     assert event.json()["status"] == "success"
+    # The simulator served it: the event says so, and the stock is untouched.
+    assert event.json()["simulated"] is True
     retained(broker.port, f"{bridge.base}/last_vend",
              lambda m: m.json()["transaction_id"] == txn["transaction_id"])
-    subscriber.wait_for(f"{bridge.base}/slots/3", lambda m: m.json()["stock"] == 4)
+    retained(broker.port, f"{bridge.base}/slots/3", lambda m: m.json()["stock"] == 5)
 
 
 def test_a_vend_settled_late_is_published_with_its_outcome_and_the_stock(broker, subscriber,
@@ -228,7 +230,9 @@ def test_a_vend_settled_late_is_published_with_its_outcome_and_the_stock(broker,
     assert event.json()["transaction_id"] == txn
     assert event.json()["settled"] is True and event.json()["previous_status"] == "unknown"
     retained(broker.port, f"{bridge.base}/last_vend", lambda m: m.json()["status"] == "success")
-    subscriber.wait_for(f"{bridge.base}/slots/3", lambda m: m.json()["stock"] == 4)
+    # The simulator served it: settled as success, it still takes no stock.
+    assert event.json()["simulated"] is True
+    retained(broker.port, f"{bridge.base}/slots/3", lambda m: m.json()["stock"] == 5)
 
 
 def test_alerts_are_published(broker, subscriber, make_app):
@@ -352,9 +356,11 @@ def test_broker_down_vends_still_work_and_state_catches_up(broker, make_app):
     vends = [client.post("/vend/2").get_json() for _ in range(2)]
     assert [v["status"] for v in vends] == ["success", "success"]
     broker.start()
-    retained(broker.port, f"{bridge.base}/slots/2", lambda m: m.json()["stock"] == 3)
+    # Simulated vends take no stock.
+    retained(broker.port, f"{bridge.base}/slots/2", lambda m: m.json()["stock"] == 5)
     last = retained(broker.port, f"{bridge.base}/last_vend")
     assert last.json()["transaction_id"] == vends[-1]["transaction_id"]
+    assert last.json()["simulated"] is True
 
 
 def test_the_controller_starts_and_vends_while_the_broker_is_down(make_app, tmp_path):

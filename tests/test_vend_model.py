@@ -12,9 +12,17 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from vending import create_app
-from vending.devices.simulator import FAULTS
+from vending.devices.base import SERIAL
+from vending.devices.simulator import FAULTS, SimulatedDevice
 
 SLOTS = st.integers(min_value=1, max_value=5)
+
+
+class ModelBoard(SimulatedDevice):
+    """A board whose motor and radio are mocked; to the server it is a real (serial) board,
+    so its successes take stock (the simulator's never do)."""
+
+    transport = SERIAL
 
 
 class VendMachine(RuleBasedStateMachine):
@@ -23,9 +31,12 @@ class VendMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self._dir = tempfile.TemporaryDirectory()
-        self.app = create_app(test_config(Path(self._dir.name), sim_motor_time=0.0,
+        self.app = create_app(test_config(Path(self._dir.name), simulator=False,
                                           vend_timeout=0.05, device_queue_limit=100))
         self.runtime = self.app.extensions["vending"]
+        self.board = ModelBoard("ESP32_MODEL", self.runtime.log, motor_time=0.0)
+        self.runtime.registry.add(self.board)
+        self.board.start()
         self.client = self.app.test_client()
         self.keys: dict[str, tuple[int, str]] = {}  # key -> (slot, transaction id)
         self.expected_stock: dict[int, int | None] = dict.fromkeys(range(1, 6))
@@ -64,7 +75,7 @@ class VendMachine(RuleBasedStateMachine):
 
     @rule(fault=st.sampled_from(sorted(FAULTS)))
     def inject_fault(self, fault: str) -> None:
-        self.runtime.simulator.inject_fault(fault)
+        self.board.inject_fault(fault)
 
     @rule(slot=SLOTS, stock=st.one_of(st.none(), st.integers(min_value=0, max_value=3)))
     def set_stock(self, slot: int, stock: int | None) -> None:
@@ -76,7 +87,7 @@ class VendMachine(RuleBasedStateMachine):
         wait_until(lambda: self.runtime.store.counts()["pending"] + self.runtime.store.counts()[
             "sent"] == 0, message="no open vends")
         runs: dict[str, int] = {}
-        for run in self.runtime.simulator.motor_runs:
+        for run in self.board.motor_runs:
             runs[run.transaction_id] = runs.get(run.transaction_id, 0) + 1
         assert all(count == 1 for count in runs.values()), "a transaction ran the motor twice"
         for txn in self.runtime.store.iter_transactions():

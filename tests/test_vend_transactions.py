@@ -165,8 +165,8 @@ def test_a_sold_out_slot_refuses_vends_with_409(client):
     assert response.get_json()["error"] == "sold_out"
 
 
-def test_a_success_takes_one_item_off_the_stock_and_the_last_one_cannot_be_sold_twice(make_app):
-    app = make_app(sim_motor_time=0.2)
+def test_a_success_takes_one_item_off_the_stock_and_the_last_one_cannot_be_sold_twice(board_app):
+    app = board_app(motor_time=0.2)
     client = app.test_client()
     client.patch("/slots/5", json={"stock": 1})
     first = client.post("/vend/5?wait=0")

@@ -29,6 +29,7 @@ def test_the_first_start_writes_a_private_operator_token_and_reuses_it(make_app,
     assert app.extensions["vending_auth"].token == token
     if os.name == "posix":
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    app.extensions["vending"].stop()  # a restart: one server per data directory
     again = make_app(start_threads=False)
     assert again.extensions["vending_auth"].token == token
 

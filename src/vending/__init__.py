@@ -14,6 +14,7 @@ from .config import Config
 if TYPE_CHECKING:
     from flask import Flask
 
+    from .clock import Clock
     from .runtime import Runtime
 
 __all__ = ["create_app", "Config", "Runtime"]
@@ -29,9 +30,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Config | Mapping[str, Any] | None = None, clock: Clock | None = None) -> Flask:
     """Build the app and its runtime; `config` is a Config, a mapping of its fields, or None
-    for defaults plus VENDING_* environment variables."""
+    for defaults plus VENDING_* environment variables; `clock` replaces the system's in tests."""
     from flask import Flask
 
     from .runtime import Runtime
@@ -46,7 +47,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, JSON_SORT_KEYS=False)
     app.json.sort_keys = False
 
-    runtime = Runtime(config)
+    runtime = Runtime(config, clock)
     app.extensions["vending"] = runtime
 
     init_app(app)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from .audit import one_line
 from .config import AlertSettings
 from .devices.base import BUSY, CONNECTING, OFFLINE, ONLINE, PENDING_APPROVAL
+from .errors import StoreUnavailable
 from .events import (
     ALERT_ACKNOWLEDGED,
     ALERT_RAISED,
@@ -31,6 +32,8 @@ from .events import (
     DEVICE_REMOVED,
     DEVICE_STATE,
     SLOT_CHANGED,
+    STORE_RECOVERED,
+    STORE_UNAVAILABLE,
     VEND_FINISHED,
     VEND_SETTLED,
     Event,
@@ -57,8 +60,9 @@ SOLD_OUT = "sold_out"
 APPROVAL_REQUESTED = "device_pending_approval"
 SIGN_IN_FAILURES = "sign_in_failures"
 DEVICE_CONFLICT_KIND = "device_conflict"
+STORE_DOWN = "store_unavailable"
 KINDS = (VEND_UNKNOWN, VEND_FAILED, DEVICE_OFFLINE, DEVICE_BACK, LOW_STOCK, SOLD_OUT,
-         APPROVAL_REQUESTED, SIGN_IN_FAILURES, DEVICE_CONFLICT_KIND)
+         APPROVAL_REQUESTED, SIGN_IN_FAILURES, DEVICE_CONFLICT_KIND, STORE_DOWN)
 
 # Kinds not raised again while an unacknowledged one for the same subject exists, so a
 # flapping board or a password-guessing script does not bury the page in banners.
@@ -93,9 +97,12 @@ class AlertCenter:
         self._seen_online: set[str] = set()
         self._down: set[str] = set()
         self._auth_failures: dict[str, deque[float]] = defaultdict(deque)
+        # Set while the store refuses writes and no alert could be stored about it yet.
+        self._store_outage: str | None = None
         events.subscribe(self._on_event, {VEND_FINISHED, VEND_SETTLED, DEVICE_STATE,
                                           DEVICE_REMOVED, SLOT_CHANGED, DEVICE_PENDING_APPROVAL,
-                                          AUTH_FAILED, DEVICE_CONFLICT})
+                                          AUTH_FAILED, DEVICE_CONFLICT, STORE_UNAVAILABLE,
+                                          STORE_RECOVERED})
 
     # Lifecycle
 
@@ -243,6 +250,30 @@ class AlertCenter:
                              " shows, or reject both", dict(event.data))
         elif event.kind == AUTH_FAILED:
             self._auth_failed(event)
+        elif event.kind in (STORE_UNAVAILABLE, STORE_RECOVERED):
+            self._store_event(event)
+
+    def _store_event(self, event: Event) -> None:
+        """Alert about the database refusing writes: stored when it can be, at the latest on recovery."""
+        if event.kind == STORE_UNAVAILABLE:
+            self._store_outage = str(event.data.get("detail", ""))
+            message = (f"the database cannot record vends ({self._store_outage}); vends are"
+                       " refused with 503 and finished ones are kept in memory until it can."
+                       " Free disk space or close the program holding the database")
+        else:
+            if self._store_outage is None:
+                return
+            since = event.data.get("since")
+            started = time.strftime("%H:%M:%S", time.localtime(since)) if since else "?"
+            message = (f"the database could not record vends from {started} until now"
+                       f" ({self._store_outage}); {event.data.get('written', 0)} vend outcome(s)"
+                       " kept in memory were written and nothing was lost")
+        try:
+            self.raise_alert(STORE_DOWN, CRITICAL, "database", message, dict(event.data))
+        except StoreUnavailable:
+            logger.error("alert not stored yet (the database refuses writes): %s", message)
+            return
+        self._store_outage = None
 
     def _vend_finished(self, txn: dict[str, Any]) -> None:
         status = txn.get("status")

@@ -274,6 +274,9 @@ class Config:
     log_size: int = setting(1000, "lines kept in the communication log")
     max_body_bytes: int = setting(64 * 1024, "largest HTTP request body, in bytes")
     shutdown_grace: float = setting(5.0, "seconds a vend on the motor may finish at shutdown")
+    store_busy_timeout: float = setting(
+        10.0, "seconds a write waits for a database another program holds locked; then vends"
+        " get 503 store_unavailable and finished ones are kept in memory until it can write")
     trust_localhost: bool = setting(True, "requests from this machine (the kiosk) need no sign-in")
     admin_token: str = setting("", "operator token (16+ characters); empty: generated once and"
                                " kept in the data directory", secret=True)

@@ -63,6 +63,13 @@ class NoDeviceAvailable(VendingError):
     code = "no_device_available"
 
 
+class StoreUnavailable(VendingError):
+    """The database cannot commit (disk full, locked by another program, I/O error)."""
+
+    status = 503
+    code = "store_unavailable"
+
+
 class ShuttingDown(VendingError):
     status = 503
     code = "shutting_down"

@@ -27,6 +27,8 @@ DEVICE_PENDING_APPROVAL = "device.pending_approval"  # data: device_id, address 
 DEVICE_CONFLICT = "device.conflict"  # data: device_id, detail, source (optional)
 AUTH_FAILED = "auth.failed"  # data: source (remote address), who (optional)
 ALERT_RAISED = "alert.raised"  # data: alert (dict)
+STORE_UNAVAILABLE = "store.unavailable"  # data: detail
+STORE_RECOVERED = "store.recovered"  # data: since (wall time), written (held outcomes written)
 ALERT_ACKNOWLEDGED = "alert.acknowledged"  # data: alert (dict)
 
 

@@ -472,7 +472,7 @@ class MqttBridge:
     def _vend_summary(self, txn: dict[str, Any]) -> dict[str, Any]:
         # Product and price (minor units, fixed when the vend was asked for): a fleet server
         # (issue 17) counts sales from these events.
-        keys = ("transaction_id", "slot", "status", "reason", "message", "device_id",
+        keys = ("transaction_id", "slot", "status", "simulated", "reason", "message", "device_id",
                 "communication", "created_at", "finished_at", "product_id", "product_name",
                 "price")
         return {**{k: txn.get(k) for k in keys}, "currency": self.view.currency.code}
@@ -747,7 +747,8 @@ class MqttBridge:
     def _publish_result(self, reply: dict[str, Any], txn: dict[str, Any]) -> None:
         self._publish(self.result_topic, {
             **reply, "transaction_id": txn["transaction_id"], "status": txn["status"],
-            "success": txn["status"] == VendState.SUCCESS, "reason": txn.get("reason"),
+            "success": txn["status"] == VendState.SUCCESS, "simulated": bool(txn.get("simulated")),
+            "reason": txn.get("reason"),
             "message": txn.get("message"),
         }, retain=False)
 

@@ -9,16 +9,19 @@ from typing import Any
 
 from .alerts import AlertCenter
 from .audit import AuditLog
+from .clock import SYSTEM_CLOCK, Clock
 from .commlog import CommunicationLog
 from .config import Config
 from .devices.registry import DeviceRegistry
 from .devices.simulator import SimulatedDevice
+from .errors import StoreUnavailable
 from .events import SERIAL_RECONNECT, VEND_FINISHED, EventBus
 from .mdns import MdnsAdvertiser, advertised_addresses, advertised_interfaces
 from .money import Currency
 from .reports import Business
 from .service import VendService
 from .store import Store
+from .store.datadir import DataDirLock
 from .store.operations import OperationsStore, Retention, load_machine_id
 from .store.sales import SalesStore
 
@@ -28,13 +31,18 @@ logger = logging.getLogger("vending")
 class Runtime:
     """Owns the store, the log, the registry, the vend service and every background part."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock = clock or SYSTEM_CLOCK
         self.started_at = time.time()
         self.log = CommunicationLog(config.log_size)
         self.events = EventBus()
+        # Before the database is opened: a second server must never run crash recovery on it.
+        self.datadir_lock = DataDirLock(config.data_dir)
+        self.datadir_lock.acquire(config.host, config.port)
         self.store = Store(config.database_path, outbox_events=bool(config.mqtt_url),
-                           currency=config.currency)
+                           currency=config.currency, busy_timeout=config.store_busy_timeout,
+                           wall=self.clock.wall)
         self.machine_id = load_machine_id(config.data_dir)
         self.operations = OperationsStore(self.store, Retention(
             audit_days=config.audit_retention_days, audit_rows=config.audit_max_rows,
@@ -51,7 +59,8 @@ class Runtime:
             self.store, self.operations, self.events,
             config.alerts, config.slots, self.machine_id,
         )
-        self.registry = DeviceRegistry(self.events)
+        # Explicit serial ports mean a real machine: the simulator never vends unasked there.
+        self.registry = DeviceRegistry(self.events, simulator_fallback=not config.serial_ports)
         self.metrics: Any = None  # vending.metrics.Metrics when config.metrics is on
         if config.metrics:
             from .metrics import Metrics
@@ -61,7 +70,7 @@ class Runtime:
             self.events.subscribe(self.metrics.serial_reconnect, {SERIAL_RECONNECT})
         self.service = VendService(
             self.store, self.registry, self.log,
-            config.vend, config.slots, self.events,
+            config.vend, config.slots, self.events, self.clock,
         )
         self.simulator: SimulatedDevice | None = None
         self.serial: Any = None  # the SerialMonitor, when serial ports are used
@@ -171,8 +180,12 @@ class Runtime:
         self.registry.stop()
         self.service.join()
         # Before the alerts stop, so the events of what it closes become alerts.
-        self.service.recover_interrupted()
+        try:
+            self.service.recover_interrupted()
+        except StoreUnavailable as exc:
+            logger.error("open vends stay open until the next start (then unknown): %s", exc)
         self.alerts.stop()
         self.audit.flush()
         self.store.close()
+        self.datadir_lock.release()
         logger.info("stopped")

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import deque
 
+from .clock import SYSTEM_CLOCK, Clock
 from .commlog import ERROR, INFO, CommunicationLog
 from .config import VendSettings
 from .devices.base import Device, VendOutcome, VendRequest
@@ -18,8 +19,16 @@ from .errors import (
     NoDeviceAvailable,
     QueueFull,
     ShuttingDown,
+    StoreUnavailable,
 )
-from .events import VEND_FINISHED, VEND_SENT, VEND_SETTLED, EventBus
+from .events import (
+    STORE_RECOVERED,
+    STORE_UNAVAILABLE,
+    VEND_FINISHED,
+    VEND_SENT,
+    VEND_SETTLED,
+    EventBus,
+)
 from .protocol.states import Outcome, VendState
 from .store import Store, Transaction
 
@@ -74,6 +83,8 @@ class _Dispatcher:
                 self.service._process(self.device_id, txn_id)
             except Exception:
                 logger.exception("vend %s crashed; recording unknown", txn_id)
+                # _finish keeps the outcome in memory when the store refuses it, so this
+                # thread lives on and the board's queue keeps moving.
                 self.service._finish(txn_id, VendState.UNKNOWN,
                                      "internal error while vending; check the machine",
                                      "internal_error")
@@ -112,18 +123,37 @@ class VendService:
     settled late by a board) is written here and announced with one event.
     """
 
+    # Back-off of the outcomes kept in memory while the store cannot commit (seconds).
+    STORE_RETRY_FIRST = 0.1
+    STORE_RETRY_MAX = 5.0
+
     def __init__(self, store: Store, registry: DeviceRegistry, log: CommunicationLog,
-                 settings: VendSettings, slots: int, events: EventBus | None = None) -> None:
+                 settings: VendSettings, slots: int, events: EventBus | None = None,
+                 clock: Clock | None = None) -> None:
         self.events = events or EventBus()
         self.slots = slots
         self.store = store
         self.registry = registry
         self.log = log
         self.settings = settings
+        self.clock = clock or SYSTEM_CLOCK
+        # The wall clock is read once; from then on time moves with the monotonic clock, so a
+        # jump at NTP sync never makes idempotency keys look old.
+        self._started_wall = self.clock.wall()
+        self._started_mono = self.clock.monotonic()
         self._dispatchers: dict[str, _Dispatcher] = {}
         self._done: dict[str, threading.Event] = {}
+        # When each open vend was queued, on the monotonic clock (expiry survives clock jumps).
+        self._queued_at: dict[str, float] = {}
         self._lock = threading.Lock()
         self._accepting = True
+        # Final outcomes the store refused, kept until a retry writes them: txn id ->
+        # (state, message, reason). Guarded by _held_lock; written by the store-retry thread.
+        self._held: dict[str, tuple[str, str, str | None]] = {}
+        self._held_lock = threading.Lock()
+        self._retry_thread: threading.Thread | None = None
+        self._retry_stop = threading.Event()
+        self._outage_started: float | None = None
 
     # Accepting vends
 
@@ -142,6 +172,12 @@ class VendService:
         self.check_slot(slot)
         if not self._accepting:
             raise ShuttingDown("the server is shutting down; try again when it is back")
+        problem = self.store_problem()
+        if problem is not None:
+            # Never run a motor whose vend cannot be recorded first; make sure something
+            # is probing the store, whichever write found it sick.
+            self._store_failed(problem)
+            raise StoreUnavailable(problem)
         with self._lock:
             if idempotency_key is not None:
                 earlier = self.store.find_by_idempotency_key(idempotency_key)
@@ -149,6 +185,12 @@ class VendService:
                     return self._replay(earlier, slot), False
             device = self.registry.choose()
             if device is None:
+                if self.registry.real_board_expected:
+                    raise NoDeviceAvailable(
+                        "every real board is offline; not dispensed. Plug the board in or"
+                        " check its power and WiFi (the simulator never stands in for a real"
+                        " board; select it on the Devices page to test without one)"
+                    )
                 raise NoDeviceAvailable(
                     "no device can vend: connect a board, approve a WiFi board, or start the "
                     "server with the simulator"
@@ -160,12 +202,17 @@ class VendService:
                     " try again in a moment",
                     device_id=device.device_id,
                 )
-            txn, created = self.store.create_transaction(
-                slot, device.device_id, device.transport, idempotency_key
-            )
+            try:
+                txn, created = self.store.create_transaction(
+                    slot, device.device_id, device.transport, idempotency_key
+                )
+            except StoreUnavailable as exc:
+                self._store_failed(str(exc))
+                raise
             if not created:
                 return self._replay(txn, slot), False
             self._done[txn.id] = threading.Event()
+            self._queued_at[txn.id] = self.clock.monotonic()
             dispatcher.submit(txn.id)
         logger.info("vend %s queued: slot %d on %s (%s)", txn.id, slot, device.device_id,
                     device.transport)
@@ -217,10 +264,14 @@ class VendService:
     # Running vends (dispatcher threads)
 
     def _process(self, device_id: str, txn_id: str) -> None:
-        txn = self.store.get(txn_id)
+        try:
+            txn = self.store.get(txn_id)
+        except StoreUnavailable as exc:
+            self._not_sent(txn_id, exc)
+            return
         if txn.is_final:
             return
-        waited = time.time() - txn.created_at
+        waited = self.clock.monotonic() - self._queued_at.get(txn_id, self.clock.monotonic())
         if waited > self.settings.max_age:
             self._finish(txn_id, VendState.FAILED,
                          f"expired: waited {waited:.0f}s for the board, longer than the"
@@ -237,23 +288,43 @@ class VendService:
                          " it; not dispensed (set VENDING_SLOTS to match the machine)", "invalid_slot")
             return
         request = VendRequest(txn_id, txn.slot, self.settings.timeout)
+        recorded = False
 
         def on_sent() -> None:
+            nonlocal recorded
             sent = self.store.mark_sent(txn_id, device.device_id, device.transport)
+            recorded = True
             self.events.publish(VEND_SENT, transaction=sent.to_dict())
 
-        outcome = device.run_vend(request, on_sent)
-        if (not outcome.sent and outcome.reason == "offline"
-                and self.store.get(txn_id).state == VendState.PENDING):
+        try:
+            outcome = device.run_vend(request, on_sent)
+        except StoreUnavailable as exc:
+            if recorded:
+                raise
+            # The board was never told: the motor cannot have run.
+            self._not_sent(txn_id, exc)
+            return
+        # `recorded` is False exactly while the row is still `pending` (nothing left).
+        if not outcome.sent and outcome.reason == "offline" and not recorded:
             self._fail_over(txn, device_id, outcome.message)
             return
         self._record(device, txn_id, outcome)
+
+    def _not_sent(self, txn_id: str, exc: StoreUnavailable) -> None:
+        """The store failed before anything reached a board: failed, never dispensed."""
+        self._store_failed(str(exc))
+        self._finish(txn_id, VendState.FAILED, "the database could not record the vend before it was"
+                     " sent; not dispensed", "store_unavailable")
 
     def _fail_over(self, txn: Transaction, from_device: str, why: str) -> None:
         """Nothing reached `from_device`: hand the vend to the next board, or fail it."""
         other = self.registry.choose(exclude={from_device})
         if other is not None and self._accepting:
-            self.store.reassign(txn.id, other.device_id, other.transport)
+            try:
+                self.store.reassign(txn.id, other.device_id, other.transport)
+            except StoreUnavailable as exc:
+                self._not_sent(txn.id, exc)
+                return
             self.log.add(from_device, "-", INFO,
                          f"vend {txn.id} moved to {other.device_id}: {from_device} is {why}")
             logger.warning("vend %s failed over from %s to %s", txn.id, from_device, other.device_id)
@@ -274,16 +345,101 @@ class VendService:
             device.log(ERROR, f"vend {txn_id} outcome unknown: {outcome.message}")
 
     def _finish(self, txn_id: str, state: VendState, message: str, reason: str | None) -> None:
-        txn = self.store.finish(txn_id, state, message, reason)
+        """Write a vend's outcome; if the store refuses, keep it in memory and retry. Never raises
+        for the store, so a board's vend thread outlives a full disk or a locked database."""
+        problem: str | None = None
+        with self._held_lock:
+            if self._held:
+                # The store is known to refuse: join the queue the retry thread writes.
+                problem = "earlier outcomes are still waiting to be written"
+                self._held[txn_id] = (state, message, reason)
+        if problem is None:
+            try:
+                txn = self.store.finish(txn_id, state, message, reason)
+            except StoreUnavailable as exc:
+                problem = str(exc)
+                with self._held_lock:
+                    self._held[txn_id] = (state, message, reason)
+        if problem is not None:
+            logger.error("vend %s %s kept in memory: the store cannot record it yet; retrying"
+                         " until it can", txn_id, state)
+            self._store_failed(problem)
+            return
+        self._announce(txn)
+
+    def _announce(self, txn: Transaction) -> None:
         log = logger.info if txn.state == VendState.SUCCESS else logger.warning
         log("vend %s %s: slot %d on %s: %s", txn.id, txn.state, txn.slot, txn.device_id,
             txn.message)
-        done = self._done.pop(txn_id, None)
+        self._queued_at.pop(txn.id, None)
+        done = self._done.pop(txn.id, None)
         if done is not None:
             # Only the first finish of a vend started here is announced (repeats return the
             # stored row). Listeners run before the waiter wakes, so what it reads is counted.
             self.events.publish(VEND_FINISHED, transaction=txn.to_dict())
             done.set()
+
+    # The store failing and recovering
+
+    def store_problem(self) -> str | None:
+        """Why vends cannot be recorded now, or None when the store commits."""
+        with self._held_lock:
+            held = len(self._held)
+        if held:
+            return (f"the database cannot record vends ({self.store.unavailable or 'retrying'});"
+                    f" {held} finished vend(s) are kept in memory until it can. Free disk space"
+                    " or close the program holding the database; not dispensed")
+        if self.store.unavailable is not None:
+            return (f"the database cannot record vends ({self.store.unavailable}). Free disk"
+                    " space or close the program holding the database; not dispensed")
+        return None
+
+    def _store_failed(self, detail: str) -> None:
+        """The store refused a write: alert once, and retry in the background until it commits."""
+        with self._held_lock:
+            first = self._outage_started is None
+            if first:
+                self._outage_started = self.clock.wall()
+            if self._retry_thread is None or not self._retry_thread.is_alive():
+                self._retry_thread = threading.Thread(target=self._retry_store,
+                                                      name="vend-store-retry", daemon=True)
+                self._retry_thread.start()
+        if first:
+            logger.error("store unavailable: %s; new vends get 503 store_unavailable until it"
+                         " recovers", detail)
+            self.events.publish(STORE_UNAVAILABLE, detail=detail)
+
+    def _retry_store(self) -> None:
+        """Write held outcomes, oldest first, with capped back-off on the monotonic clock."""
+        delay = self.STORE_RETRY_FIRST
+        while not self._retry_stop.is_set():
+            with self._held_lock:
+                pending = list(self._held.items())
+            written: list[Transaction] = []
+            try:
+                if not pending:
+                    self.store.probe()
+                for txn_id, (state, message, reason) in pending:
+                    written.append(self.store.finish(txn_id, state, message, reason))
+                    with self._held_lock:
+                        self._held.pop(txn_id, None)
+            except StoreUnavailable:
+                for txn in written:
+                    self._announce(txn)
+                self._retry_stop.wait(delay)
+                delay = min(delay * 2, self.STORE_RETRY_MAX)
+                continue
+            for txn in written:
+                self._announce(txn)
+            with self._held_lock:
+                if self._held:
+                    continue
+                since, self._outage_started = self._outage_started, None
+                self._retry_thread = None
+            logger.warning("store recovered: %d held vend outcome(s) written; taking vends again",
+                           len(written))
+            self.events.publish(STORE_RECOVERED, since=since, written=len(written))
+            return
 
     # Outcomes learnt after the fact
 
@@ -331,9 +487,17 @@ class VendService:
     # Housekeeping
 
     def prune_keys(self) -> int:
-        """Forget idempotency keys older than the retention."""
+        """Forget idempotency keys older than the retention.
+
+        "Now" is the wall clock at start moved on by the monotonic clock, and never later
+        than the ledger's newest vend, so a wall clock that jumps forward (a Pi without RTC
+        at NTP sync) never forgets a key a client may still retry with.
+        """
+        now = self._started_wall + (self.clock.monotonic() - self._started_mono)
+        newest = self.store.newest_transaction_time()
+        anchor = now if newest is None else min(now, newest)
         retention = self.settings.idempotency_retention_hours * 3600.0
-        return self.store.prune_idempotency_keys(time.time() - retention)
+        return self.store.prune_idempotency_keys(anchor - retention)
 
     def stop(self, grace: float) -> None:
         """Stop taking vends, fail the queued ones (never sent), give running ones `grace` s."""
@@ -356,3 +520,17 @@ class VendService:
             dispatcher.stop()
         for dispatcher in dispatchers:
             dispatcher.thread.join(timeout)
+        self._retry_stop.set()
+        retry = self._retry_thread
+        if retry is not None:
+            retry.join(timeout)
+        with self._held_lock:
+            held = list(self._held.items())
+        for txn_id, (state, message, reason) in held:
+            # A last try; what still cannot be written stays open in the store and is
+            # recorded `unknown` (check the machine) when the store next opens.
+            try:
+                self._announce(self.store.finish(txn_id, state, message, reason))
+            except StoreUnavailable:
+                logger.error("vend %s ended %s but the store could not record it before the"
+                             " server stopped: %s", txn_id, state, message)

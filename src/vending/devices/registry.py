@@ -15,18 +15,23 @@ from ..events import (
     DEVICE_STATE,
     EventBus,
 )
-from .base import OFFLINE, PENDING_APPROVAL, TRANSPORT_PRIORITY, Device
+from .base import OFFLINE, PENDING_APPROVAL, SIMULATION, TRANSPORT_PRIORITY, Device
 
 logger = logging.getLogger("vending.devices")
 
 class DeviceRegistry:
     """Boards by id, the operator's choice of active board, and automatic selection."""
 
-    def __init__(self, events: EventBus | None = None) -> None:
+    def __init__(self, events: EventBus | None = None, simulator_fallback: bool = True) -> None:
         self._devices: dict[str, Device] = {}
         self._active_id: str | None = None
         self._lock = threading.RLock()
         self.events = events or EventBus()
+        # The simulator vends unasked only on a machine with no real board: none configured
+        # (simulator_fallback) and none seen since start. It is never a fail-over target,
+        # so an unplugged board gives "not dispensed", never a simulated "success".
+        self._simulator_fallback = simulator_fallback
+        self._real_seen = False
 
     def _state_changed(self, device: Device, previous: str) -> None:
         if self.get(device.device_id) is device:
@@ -42,6 +47,8 @@ class DeviceRegistry:
         with self._lock:
             old = self._devices.get(device.device_id)
             self._devices[device.device_id] = device
+            if device.transport != SIMULATION:
+                self._real_seen = True
         device.on_state_change = self._state_changed
         if old is not None and old is not device:
             old.on_state_change = None
@@ -102,14 +109,29 @@ class DeviceRegistry:
             self._active_id = None
         logger.info("active device: automatic selection")
 
+    @property
+    def simulator_may_stand_in(self) -> bool:
+        """True while the simulator may vend without being selected: no real board configured or seen."""
+        return self._simulator_fallback and not self._real_seen
+
+    @property
+    def real_board_expected(self) -> bool:
+        """A real board is configured or has been seen since start."""
+        return not self.simulator_may_stand_in
+
     def choose(self, exclude: Iterable[str] = ()) -> Device | None:
-        """The board the next vend goes to: the chosen one if it can vend, else the best other."""
+        """The board the next vend goes to: the chosen one if it can vend, else the best other.
+
+        The simulator is chosen only when selected, or while `simulator_may_stand_in`.
+        """
         excluded = set(exclude)
         with self._lock:
             active = self._devices.get(self._active_id) if self._active_id else None
         if active is not None and active.can_vend and active.device_id not in excluded:
             return active
         for device in self.devices():
+            if device.transport == SIMULATION and not self.simulator_may_stand_in:
+                continue
             if device.can_vend and device.device_id not in excluded:
                 return device
         return None

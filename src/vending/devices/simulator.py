@@ -117,4 +117,4 @@ class SimulatedDevice(Device):
             self.log(RX, f"DONE id={request.transaction_id} result=failed reason=jam")
             return VendOutcome(OUTCOME_FAILED, FAULTS[fault], fault)
         self.log(RX, f"DONE id={request.transaction_id} result=success")
-        return VendOutcome(OUTCOME_SUCCESS, f"slot {request.slot} dispensed")
+        return VendOutcome(OUTCOME_SUCCESS, f"simulated: slot {request.slot}, nothing was dispensed")

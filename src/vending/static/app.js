@@ -175,6 +175,7 @@
     }
 
     function finalText(txn) {
+      if (txn.status === "success" && txn.simulated) { return "Simulated: nothing was dispensed" + via(txn); }
       if (txn.status === "success") { return "Dispensed" + via(txn); }
       if (txn.status === "failed") { return "Failed: " + explained(txn, "not dispensed") + via(txn); }
       return "Unknown: check the machine" + via(txn) + (txn.message ? ". " + txn.message : "");
@@ -521,7 +522,8 @@
                                                            text: when(txn.created_at) })]),
           el("td", { text: txn.slot, "data-label": "Slot" }),
           el("td", { "data-label": "State" }, [el("span", { className: "badge state-" + txn.status,
-                                                            text: STATE_LABELS[txn.status] || txn.status })]),
+                                                            text: (STATE_LABELS[txn.status] || txn.status) +
+                                                                  (txn.simulated ? " (simulated: nothing was dispensed)" : "") })]),
           el("td", { text: (txn.device_id || "–") + (txn.communication ? " (" + txn.communication + ")" : ""),
                      "data-label": "Device" }),
           el("td", { "data-label": "Message" }, [el("span", { className: "message",

@@ -6,12 +6,12 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import InvalidSlot, NotFound, SoldOut
+from ..errors import InvalidSlot, NotFound, SoldOut, StoreUnavailable
 from ..protocol.states import FINAL_STATES, OPEN_STATES, VendState
 from . import outbox
 
@@ -37,6 +37,9 @@ SUCCESS = VendState.SUCCESS
 FAILED = VendState.FAILED
 UNKNOWN = VendState.UNKNOWN
 STATES = tuple(VendState)
+# The `communication` of a vend served by the simulator: nothing was dispensed, so it is
+# never a sale and never takes stock.
+SIMULATED = "simulation"
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,17 @@ class Transaction:
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
 
+    @property
+    def simulated(self) -> bool:
+        """Served by the simulator: nothing was dispensed, whatever the state says."""
+        return self.communication == SIMULATED
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of a transaction."""
         data = asdict(self)
         data["transaction_id"] = data.pop("id")
         data["status"] = self.state
+        data["simulated"] = self.simulated
         return data
 
 
@@ -104,18 +113,19 @@ class Slot:
 def counts_as_sale(txn: Transaction) -> bool:
     """Whether a successful vend is a sale and takes an item off the stock.
 
-    A vend the simulated board served dispensed nothing: once issue 13 (branch `faults`) gives
-    transactions their `simulated` flag, such a vend is never a sale and takes no stock. Until
-    then every success counts, as before.
+    A vend the simulated board served dispensed nothing: it is never a sale and takes no stock.
     """
-    return not getattr(txn, "simulated", False)
+    return not txn.simulated
 
 
 class Store:
     """SQLite in WAL mode; every write is one committed, fully synced transaction."""
 
-    def __init__(self, path: Path | str, outbox_events: bool = False, currency: str = "") -> None:
+    def __init__(self, path: Path | str, outbox_events: bool = False, currency: str = "",
+                 busy_timeout: float = 10.0, wall: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        # The ledger's times are for people: wall-clock seconds (injectable for tests).
+        self._wall = wall
         # The ISO 4217 code prices are in, named in the events that carry a price.
         self.currency = currency
         # When set (MQTT is configured), every reported change also queues an outbox event.
@@ -123,8 +133,10 @@ class Store:
         self._outbox_listeners: list[Callable[[], None]] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # Why the last write failed, until one commits again; read without the lock.
+        self.unavailable: str | None = None
         self._db = sqlite3.connect(
-            str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=busy_timeout
         )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -144,12 +156,15 @@ class Store:
     def write(self) -> WriteTransaction:
         """`with store.write() as db:` runs its statements as one committed, synced transaction
         (BEGIN IMMEDIATE), or none of them if the block raises."""
-        return WriteTransaction(self._db, self._lock)
+        return WriteTransaction(self)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """The rows of one read-only statement."""
         with self._lock:
-            return self._db.execute(sql, params).fetchall()
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise _unavailable(exc) from exc
 
     @property
     def revision(self) -> int:
@@ -202,14 +217,19 @@ class Store:
         try:
             self.query("SELECT 1")
             return True
-        except sqlite3.Error:
+        except StoreUnavailable:
             return False
+
+    def probe(self) -> None:
+        """Commit one small write, or raise StoreUnavailable: can vends be recorded again?"""
+        with self.write() as db:
+            db.execute("INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (self._wall(),))
 
     # Slots
 
     def ensure_slots(self, count: int) -> None:
         """Create slots 1..count that do not exist yet."""
-        now = time.time()
+        now = self._wall()
         with self.write() as db:
             for number in range(1, count + 1):
                 db.execute(
@@ -239,12 +259,37 @@ class Store:
                 db.execute("UPDATE slots SET name = ? WHERE number = ?", (name, number))
             if stock is not self._UNSET:
                 db.execute("UPDATE slots SET stock = ? WHERE number = ?", (stock, number))
-            db.execute("UPDATE slots SET updated_at = ? WHERE number = ?", (time.time(), number))
-            slot = Slot(**dict(db.execute(f"{SLOT_SELECT} WHERE s.number = ?",
-                                          (number,)).fetchone()))
-            self.emit(db, outbox.STOCK, {"slot": slot.number, "name": slot.name,
-                                          "stock": slot.stock, "sold_out": slot.sold_out})
+            db.execute("UPDATE slots SET updated_at = ? WHERE number = ?", (self._wall(), number))
+            slot = self._slot(db, number)
+            self._emit_stock(db, slot)
         return slot
+
+    def _emit_stock(self, db: sqlite3.Connection, slot: Slot) -> None:
+        self.emit(db, outbox.STOCK, {"slot": slot.number, "name": slot.name,
+                                      "stock": slot.stock, "sold_out": slot.sold_out})
+
+    def restock(self, number: int, quantity: int) -> tuple[Slot, Slot]:
+        """Add `quantity` items to a slot in one write; returns (before, after).
+
+        One UPDATE inside one transaction, so parallel restocks and vends never lose an
+        item (a read here and a write later would drop every change made in between).
+        """
+        with self.write() as db:
+            before = self._slot(db, number)
+            db.execute(
+                "UPDATE slots SET stock = COALESCE(stock, 0) + ?, updated_at = ? WHERE number = ?",
+                (quantity, self._wall(), number),
+            )
+            after = self._slot(db, number)
+            self._emit_stock(db, after)
+            return before, after
+
+    @staticmethod
+    def _slot(db: sqlite3.Connection, number: int) -> Slot:
+        row = db.execute(f"{SLOT_SELECT} WHERE s.number = ?", (number,)).fetchone()
+        if row is None:
+            raise NotFound(f"slot {number} does not exist")
+        return Slot(**dict(row))
 
     # Transactions
 
@@ -257,7 +302,7 @@ class Store:
         Returns (transaction, created). The stock check counts vends still open for the
         slot, so two customers cannot both be promised the last item.
         """
-        now = time.time()
+        now = self._wall()
         with self.write() as db:
             if idempotency_key is not None:
                 row = db.execute(
@@ -309,7 +354,7 @@ class Store:
             cur = db.execute(
                 "UPDATE transactions SET state = ?, device_id = ?, communication = ?, sent_at = ?,"
                 " message = ? WHERE id = ? AND state = ?",
-                (SENT, device_id, communication, time.time(), "sent to device", txn_id, PENDING),
+                (SENT, device_id, communication, self._wall(), "sent to device", txn_id, PENDING),
             )
             if cur.rowcount != 1:
                 raise NotFound(f"transaction {txn_id} is not pending")
@@ -346,7 +391,7 @@ class Store:
     def _close(self, db: sqlite3.Connection, txn: Transaction, state: str, message: str,
                reason: str | None) -> Transaction:
         """Write a final state; a success takes one item off the slot's stock."""
-        now = time.time()
+        now = self._wall()
         db.execute(
             "UPDATE transactions SET state = ?, message = ?, reason = ?, finished_at = ? WHERE id = ?",
             (state, message, reason, now, txn.id),
@@ -384,6 +429,7 @@ class Store:
             "product_name": txn.product_name, "price": txn.price, "currency": self.currency,
             # Whether this vend is a sale (what a fleet counts): in the ledger, as a sale.
             "sale": txn.state == SUCCESS and counts_as_sale(txn),
+            "simulated": txn.simulated,
             "stock": row["stock"] if row is not None else None,
             "previous_status": previous, "settled": previous == UNKNOWN,
             **({"settled_from": previous} if previous == UNKNOWN else {}),
@@ -395,7 +441,7 @@ class Store:
         A `sent` row may have reached a board: `unknown` (go and look). A `pending` row never
         left the server (`sent` is committed before any byte leaves): `failed`, not dispensed.
         """
-        now = time.time()
+        now = self._wall()
         with self.write() as db:
             rows = db.execute(
                 "SELECT id FROM transactions WHERE state IN (?, ?)", OPEN_STATES
@@ -424,7 +470,7 @@ class Store:
             self._get(db, txn_id)
             db.execute(
                 "UPDATE transactions SET checked_at = ?, check_note = ? WHERE id = ?",
-                (time.time(), note, txn_id),
+                (self._wall(), note, txn_id),
             )
             return self._get(db, txn_id)
 
@@ -435,7 +481,10 @@ class Store:
 
     def get(self, txn_id: str) -> Transaction:
         with self._lock:
-            return self._get(self._db, txn_id)
+            try:
+                return self._get(self._db, txn_id)
+            except sqlite3.OperationalError as exc:
+                raise _unavailable(exc) from exc
 
     @staticmethod
     def _get(db: sqlite3.Connection, txn_id: str) -> Transaction:
@@ -480,6 +529,10 @@ class Store:
             counts[row["state"]] = row["n"]
         return counts
 
+    def newest_transaction_time(self) -> float | None:
+        """When the newest vend was created (wall clock), or None with no vends."""
+        return self.query("SELECT MAX(created_at) FROM transactions")[0][0]
+
     def prune_idempotency_keys(self, older_than: float) -> int:
         """Forget keys created before `older_than` (epoch seconds)."""
         with self.write() as db:
@@ -488,17 +541,34 @@ class Store:
             ).rowcount
 
 
-class WriteTransaction:
-    """`with store.write() as db:` — one BEGIN IMMEDIATE ... COMMIT under the store lock."""
+def _unavailable(exc: sqlite3.OperationalError) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"the database cannot record anything ({exc}): free disk space, or close the program"
+        " holding the database (e.g. a sqlite3 shell); nothing was dispensed for this request"
+    )
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
-        self._db = db
-        self._lock = lock
+
+class WriteTransaction:
+    """`with store.write() as db:` — one BEGIN IMMEDIATE ... COMMIT under the store lock.
+
+    A write the database refuses (locked past the busy timeout, disk full, I/O error) is
+    rolled back and raised as StoreUnavailable, and `store.unavailable` says why until a
+    write commits again.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._db = store._db
+        self._lock = store._lock
 
     def __enter__(self) -> sqlite3.Connection:
         self._lock.acquire()
         try:
             self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            self._lock.release()
+            self._store.unavailable = str(exc)
+            raise _unavailable(exc) from exc
         except BaseException:
             self._lock.release()
             raise
@@ -508,7 +578,19 @@ class WriteTransaction:
         try:
             if exc_type is None:
                 self._db.execute("COMMIT")
-            else:
+                self._store.unavailable = None
+            elif self._db.in_transaction:
                 self._db.execute("ROLLBACK")
+        except sqlite3.OperationalError as error:
+            self._store.unavailable = str(error)
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise _unavailable(error) from error
         finally:
             self._lock.release()
+        if isinstance(exc, sqlite3.OperationalError):
+            self._store.unavailable = str(exc)
+            raise _unavailable(exc) from exc

@@ -179,3 +179,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 
 CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (delivered_at, seq);
+
+-- One row rewritten to learn whether the database can commit again after a failure.
+CREATE TABLE IF NOT EXISTS store_probe (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    at              REAL NOT NULL
+);

@@ -135,8 +135,8 @@ def transactions():
     })
 
 
-CSV_COLUMNS = ("id", "slot", "state", "reason", "device_id", "communication", "message",
-               "created_at", "sent_at", "finished_at", "checked_at", "check_note")
+CSV_COLUMNS = ("id", "slot", "state", "simulated", "reason", "device_id", "communication",
+               "message", "created_at", "sent_at", "finished_at", "checked_at", "check_note")
 
 
 def _csv_export(rows) -> Response:
@@ -252,8 +252,7 @@ def restock_slot(number: int):
     quantity = whole_number(json_body().get("quantity"))
     if quantity is None or not 1 <= quantity <= 10000:
         raise BadRequest("quantity must be a whole number from 1 to 10000")
-    previous = rt.store.slot(number)
-    slot = rt.store.update_slot(number, stock=(previous.stock or 0) + quantity)
+    previous, slot = rt.store.restock(number, quantity)
     rt.events.publish(SLOT_CHANGED, slot=slot.to_dict(), previous=previous.to_dict())
     return jsonify(_slot_body(slot))
 
@@ -278,8 +277,13 @@ def status_audience() -> str:
 
 @bp.get("/health")
 def health():
-    """For service managers: 200 when the store answers."""
-    if runtime().store.ping():
+    """For service managers: 200 when the store answers and commits."""
+    rt = runtime()
+    problem = rt.service.store_problem()
+    if problem is not None:
+        return jsonify({"status": "degraded", "store": False, "error": "store_unavailable",
+                        "detail": problem}), 503
+    if rt.store.ping():
         return jsonify({"status": "ok", "store": True})
     return jsonify({"status": "degraded", "store": False, "error": "store_unavailable",
                     "detail": "the database does not answer; check the disk and the data directory"}), 503

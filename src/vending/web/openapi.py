@@ -361,7 +361,10 @@ def build_spec(slots: int, max_wait: float) -> dict[str, Any]:
             "summary": "Rename a slot or set its stock", "parameters": [number_param],
             "requestBody": _body({"type": "object", "minProperties": 1,
                                   "additionalProperties": False, "properties": {
-                "name": {"type": "string", "minLength": 1, "maxLength": 40, "pattern": "\\S"},
+                # Something besides whitespace, as Python's str.strip() counts it (which also
+                # takes the control characters 0x1c-0x1f and 0x85 that JSON Schema's \s leaves).
+                "name": {"type": "string", "minLength": 1, "maxLength": 40,
+                         "pattern": "[^\\s\\x1c-\\x1f\\x85]"},
                 "stock": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000},
                 "product_id": {"type": ["integer", "null"], "minimum": 1, "maximum": 2**62},
                 "price": _PRICE_OR_NULL,
