@@ -64,6 +64,14 @@ def test_malformed_json_gets_400_saying_where(client):
     assert "malformed JSON" in body["detail"]
 
 
+def test_a_body_of_whitespace_only_is_malformed_json_not_an_absent_body(client):
+    # Where a body is optional, only zero bytes mean "no body": a collection must not be
+    # recorded from a request whose body is a stray newline.
+    response = client.post("/collections", data="\n", content_type="application/json")
+    assert_error(response, 400, "bad_request")
+    assert client.get("/collections").get_json()["collections"] == []
+
+
 def test_a_json_array_instead_of_an_object_gets_400(client):
     assert_error(client.post("/esp32/devices/select", json=["SIMULATOR"]), 400)
 

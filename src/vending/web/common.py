@@ -24,7 +24,8 @@ def runtime() -> Runtime:
 def json_body(required: bool = True) -> dict[str, Any]:
     """The request's JSON object, or a 400 that says what is wrong with it."""
     raw = request.get_data(cache=True)
-    if not raw.strip():
+    # Only a body of no bytes is absent; whitespace alone is malformed JSON, not "no body".
+    if not raw:
         if required:
             raise BadRequest('a JSON object body is required, e.g. {"device_id": "..."}')
         return {}
