@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import sysconfig
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +39,28 @@ def site_without(package: str, tmp_path: Path) -> Path:
         if not entry.name.lower().startswith(package) and not entry.name.endswith(".pth"):
             (partial / entry.name).symlink_to(entry)
     return partial
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(url: str, method: str = "GET") -> tuple[int, dict]:
+    """Status and JSON body of one request to a server started as a process."""
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def answers(url: str) -> bool:
+    """Whether the server at url answers 200 yet."""
+    try:
+        return call(url)[0] == 200
+    except OSError:
+        return False

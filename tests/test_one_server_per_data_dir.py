@@ -2,45 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import test_config, wait_until
+from helpers import answers, call, free_port, test_config, wait_until
 
 from vending import create_app
 from vending.store.datadir import DataDirInUse, DataDirLock
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def call(url: str, method: str = "GET") -> tuple[int, dict]:
-    request = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def answers(url: str) -> bool:
-    try:
-        return call(url)[0] == 200
-    except OSError:
-        return False
 
 
 def start_server(data: Path, port: int, motor_time: str = "2.0") -> subprocess.Popen:
