@@ -17,6 +17,19 @@ from . import outbox
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 
+
+def open_database(path: Path, schema: Path, busy_timeout: float) -> sqlite3.Connection:
+    """One connection shared across threads (callers hold their own lock), in autocommit mode
+    so transactions are explicit, WAL with synchronous=FULL (a vend row must survive a power
+    cut before any byte reaches a board), and the schema applied."""
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                         timeout=busy_timeout)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(schema.read_text(encoding="utf-8"))
+    return db
+
 # A slot with its planogram entry; the price in force is the slot's own, else the product's.
 SLOT_SELECT = (
     "SELECT s.number, s.name, s.stock, s.updated_at, p.product_id, pr.name AS product_name,"
@@ -135,15 +148,8 @@ class Store:
         self._lock = threading.RLock()
         # Why the last write failed, until one commits again; read without the lock.
         self.unavailable: str | None = None
-        self._db = sqlite3.connect(
-            str(self.path), check_same_thread=False, isolation_level=None, timeout=busy_timeout
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a vend row must survive a power cut before any byte reaches a board.
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_database(self.path, SCHEMA_PATH, busy_timeout)
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA_PATH.read_text(encoding="utf-8"))
         self._closed = False
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..money import ISO_4217, Currency
+from . import open_database
 
 SCHEMA_PATH = Path(__file__).with_name("fleet.sql")
 
@@ -44,12 +45,7 @@ class FleetStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False,
-                                   isolation_level=None, timeout=10.0)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA_PATH.read_text(encoding="utf-8"))
+        self._db = open_database(self.path, SCHEMA_PATH, busy_timeout=10.0)
         self._closed = False
 
     def close(self) -> None:
