@@ -76,6 +76,9 @@ class AlertCenter:
     """Turns events into stored alerts and hands them to the log, the bus and the webhooks."""
 
     name = "alerts"
+    # Addresses whose failed sign-ins are counted at once (each failure from a new address
+    # adds one; a flood from many addresses drops the stalest).
+    AUTH_SOURCES_KEPT = 1024
 
     def __init__(self, store: Store, ops: OperationsStore, events: EventBus,
                  settings: AlertSettings, slots: int, machine_id: str = "") -> None:
@@ -348,16 +351,31 @@ class AlertCenter:
     def _auth_failed(self, event: Event) -> None:
         source = str(event.data.get("source") or "unknown")
         window = self.settings.auth_failure_window
+        if source not in self._auth_failures and \
+                len(self._auth_failures) >= self.AUTH_SOURCES_KEPT:
+            self._forget_auth_sources(event.time - window)
         times = self._auth_failures[source]
         times.append(event.time)
         while times and times[0] < event.time - window:
             times.popleft()
         if len(times) >= self.settings.auth_failure_threshold:
             count = len(times)
-            times.clear()
+            del self._auth_failures[source]
             self.raise_alert(SIGN_IN_FAILURES, WARNING, source,
                              f"{count} failed sign-ins from {source} within {window / 60:g} minutes",
                              {"source": source, "failures": count, "window_seconds": window})
+
+
+    def _forget_auth_sources(self, before: float) -> None:
+        """Make room for a new address: drop those with no failure left in the window, and if
+        every one is still counting, the one furthest from an alert (fewest failures, then the
+        stalest), so a flood of one-off addresses cannot hide one that keeps trying."""
+        for source in [s for s, times in self._auth_failures.items() if times[-1] < before]:
+            del self._auth_failures[source]
+        if len(self._auth_failures) >= self.AUTH_SOURCES_KEPT:
+            least = min(self._auth_failures,
+                        key=lambda s: (len(self._auth_failures[s]), self._auth_failures[s][-1]))
+            del self._auth_failures[least]
 
 
 def redact_url(url: str) -> str:

@@ -45,6 +45,9 @@ class SimulatedDevice(Device):
     """Behaves like a board: a motor time, a confirmation, and faults on request."""
 
     transport = SIMULATION
+    # The newest motor runs kept for checks; the simulator runs for months on a shop's
+    # controller, so every vend must not cost memory for ever.
+    MOTOR_RUNS_KEPT = 1000
 
     def __init__(self, device_id: str, log: CommunicationLog, motor_time: float = 1.0,
                  slots: int = 5) -> None:
@@ -109,6 +112,8 @@ class SimulatedDevice(Device):
         interrupted = self._stopping.wait(self.motor_time) if self.motor_time > 0 else False
         self.motor_runs.append(MotorRun(request.transaction_id, request.slot, started,
                                         time.monotonic()))
+        if len(self.motor_runs) > self.MOTOR_RUNS_KEPT:
+            del self.motor_runs[: len(self.motor_runs) - self.MOTOR_RUNS_KEPT]
         self.touch()
         if interrupted:
             self.log(ERROR, f"stopped while the motor ran for {request.transaction_id}")

@@ -1,0 +1,43 @@
+"""What a long-running server keeps in memory stays bounded: each structure that grows with
+traffic is filled past its bound here, and still behaves."""
+
+from __future__ import annotations
+
+from helpers import wait_until
+
+from vending.events import AUTH_FAILED
+
+
+def runtime_of(app):
+    return app.extensions["vending"]
+
+
+def test_the_simulator_keeps_only_its_newest_motor_runs(make_app):
+    app = make_app(sim_motor_time=0.0)
+    simulator = runtime_of(app).simulator
+    simulator.MOTOR_RUNS_KEPT = 5
+    client = app.test_client()
+    ids = []
+    for number in range(12):
+        answer = client.post(f"/vend/{number % 5 + 1}?wait=5")
+        assert answer.status_code == 200, answer.get_json()
+        ids.append(answer.get_json()["transaction_id"])
+    assert [run.transaction_id for run in simulator.motor_runs] == ids[-5:]
+
+
+def test_failed_sign_ins_from_many_addresses_are_not_remembered_for_ever(make_app):
+    app = make_app(auth_failure_threshold=3)
+    center = runtime_of(app).alerts
+    center.AUTH_SOURCES_KEPT = 8
+    events = runtime_of(app).events
+    events.publish(AUTH_FAILED, source="10.9.0.1")
+    for index in range(50):  # one failure each from many addresses, as a scan would
+        events.publish(AUTH_FAILED, source=f"10.0.{index // 250}.{index % 250 + 1}")
+        if index % 10 == 0:
+            events.publish(AUTH_FAILED, source="10.9.0.1")
+    assert center.wait_idle()
+    assert len(center._auth_failures) <= 8
+    # The address that keeps failing is not hidden by the flood: its third failure alerts.
+    raised = wait_until(lambda: [a for a in app.test_client().get("/alerts").get_json()["alerts"]
+                                 if a["kind"] == "sign_in_failures"], message="the alert")
+    assert {a["subject"] for a in raised} == {"10.9.0.1"}
