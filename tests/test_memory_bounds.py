@@ -3,9 +3,18 @@ traffic is filled past its bound here, and still behaves."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from helpers import wait_until
 
 from vending.events import AUTH_FAILED
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def runtime_of(app):
@@ -41,3 +50,33 @@ def test_failed_sign_ins_from_many_addresses_are_not_remembered_for_ever(make_ap
     raised = wait_until(lambda: [a for a in app.test_client().get("/alerts").get_json()["alerts"]
                                  if a["kind"] == "sign_in_failures"], message="the alert")
     assert {a["subject"] for a in raised} == {"10.9.0.1"}
+
+
+GLIBC = sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION") or "")
+
+
+def malloc_arenas(code: str, **env: str) -> int:
+    """How many arenas glibc's malloc_stats() counts after `code` ran and 8 threads allocated
+    at the same time."""
+    script = (f"{code}\n"
+              "import ctypes, threading\n"
+              "together = threading.Barrier(8)\n"
+              "def work():\n"
+              "    kept = [bytearray(1000) for _ in range(100)]\n"
+              "    together.wait()  # all alive at once, as a server's workers are\n"
+              "    kept.clear()\n"
+              "threads = [threading.Thread(target=work) for _ in range(8)]\n"
+              "[t.start() for t in threads]; [t.join() for t in threads]\n"
+              "ctypes.CDLL(None).malloc_stats()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": str(SRC), **env})
+    assert done.returncode == 0, done.stderr
+    return len(re.findall(r"^Arena \d+:", done.stderr, re.M))
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc arenas are glibc's")
+def test_the_program_caps_malloc_arenas_and_leaves_an_operators_setting_alone():
+    assert malloc_arenas("") > 2  # glibc's default: an arena per thread, up to 8 per core
+    assert malloc_arenas("from vending.allocator import limit_arenas; assert limit_arenas()") <= 2
+    assert malloc_arenas("from vending.allocator import limit_arenas; assert not limit_arenas()",
+                         MALLOC_ARENA_MAX="3") == 3
