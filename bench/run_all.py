@@ -326,8 +326,9 @@ def soak_section(sizes: Sizes) -> list[str]:
         " holding long-polls and two pages polling as app.js does (with If-None-Match), CPU"
         f" over {sizes.idle_seconds:g} s as a share of one core; baseline: the same server with"
         f" nothing connected. Soak: 5 WiFi boards, one vend every 0.2 s for"
-        f" {sizes.soak_minutes:g} minutes with two pages open, sampled every 15 s; growth is"
-        " the last sample against the first after a one-minute warm-up.",
+        f" {sizes.soak_minutes:g} minutes with two pages open, sampled every 15 s, on a ledger"
+        f" that already holds {soak['history']:,} vends; growth is the last sample against the"
+        f" first after a {soak['warm_up']:g} s warm-up.",
         "",
         *table(["figure", "with boards and pages", "baseline", "ratio"], [
             ["idle CPU (share of one core)", f"{idle['busy'] * 100:.2f}%",
