@@ -7,7 +7,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from vending.allocator import limit_arenas, release_free_memory
+from vending.allocator import limit_arenas
 from vending.config import config_from_args
 from vending.logs import configure_logging
 from vending.startup import banner, startup_problem
@@ -38,7 +38,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("not starting: %s", exc)
         return 1
     runtime = app.extensions["vending"]
-    release_free_memory()
     token_file = None if config.admin_token else (config.data_dir / "admin_token").resolve()
 
     def stop_on_signal(signum: int, _frame: object) -> None:

@@ -1,11 +1,11 @@
-"""The C allocator of a long-running server: fewer heap arenas, and start-up's garbage given back.
+"""The C allocator of a long-running server: fewer heap arenas.
 
 glibc's malloc gives threads that allocate at the same time arenas of their own, up to eight
 per core, and keeps each one's freed memory: with a worker thread per held long-poll that is
 megabytes of mostly empty heaps (bench/bench_soak.py: 12 arenas and 2.4 MiB more RSS with 5
 boards on 2 cores than with two arenas). Threads here mostly wait on sockets and take turns
-under the GIL, so two arenas cost them nothing measurable. Only glibc on Linux is touched:
-elsewhere (Windows, macOS, musl) these do nothing.
+under the GIL, so they seldom contend for an arena. Only glibc on Linux is touched: elsewhere
+(Windows, macOS, musl) this does nothing.
 """
 
 from __future__ import annotations
@@ -40,9 +40,3 @@ def limit_arenas(arenas: int = ARENAS) -> bool:
     libc = _glibc()
     return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas))
 
-
-def release_free_memory() -> bool:
-    """Hand the pages malloc holds free back to the system (imports and start-up leave ~1.5
-    MiB of them inside the heap, which glibc only returns from its top); True if done."""
-    libc = _glibc()
-    return bool(libc is not None and libc.malloc_trim(0))
