@@ -80,3 +80,40 @@ def test_the_program_caps_malloc_arenas_and_leaves_an_operators_setting_alone():
     assert malloc_arenas("from vending.allocator import limit_arenas; assert limit_arenas()") <= 2
     assert malloc_arenas("from vending.allocator import limit_arenas; assert not limit_arenas()",
                          MALLOC_ARENA_MAX="3") == 3
+
+
+def sqlite_memory() -> int | None:
+    """Bytes SQLite holds in this process (its page caches above all), or None if unknown."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    try:
+        library = ctypes.CDLL(name)  # the one _sqlite3 loaded: same name, same library
+        library.sqlite3_memory_used.restype = ctypes.c_int64
+    except (OSError, AttributeError):
+        return None
+    return int(library.sqlite3_memory_used())
+
+
+def test_the_ledgers_page_cache_stays_bounded_as_it_grows(tmp_path):
+    from vending.store import Store
+
+    if sqlite_memory() is None:
+        pytest.skip("this Python's SQLite library cannot be asked how much memory it holds")
+    store = Store(tmp_path / "vending.sqlite3")
+    store.ensure_slots(5)
+    before = sqlite_memory()
+    with store.write() as db:  # 3 MB of ledger, well past the cache's bound
+        db.executemany(
+            "INSERT INTO transactions (id, slot, state, device_id, communication, message,"
+            " created_at, finished_at) VALUES (?, 1, 'success', 'ESP32_AA', 'wifi', ?, ?, ?)",
+            [(f"{n:012x}", "dispensed " * 40, n, n) for n in range(6000)])
+    txn, _ = store.create_transaction(2, "ESP32_AA", "wifi")
+    assert store.finish(txn.id, "failed", "jam", "jam").state == "failed"
+    assert store.get(f"{17:012x}").message.startswith("dispensed")
+    grown = sqlite_memory() - before
+    store.close()
+    assert grown < 1024 * 1024, f"SQLite grew by {grown / 1024:.0f} KiB"
