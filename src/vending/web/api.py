@@ -12,7 +12,7 @@ from ..errors import BadRequest, InvalidSlot
 from ..events import SLOT_CHANGED
 from ..protocol.states import VendState
 from ..store import STATES, Slot, Transaction
-from .auth import identify
+from .auth import identify_within_limits
 from .business import price_value
 from .common import float_arg, int_arg, json_body, runtime, whole_number
 from .conditional import OPERATOR, PUBLIC, StatusSnapshots, conditional_json, status_answer
@@ -269,7 +269,7 @@ def status():
 def status_audience() -> str:
     """Whose view of /status this request gets: the whole of it for this machine and
     signed-in operators, health and counts only for anyone else (`status_for_client`)."""
-    return OPERATOR if identify() is not None else PUBLIC
+    return OPERATOR if identify_within_limits() is not None else PUBLIC
 
 
 @bp.get("/health")

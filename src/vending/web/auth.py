@@ -300,6 +300,25 @@ def identify() -> str | None:
                            request.headers.get("Authorization", ""))
 
 
+def identify_within_limits() -> str | None:
+    """identify(), with a Bearer token held to the sign-in rate limit, for a public endpoint
+    that shows an operator more (GET /status): a wrong token counts as a failed attempt and,
+    while this address is locked out, even the right one identifies no one. Without this,
+    whether the answer was the operator's view would tell a guesser at full speed whether
+    the token was right."""
+    who = identify()
+    if who in ("localhost", "session") or _bearer() is None:
+        return who
+    auth = operator_auth()
+    client = _client()
+    if auth.limiter.retry_after(client):
+        return None
+    if who is None:
+        auth.limiter.failed(client)
+        _auth_failed(f"wrong Bearer token on {request.path}")
+    return who
+
+
 OPERATOR_NAMES = {"localhost": "local", "session": "operator", "bearer": "operator (token)"}
 
 
