@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vending.doctor.checks import ESP32_BRIDGES
+from vending.devices.usb_bridges import ESP32_BRIDGES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
