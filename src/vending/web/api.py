@@ -136,23 +136,28 @@ def transactions():
 
 
 CSV_COLUMNS = ("id", "slot", "state", "simulated", "reason", "device_id", "communication",
-               "message", "created_at", "sent_at", "finished_at", "checked_at", "check_note")
+               "message", "created_at", "sent_at", "finished_at", "checked_at", "check_note",
+               "product_id", "product_name", "price_minor")
 
 
 def _csv_export(rows) -> Response:
+    """The vends as CSV; the price each was asked at in minor units and, as the sales report
+    writes it, as decimal text in a column named after the currency (price_EUR)."""
+    currency = runtime().currency
+
     def iso(value: float | None) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value)) if value else ""
 
     def records():
         for txn in rows:
-            record = [getattr(txn, column) for column in CSV_COLUMNS]
+            record = [getattr(txn, column) for column in CSV_COLUMNS[:-1]] + [txn.price]
             for index, column in enumerate(CSV_COLUMNS):
                 if column.endswith("_at"):
                     record[index] = iso(record[index])
-            yield record
+            yield record + ["" if txn.price is None else currency.amount(txn.price)]
 
     return Response(
-        exports.to_csv(CSV_COLUMNS, records()), mimetype="text/csv",
+        exports.to_csv((*CSV_COLUMNS, f"price_{currency.code}"), records()), mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=transactions.csv"},
     )
 
