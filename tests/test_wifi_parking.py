@@ -7,15 +7,21 @@ raw sockets, so a test can hold a hundred at once, drop one, or read one answer 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from helpers import wait_until
+from helpers import answers, call, free_port, wait_until
 
 from vending.protocol import wifi as proto
 from vending.serving import BackgroundServer
@@ -303,3 +309,55 @@ def test_unsigned_forged_and_replayed_polls_never_park_they_get_401_at_once(shop
                     + f"{proto.HEADER_DEVICE}: {client.board.device_id}\r\n\r\n".encode())
         assert raw.recv(65536).split(b" ")[1] == b"401"
     assert env.server.parked == 0
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals only")
+def test_sigterm_with_parked_board_polls_finishes_the_vend_in_flight_and_exits(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "data"
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root / "src"), VENDING_SIM_MOTOR_TIME="1.0",
+               VENDING_AUTO_APPROVE_DEVICES="1", PYTHONUNBUFFERED="1")
+    server = subprocess.Popen(
+        [sys.executable, "src/app.py", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
+         str(data), "--no-mdns", "--no-discovery", "--no-serial-scan"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    boards = [WifiBoard(f"ESP32_PT{index:010X}", server=("127.0.0.1", port), poll_wait=25.0)
+              for index in range(3)]
+    try:
+        wait_until(lambda: answers(f"{base}/health") or server.poll() is not None, timeout=20,
+                   message="the server to answer /health")
+        assert server.poll() is None, server.communicate()
+        selected = call(f"{base}/esp32/devices/list")[1]["active_device"]
+        for board in boards:
+            board.start()
+
+        def polling() -> bool:
+            listed = {d["device_id"]: d for d in call(f"{base}/esp32/devices/list")[1]["devices"]}
+            return all(listed.get(b.device_id, {}).get("polling") for b in boards)
+
+        wait_until(polling, timeout=20, message="every board's poll to be held")
+        # The vend in flight goes to the embedded simulator, whose motor runs on at SIGTERM.
+        requests.post(f"{base}/esp32/devices/select", json={"device_id": selected},
+                      timeout=5).raise_for_status()
+        status, running = call(f"{base}/vend/2?wait=0", "POST")
+        assert status == 202
+        wait_until(lambda: call(f"{base}/vend/{running['transaction_id']}")[1]["status"] == "sent",
+                   message="the vend to reach the simulated board")
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=15)
+    finally:
+        for board in boards:
+            board.request_stop()
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+        for board in boards:
+            board.stop()
+    assert server.returncode == 0, err
+    with sqlite3.connect(data / "vending.sqlite3") as db:
+        states = dict(db.execute("SELECT id, state FROM transactions").fetchall())
+    assert states == {running["transaction_id"]: "success"}
+    assert "vending: stopped" in err
+    assert "still running" not in err  # no worker thread was left holding a poll

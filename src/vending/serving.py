@@ -553,6 +553,9 @@ class BackgroundServer:
         # The app's own limit unless told otherwise, as src/app.py does: waitress then refuses
         # a larger body (chunked too) before reading it, and before any handler runs.
         max_body = max_body or app.config.get("MAX_CONTENT_LENGTH")
+        runtime = app.extensions.get("vending")
+        if runtime is not None:
+            limits.setdefault("park", runtime.config.park_polls)
         self.app = app
         self._server = build_server(app, host, port,
                                     ServerLimits(threads=threads, max_body=max_body, **limits))

@@ -29,7 +29,7 @@ logger = logging.getLogger("vending.wifi")
 # How a server lets a poll wait without a thread (vending.serving's `vending.park`):
 # park(timeout, register, context) calls register(wake) -> release | None and returns whether
 # the poll was parked; the server later hands `context` back to be answered.
-Park = Callable[[float, Callable[[Callable[[], None]], Callable[[], None] | None], Any], bool]
+Park = Callable[[float, Callable[[Callable[[], None]], "Callable[[], None] | None"], Any], bool]
 
 
 @dataclass(frozen=True)
