@@ -284,6 +284,48 @@ def test_a_board_that_drops_its_parked_poll_leaves_the_vend_queued_for_its_next_
     assert env.sent_lines(txn) == [f"VEND id={txn} slot=3"]
 
 
+def test_a_vend_queued_before_during_or_after_the_poll_parks_is_never_missed(shop):
+    """Thirty rounds: the vend queued first, the poll parked first, or both let go together.
+    Every time the poll answers with the vend, not at the end of its 25 s wait."""
+    env = shop()
+    [client] = env.pair(1)
+    client.poll(0)  # online: it has polled
+    assert client.receive().status == 200
+    requests.post(f"{env.server.url}/esp32/devices/select",
+                  json={"device_id": client.board.device_id}, timeout=5).raise_for_status()
+    device = env.device(client)
+    for round_ in range(30):
+        order = ("vend first", "poll first", "together")[round_ % 3]
+        start = threading.Barrier(2)
+        queued: list[str] = []
+
+        def vend(start: threading.Barrier = start, queued: list[str] = queued) -> None:
+            start.wait()
+            queued.append(requests.post(f"{env.server.url}/vend/1?wait=0",
+                                        timeout=5).json()["transaction_id"])
+
+        racer = threading.Thread(target=vend)
+        racer.start()
+        if order == "vend first":
+            start.wait()
+            # In the board's FIFO (not only accepted by POST /vend) before the poll arrives.
+            wait_until(lambda: len(device._queue) == 1, message="the vend to reach the board's queue")
+            client.poll(25)
+        elif order == "poll first":
+            client.poll(25)
+            wait_until(lambda: device.polls_held == 1, message="the poll to be held")
+            start.wait()
+        else:
+            start.wait()
+            client.poll(25)
+        answer = client.receive(timeout=10)
+        racer.join(5)
+        txn = queued[0]
+        assert answer.json() == {"command": "VEND", "id": txn, "slot": 1}, order
+        assert client.call("POST", "/esp32/v2/confirm", {"id": txn, "result": "success"}).status == 200
+        wait_until(lambda txn=txn: env.vend_state(txn) == "success", message="the vend to succeed")
+
+
 def test_unsigned_forged_and_replayed_polls_never_park_they_get_401_at_once(shop):
     env = shop()
     [client] = env.pair(1)
@@ -361,3 +403,19 @@ def test_sigterm_with_parked_board_polls_finishes_the_vend_in_flight_and_exits(t
     assert states == {running["transaction_id"]: "success"}
     assert "vending: stopped" in err
     assert "still running" not in err  # no worker thread was left holding a poll
+
+
+def test_with_parking_off_held_polls_wait_on_worker_threads_as_before_and_still_vend(shop):
+    env = shop(park_polls=False, wifi_max_held_polls=6)
+    clients = env.pair(7)
+    before = _waitress_threads()
+    for client in clients[:6]:
+        client.poll(25)
+        wait_until(lambda client=client: env.held(client) == 1, message="the poll to be held")
+    # A thread each (the pool started with fewer), none parked.
+    assert _waitress_threads() >= 6 > before and env.server.parked == 0
+    # Over max_held_polls: answered at once, told to come back later.
+    clients[6].poll(25)
+    assert clients[6].receive().json() == {"command": None, "poll_again_ms": 2000}
+    txn = env.queue_vend(clients[1])
+    assert clients[1].receive().json() == {"command": "VEND", "id": txn, "slot": 1}
