@@ -1,7 +1,8 @@
 """Start the app on one WSGI server, for bench/bench_front.py: the candidates, side by side.
 
     python bench/front_servers.py KIND PORT DATA_DIR
-    KIND: ours (src/app.py's hardened waitress), waitress-before (waitress as the project used it
+    KIND: ours (src/app.py's hardened waitress), ours-through-flask (the same, with the polled
+    endpoints' fast path removed so Flask answers them as it did before), waitress-before (waitress as the project used it
     before: 128 threads, connection_limit 256, select()), cheroot, granian, gunicorn (gthread).
 
 Every kind serves the same app (simulated board, motor time 0, no scanning, discovery or
@@ -54,6 +55,9 @@ def main(argv: list[str]) -> int:
                                   "--threads", str(THREADS), "-b", f"127.0.0.1:{port}",
                                   "--log-level", "warning", "front_servers:app"])
     flask_app = build_app()
+    if kind == "ours-through-flask":
+        flask_app.wsgi_app = flask_app.wsgi_app.flask_wsgi  # web/fastpath.py's PolledEndpoints
+        kind = "ours"
     if kind == "ours":
         from vending.serving import ServerLimits, build_server
 

@@ -6,8 +6,11 @@ in a network namespace with the trickling clients in a second one, the second on
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -71,6 +74,141 @@ def test_the_status_snapshot_is_built_once_while_nothing_changes(app, client, mo
     client.patch("/slots/1", json={"stock": 7})
     assert client.get("/status").get_json()["slots"][0]["stock"] == 7
     assert len(reads) == 2
+
+
+# The polled endpoints' fast path ------------------------------------------------------------
+
+def _wsgi(application, path: str, query: str = "", remote: str = "127.0.0.1",
+          method: str = "GET", **headers: str) -> tuple[str, dict[str, str], bytes]:
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "5000", "SERVER_PROTOCOL": "HTTP/1.1",
+               "REMOTE_ADDR": remote, "HTTP_HOST": "127.0.0.1:5000", "wsgi.version": (1, 0),
+               "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
+               "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False}
+    environ.update({f"HTTP_{name.upper()}": value for name, value in headers.items()})
+    answer: dict[str, object] = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer["status"], answer["headers"] = status, dict(response_headers)
+
+    body = b"".join(application(environ, start_response))
+    return answer["status"], answer["headers"], body  # type: ignore[return-value]
+
+
+def _without_uptime(body: bytes) -> bytes:
+    return re.sub(rb',"uptime":[0-9.]+', b"", body)
+
+
+@pytest.fixture
+def fast_and_flask(app):
+    """The app's WSGI entry (the fast path in front) and the Flask app behind it, counting
+    how often the fast path handed a request on."""
+    front = app.wsgi_app
+    flask_wsgi = front.flask_wsgi
+    handed_on = []
+
+    def counting(environ, start_response):
+        handed_on.append(environ["PATH_INFO"])
+        return flask_wsgi(environ, start_response)
+
+    front.flask_wsgi = counting
+    yield front, flask_wsgi, handed_on
+    front.flask_wsgi = flask_wsgi
+
+
+def _signed_in_cookie(app) -> str:
+    return f"vending_session={app.extensions['vending_auth'].new_session()}"
+
+
+def _requests_the_page_and_monitors_send(app, etags: dict[str, str]) -> list[tuple]:
+    log = ("/esp32/communication/log", "since=0&limit=200")
+    return [
+        (("/status",), {}),
+        (("/status", "", "10.9.8.7"), {}),
+        (("/status", "", "10.9.8.7"), {"cookie": _signed_in_cookie(app)}),
+        (("/status", "", "10.9.8.7"), {"authorization": "Bearer wrong"}),
+        (("/status",), {"if_none_match": etags["status"]}),
+        (("/status",), {"if_none_match": 'W/"something-else"'}),
+        (log, {}),
+        (log, {"if_none_match": etags["log"]}),
+        (("/esp32/communication/log", "since=1&limit=2&direction=info"), {}),
+        (("/esp32/communication/log", "device_id=SIMULATOR"), {}),
+        ((*log, "10.9.8.7"), {"cookie": _signed_in_cookie(app)}),
+    ]
+
+
+def test_the_fast_path_answers_the_polls_exactly_as_flask_does_without_flask(app, fast_and_flask):
+    front, flask_wsgi, handed_on = fast_and_flask
+    app.extensions["vending"].log.add("SIMULATOR", "simulation", "info", "a line")
+    etags = {"status": _wsgi(flask_wsgi, "/status")[1]["ETag"],
+             "log": _wsgi(flask_wsgi, "/esp32/communication/log", "since=0&limit=200")[1]["ETag"]}
+    for args, headers in _requests_the_page_and_monitors_send(app, etags):
+        fast = _wsgi(front, *args, **headers)
+        slow = _wsgi(flask_wsgi, *args, **headers)
+        assert fast[:2] == slow[:2], (args, headers)
+        assert _without_uptime(fast[2]) == _without_uptime(slow[2]), (args, headers)
+    assert handed_on == []  # every one of them was answered below Flask
+
+
+@pytest.mark.parametrize("args, headers, status", [
+    (("/esp32/communication/log", "", "10.9.8.7"), {}, "401"),  # not an operator: Flask refuses
+    (("/esp32/communication/log", "", "10.9.8.7"), {"accept": "text/html"}, "302"),
+    (("/esp32/communication/log", "since=-1"), {}, "400"),
+    (("/esp32/communication/log", "limit=5000"), {}, "400"),
+    (("/esp32/communication/log", "limit=abc"), {}, "400"),
+    (("/esp32/communication/log", "direction=sideways"), {}, "400"),
+    (("/esp32/communication/log", "since=1&since=2"), {}, "200"),
+    (("/esp32/communication/log", "device_id=esp32%2Dx"), {}, "200"),
+    (("/status", "verbose=1"), {}, "200"),
+    (("/status", "", "127.0.0.1", "HEAD"), {}, "200"),
+    (("/status", "", "127.0.0.1", "POST"), {}, "405"),
+])
+def test_anything_unusual_goes_on_to_flask_and_gets_flasks_answer(app, fast_and_flask, args,
+                                                                 headers, status):
+    front, flask_wsgi, handed_on = fast_and_flask
+    fast = _wsgi(front, *args, **headers)
+    assert handed_on == [args[0]]
+    assert fast[0].startswith(status)
+    assert _without_uptime(fast[2]) == _without_uptime(_wsgi(flask_wsgi, *args, **headers)[2])
+    if status == "400":
+        assert json.loads(fast[2])["error"] == "bad_request"
+
+
+def test_a_store_that_cannot_be_read_gets_flasks_503_from_the_fast_path(app, fast_and_flask,
+                                                                        monkeypatch):
+    from vending.errors import StoreUnavailable
+
+    front, _, handed_on = fast_and_flask
+    store = app.extensions["vending"].store
+    monkeypatch.setattr(store, "counts", lambda: (_ for _ in ()).throw(
+        StoreUnavailable("the database is locked by another program")))
+    store_revision = store.revision
+    monkeypatch.setattr(type(store), "revision", property(lambda self: store_revision + 1))
+    status, _, body = _wsgi(front, "/status")
+    assert status.startswith("503") and json.loads(body)["error"] == "store_unavailable"
+    assert handed_on == ["/status"]
+
+
+def test_a_not_modified_answer_keeps_the_connection_open(live_server):
+    """Waitress closed the connection after every 304 (it has no Content-Length, as the RFC
+    wants), so each poll that found nothing new cost the page a new TCP connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+    connection.request("GET", "/status")
+    first = connection.getresponse()
+    first.read()
+    sock = connection.sock
+    for _ in range(3):
+        connection.request("GET", "/status", headers={"If-None-Match": first.getheader("ETag")})
+        again = connection.getresponse()
+        again.read()
+        assert again.status == 304
+        assert again.getheader("Connection") is None
+        assert connection.sock is sock  # the same connection: http.client reconnects otherwise
+    connection.request("GET", "/status", headers={"Connection": "close"})
+    last = connection.getresponse()
+    last.read()
+    assert last.getheader("Connection") == "close"
+    connection.close()
 
 
 # Settings that could crash the server ------------------------------------------------------

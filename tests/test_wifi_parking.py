@@ -161,14 +161,14 @@ class Shop:
 def shop(make_app: Callable[..., Any]) -> Iterator[Callable[..., Shop]]:
     made: list[Shop] = []
 
-    def build(**overrides: Any) -> Shop:
+    def build(limits: dict[str, Any] | None = None, **overrides: Any) -> Shop:
         values: dict[str, Any] = dict(simulator=False, discovery=False, auto_approve_devices=True,
                                       wifi_offline_after=30.0)
         values.update(overrides)
         app = make_app(**values)
         # As many worker threads as the real server may start, so a thread per held poll
         # (the old way) would show.
-        server = BackgroundServer(app, threads=128).start()
+        server = BackgroundServer(app, threads=128, **(limits or {})).start()
         made.append(Shop(app, server, []))
         return made[-1]
 
@@ -231,6 +231,17 @@ def test_a_parked_poll_whose_wait_ends_answers_null_signed_and_the_board_is_onli
     # The same keep-alive connection carries the next poll.
     client.poll(0)
     assert client.receive().json() == {"command": None, "poll_again_ms": 0}
+
+
+def test_a_parked_poll_outlives_the_request_deadline_and_the_idle_timeout(shop):
+    # Both are for requests still arriving and for connections with no request: a parked
+    # request has arrived and is waiting for its answer.
+    env = shop(limits={"request_deadline": 1.0, "idle_timeout": 1.0})
+    [client] = env.pair(1)
+    client.poll(3)
+    wait_until(lambda: env.held(client) == 1, message="the poll to be held")
+    answer = client.receive(timeout=15)
+    assert answer.status == 200 and answer.json() == {"command": None, "poll_again_ms": 0}
 
 
 def test_revoking_a_board_answers_its_parked_poll_at_once_and_then_it_must_pair_again(shop):

@@ -149,6 +149,31 @@ class ElasticDispatcher(ThreadedTaskDispatcher):
             self.set_thread_count(target)
 
 
+class KeepAliveTask(WSGITask):
+    """Waitress's WSGI task, keeping the connection open after a response that has no body.
+
+    Waitress closes the connection after any HTTP/1.1 response without a Content-Length,
+    including 204 and 304, which by definition have no body and must not carry one: so every
+    poll answered "not modified" cost the page (and wrk) a new TCP connection.
+    """
+
+    _building_header = False
+
+    def build_response_header(self) -> bytes:
+        self._building_header = True
+        try:
+            return super().build_response_header()  # type: ignore[no-any-return]
+        finally:
+            self._building_header = False
+
+    def set_close_on_finish(self) -> None:
+        if self._building_header and not self.has_body and self.version == "1.1" \
+                and self.request.headers.get("CONNECTION", "").lower() != "close":
+            return
+        super().set_close_on_finish()
+
+
+
 Register = Callable[[Callable[[], None]], "Callable[[], None] | None"]
 
 
@@ -288,7 +313,7 @@ class ParkingLot:
         return max(0.0, wait)
 
 
-class ParkingTask(WSGITask):
+class ParkingTask(KeepAliveTask):
     """A WSGI task that can offer its handler to wait without this thread (`vending.park`)."""
 
     parked: ParkedRequest | None = None

@@ -10,6 +10,7 @@ from ..errors import NotFound
 def init_app(app: Flask) -> None:
     """Register error handlers, the operator guard and every blueprint."""
     from . import api, auth, boards, business, devices, errors, fleet, openapi, operations, pages
+    from .fastpath import PolledEndpoints
 
     errors.init_app(app)
     auth.init_app(app)
@@ -27,6 +28,7 @@ def init_app(app: Flask) -> None:
         app.register_blueprint(metrics.bp)
     else:
         app.add_url_rule("/metrics", "metrics_off", _metrics_off)
+    app.wsgi_app = PolledEndpoints(app)  # type: ignore[method-assign]
 
 
 def _metrics_off() -> None:

@@ -15,7 +15,7 @@ from ..store import STATES, Slot, Transaction
 from .auth import identify
 from .business import price_value
 from .common import float_arg, int_arg, json_body, runtime, whole_number
-from .conditional import OPERATOR, PUBLIC, StatusSnapshots, conditional_json, not_modified
+from .conditional import OPERATOR, PUBLIC, StatusSnapshots, conditional_json, status_answer
 from .operations import audited
 
 bp = Blueprint("api", __name__)
@@ -261,12 +261,9 @@ def restock_slot(number: int):
 def status():
     """System status: devices, the active one, slots and vend counts (ETag: 304 if unchanged);
     health and counts only for an unauthenticated network client."""
-    rt = runtime()
-    head, etag = current_app.extensions["vending_status"].get(rt, status_audience())
-    unchanged = not_modified(etag)
-    if unchanged is not None:
-        return unchanged
-    return conditional_json(f'{head},"uptime":{time.time() - rt.started_at:.1f}}}', etag)
+    answer = status_answer(runtime(), current_app.extensions["vending_status"],
+                           status_audience(), request.headers.get("If-None-Match"))
+    return conditional_json(answer)
 
 
 def status_audience() -> str:

@@ -14,6 +14,7 @@ a client with no browser headers at all (curl on the kiosk) is not a forgery vec
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -174,7 +175,10 @@ def operator_auth() -> OperatorAuth:
     return current_app.extensions["vending_auth"]
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_loopback(address: str | None) -> bool:
+    # Cached: every poll asks, about a handful of addresses, and parsing one is most of
+    # the cost of a /status answer on the fast path.
     if not address:
         return False
     try:
@@ -186,21 +190,32 @@ def _is_loopback(address: str | None) -> bool:
     return ip.is_loopback
 
 
-def _host_is_local_name() -> bool:
-    """Whether the Host header names this machine by loopback name or IP.
+def host_is_local_name(host_header: str) -> bool:
+    """Whether a Host header names this machine by loopback name or IP.
 
     A page from another site that rebinds its DNS name to 127.0.0.1 would otherwise
     reach the kiosk's trusted session through the kiosk's own browser.
     """
+    node = platform.node().lower()
+    if len(host_header) > MAX_CACHED_HOST:  # no name is this long: never cached
+        return _names_this_machine.__wrapped__(host_header, node)
+    return _names_this_machine(host_header, node)
+
+
+# A DNS name is at most 253 characters; with a port and brackets, this is plenty.
+MAX_CACHED_HOST = 270
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_this_machine(host_header: str, node: str) -> bool:
     try:
-        host = urlsplit(f"//{request.host}").hostname or ""
+        host = urlsplit(f"//{host_header}").hostname or ""
     except ValueError:
         return False  # a malformed Host (http://[::1) names nothing of ours
     if host == "localhost" or host.endswith(".localhost"):
         return True
     # The machine's own name (http://raspberrypi.local:5000 on the kiosk) is not an
     # attacker's domain, so it may be trusted too.
-    node = platform.node().lower()
     if node and host in (node, f"{node}.local"):
         return True
     try:
@@ -214,12 +229,16 @@ def _client() -> str:
     return request.remote_addr or "?"
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, or None."""
+    scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return None
+
+
+def _bearer() -> str | None:
+    return bearer_token(request.headers.get("Authorization", ""))
 
 
 def _from_browser() -> bool:
@@ -258,18 +277,27 @@ def _wants_page() -> bool:
     return best == "text/html"
 
 
-def identify() -> str | None:
-    """How this request is authorised: 'localhost', 'session', 'bearer', or None."""
-    auth = operator_auth()
-    if auth.trust_localhost and _is_loopback(request.remote_addr) and _host_is_local_name():
+def identify_client(auth: OperatorAuth, remote_addr: str | None, host: str,
+                    cookie: str | None, authorization: str) -> str | None:
+    """How a request is authorised: 'localhost', 'session', 'bearer', or None.
+
+    Plain values in, so the polled endpoints' fast path (web/fastpath.py) decides exactly
+    as every Flask view does."""
+    if auth.trust_localhost and _is_loopback(remote_addr) and host_is_local_name(host):
         return "localhost"
-    cookie = request.cookies.get(COOKIE_NAME)
     if cookie and auth.session_valid(cookie):
         return "session"
-    token = _bearer()
+    token = bearer_token(authorization)
     if token is not None and auth.check_token(token):
         return "bearer"
     return None
+
+
+def identify() -> str | None:
+    """How this request is authorised: 'localhost', 'session', 'bearer', or None."""
+    return identify_client(operator_auth(), request.remote_addr, request.host,
+                           request.cookies.get(COOKIE_NAME),
+                           request.headers.get("Authorization", ""))
 
 
 OPERATOR_NAMES = {"localhost": "local", "session": "operator", "bearer": "operator (token)"}

@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from flask import Response, request
+from flask import Response
+from werkzeug.http import parse_etags
 
 from .. import __version__
 from ..runtime import Runtime
@@ -55,23 +58,57 @@ def etag_of(*parts: object) -> str:
     return digest.hexdigest()
 
 
-def conditional_json(body: bytes | str, etag: str) -> Response:
-    """The body with its (weak) ETag, or 304 when the client already holds it."""
-    if request.if_none_match.contains_weak(etag):
+@dataclass(frozen=True)
+class Answer:
+    """A polled endpoint's answer: its ETag, and its JSON body, or None for 304."""
+
+    etag: str
+    body: str | None
+
+
+def holds(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header value names `etag` (weakly)."""
+    return bool(if_none_match) and parse_etags(if_none_match).contains_weak(etag)
+
+
+def conditional_json(answer: Answer) -> Response:
+    """The answer as a response with its (weak) ETag: 304 with no body when not modified."""
+    if answer.body is None:
         response = Response(status=304)
     else:
-        response = Response(body, mimetype="application/json")
-    response.set_etag(etag, weak=True)
+        response = Response(answer.body, mimetype="application/json")
+    response.set_etag(answer.etag, weak=True)
     # Stored, but asked again every time: a browser then sends If-None-Match by itself.
     response.headers["Cache-Control"] = "no-cache"
     return response
 
 
-def not_modified(etag: str) -> Response | None:
-    """304 when the client holds `etag` (checked before any body is built); else None."""
-    if request.if_none_match.contains_weak(etag):
-        return conditional_json(b"", etag)
-    return None
+def status_answer(rt: Runtime, snapshots: StatusSnapshots, audience: str,
+                  if_none_match: str | None) -> Answer:
+    """GET /status for `audience`; the same for the Flask view and the fast path."""
+    head, etag = snapshots.get(rt, audience)
+    if holds(if_none_match, etag):
+        return Answer(etag, None)
+    return Answer(etag, f'{head},"uptime":{time.time() - rt.started_at:.1f}}}')
+
+
+def log_answer(rt: Runtime, bodies: RecentBodies, since: int, limit: int,
+               device_id: str | None, direction: str | None,
+               if_none_match: str | None) -> Answer:
+    """GET /esp32/communication/log with checked arguments; the same for both paths.
+
+    The answer depends only on the log's revision and the arguments: a poll that finds
+    nothing new is answered before any entry is copied."""
+    etag = etag_of("log", rt.log.revision, since, limit, device_id, direction)
+    if holds(if_none_match, etag):
+        return Answer(etag, None)
+
+    def build() -> str:
+        entries, truncated = rt.log.since(since, device_id, direction, limit)
+        return (f'{{"entries":[{",".join(e.json for e in entries)}],'
+                f'"last_id":{rt.log.last_id},"truncated":{json.dumps(truncated)}}}')
+
+    return Answer(etag, bodies.get(etag, build))
 
 
 class RecentBodies:

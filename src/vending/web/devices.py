@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, current_app, jsonify, request
 
 from .. import audit
@@ -12,7 +10,7 @@ from ..devices.simulator import FAULTS, SimulatedDevice
 from ..errors import BadRequest
 from ..protocol import wifi as proto
 from .common import int_arg, json_body, runtime, whole_number
-from .conditional import RecentBodies, conditional_json, etag_of, not_modified
+from .conditional import RecentBodies, conditional_json, log_answer
 from .operations import audited
 
 bp = Blueprint("devices", __name__, url_prefix="/esp32")
@@ -146,19 +144,9 @@ def communication_log():
     if direction is not None and direction not in DIRECTIONS:
         raise BadRequest(f"direction must be one of {', '.join(DIRECTIONS)}")
     device_id = request.args.get("device_id") or None
-    # The answer depends only on the log's revision and the arguments: a poll that finds
-    # nothing new is answered before any entry is copied.
-    etag = etag_of("log", rt.log.revision, since, limit, device_id, direction)
-    unchanged = not_modified(etag)
-    if unchanged is not None:
-        return unchanged
-
-    def build() -> str:
-        entries, truncated = rt.log.since(since, device_id, direction, limit)
-        return (f'{{"entries":[{",".join(e.json for e in entries)}],'
-                f'"last_id":{rt.log.last_id},"truncated":{json.dumps(truncated)}}}')
-
-    return conditional_json(current_app.extensions["vending_log_bodies"].get(etag, build), etag)
+    answer = log_answer(rt, current_app.extensions["vending_log_bodies"], since, limit,
+                        device_id, direction, request.headers.get("If-None-Match"))
+    return conditional_json(answer)
 
 
 @bp.record_once

@@ -1,0 +1,126 @@
+"""GET /status and GET /esp32/communication/log answered below Flask.
+
+Every open page, kiosk and phone polls these two every few seconds: they are most of what
+the server ever answers. Through Flask a poll spent about 100 µs on routing, the request
+context, the hooks and header objects around 10 µs of its own work (bench/bench_front.py).
+Here the same answer (conditional.py's `status_answer` and `log_answer`, identified by
+auth.py's `identify_client`, with auth.py's security headers) goes straight to WSGI.
+
+Anything out of the ordinary goes on to Flask, which answers it as it always has: a HEAD, a
+body, a query the page never sends (so every error message stays in one place), a log
+request from a client that is not an operator (the 401 or the sign-in redirect), a store
+that cannot be read (the 503).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+from werkzeug.http import parse_cookie
+
+from ..commlog import DIRECTIONS
+from ..errors import VendingError
+from .auth import COOKIE_NAME, SECURITY_HEADERS, identify_client
+from .conditional import OPERATOR, PUBLIC, Answer, log_answer, status_answer
+
+StartResponse = Callable[..., Any]
+
+STATUS_PATH = "/status"
+LOG_PATH = "/esp32/communication/log"
+# Plain words and digits only: anything else (escapes, non-ASCII) is parsed by Flask.
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.=&-]*")
+_LOG_ARGUMENTS = frozenset({"since", "limit", "direction", "device_id"})
+_DIRECTIONS = frozenset(DIRECTIONS)
+
+
+def _cache_headers(etag: str) -> list[tuple[str, str]]:
+    return [("ETag", f'W/"{etag}"'), ("Cache-Control", "no-cache"),
+            *SECURITY_HEADERS.items()]
+
+
+class PolledEndpoints:
+    """WSGI middleware in front of the Flask app for the two endpoints every page polls."""
+
+    def __init__(self, app: Flask) -> None:
+        self.flask_wsgi = app.wsgi_app
+        self._runtime = app.extensions["vending"]
+        self._auth = app.extensions["vending_auth"]
+        self._snapshots = app.extensions["vending_status"]
+        self._log_bodies = app.extensions["vending_log_bodies"]
+        self._metrics = self._runtime.metrics if self._runtime.config.metrics else None
+        self._routes: dict[str, Callable[[dict[str, Any]], Answer | None]] = {
+            STATUS_PATH: self._status, LOG_PATH: self._log}
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        route = self._routes.get(path)
+        if route is not None and environ.get("REQUEST_METHOD") == "GET" \
+                and not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ \
+                and "HTTP_HOST" in environ:
+            try:
+                answer = route(environ)
+            except VendingError:  # Flask meets it again and answers it (503 and a log line)
+                answer = None
+            if answer is not None:
+                return self._respond(path, answer, start_response)
+        return self.flask_wsgi(environ, start_response)
+
+    def _who(self, environ: dict[str, Any]) -> str | None:
+        raw_cookie = environ.get("HTTP_COOKIE")
+        cookie = parse_cookie(raw_cookie).get(COOKIE_NAME) if raw_cookie else None
+        return identify_client(self._auth, environ.get("REMOTE_ADDR"), environ["HTTP_HOST"],
+                               cookie, environ.get("HTTP_AUTHORIZATION", ""))
+
+    def _status(self, environ: dict[str, Any]) -> Answer | None:
+        if environ.get("QUERY_STRING"):
+            return None
+        audience = OPERATOR if self._who(environ) is not None else PUBLIC
+        return status_answer(self._runtime, self._snapshots, audience,
+                             environ.get("HTTP_IF_NONE_MATCH"))
+
+    def _log(self, environ: dict[str, Any]) -> Answer | None:
+        arguments = self._log_arguments(environ.get("QUERY_STRING", ""))
+        if arguments is None or self._who(environ) is None:
+            return None
+        since, limit, direction, device_id = arguments
+        return log_answer(self._runtime, self._log_bodies, since, limit, device_id, direction,
+                          environ.get("HTTP_IF_NONE_MATCH"))
+
+    @staticmethod
+    def _log_arguments(query: str) -> tuple[int, int, str | None, str | None] | None:
+        """(since, limit, direction, device_id) when the query is plain and valid, else None
+        (Flask then parses it, and words any error)."""
+        if not _PLAIN_QUERY.fullmatch(query):
+            return None
+        values: dict[str, str] = {}
+        for pair in query.split("&") if query else ():
+            name, _, value = pair.partition("=")
+            if name not in _LOG_ARGUMENTS or name in values:
+                return None
+            values[name] = value
+        try:
+            since = int(values.get("since") or 0)
+            limit = int(values.get("limit") or 200)
+        except ValueError:
+            return None
+        direction = values.get("direction") or None
+        if not (0 <= since <= 2**62 and 1 <= limit <= 1000) \
+                or (direction is not None and direction not in _DIRECTIONS):
+            return None
+        return since, limit, direction, values.get("device_id") or None
+
+    def _respond(self, path: str, answer: Answer, start_response: StartResponse) -> list[bytes]:
+        if answer.body is None:
+            status, headers, body = "304 NOT MODIFIED", _cache_headers(answer.etag), b""
+        else:
+            body = answer.body.encode()
+            status = "200 OK"
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                       *_cache_headers(answer.etag)]
+        if self._metrics is not None:
+            self._metrics.http_request("GET", path, int(status[:3]))
+        start_response(status, headers)
+        return [body]
