@@ -272,8 +272,8 @@ def main() -> int:
     parser.add_argument("--parking", action="store_true",
                         help="compare parked held polls with a thread per held poll")
     parser.add_argument("--runs", type=int, default=3, help="runs per mode with --parking")
-    parser.add_argument("--idle", type=float, default=10.0,
-                        help="seconds of boards-only polling measured with --parking")
+    parser.add_argument("--idle", type=float, default=30.0,
+                        help="seconds of boards-only polling measured with --parking (over 25 s)")
     args = parser.parse_args()
     if args.parking:
         return compare_parking(args.boards, args.vends, args.motor_time, args.runs, args.idle)
