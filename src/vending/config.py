@@ -212,8 +212,8 @@ class AlertSettings:
     alert_retention_days: float = setting(400.0, "days alerts are kept")
     alert_max_rows: int = setting(20_000, "alerts kept at most")
     audit_refusals_per_minute: int = setting(
-        20, "refused requests a minute that get an audit row each; the rest are counted into"
-        " one summary row a minute")
+        20, "refused requests a minute that get an audit row and a log line each (one per"
+        " source); the rest are counted into one summary a minute")
 
 
 @dataclass
