@@ -221,10 +221,11 @@ def wifi_section(sizes: Sizes) -> list[str]:
         "",
         "Same runs: the server process's RSS and thread count (Linux /proc) after the vends.",
         "The HTTP worker pool starts with 4 threads and grows as requests wait (up to"
-        " `--threads`, 128 by default); each held long-poll occupies one while it waits, so"
-        " with 100 boards it holds about 100; on top of the pool the server keeps one vend"
-        " dispatcher thread per board that has had a vend, which is why the count grows with"
-        f" the boards the {sizes.wifi_vends} random vends reached.",
+        " `--threads`, 128 by default); a held long-poll is parked and occupies none while it"
+        " waits (`bench/bench_wifi.py --parking` compares it with a thread per held poll); on"
+        " top of the pool the server keeps one vend dispatcher thread per board that has had a"
+        f" vend, which is why the count grows with the boards the {sizes.wifi_vends} random"
+        " vends reached.",
         "",
         *table(["boards", "RSS long-poll", "RSS baseline", "ratio", "threads long-poll",
                 "threads baseline", "ratio"], footprint_rows),
