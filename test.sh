@@ -44,6 +44,7 @@ why="firmware fuzz target"; need_package libclang-rt-14-dev sh -c 'ls /usr/lib/l
 if [ -z "${VENDING_CHROMIUM:-}" ]; then
   why="browser tests"; need_package chromium test -x /usr/bin/chromium
 fi
+why="shell script checks"; need_package shellcheck command -v shellcheck
 why="MQTT tests"; need_package mosquitto sh -c 'command -v mosquitto || test -x /usr/sbin/mosquitto'
 
 set +e

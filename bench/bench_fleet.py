@@ -184,6 +184,38 @@ def catch_up(work: Path, port: int, queued: int) -> tuple[float, float]:
         rt.stop()
 
 
+def measure(writes: int = 300, vends: int = 100, queued: int = 10000,
+            repeats: int = 3) -> dict[str, float]:
+    """Every figure of this benchmark (seconds), each with its baseline from the same run."""
+    work = tempfile.TemporaryDirectory()
+    broker = Broker(Path(work.name))
+    try:
+        path = Path(work.name)
+        plain = [outbox_writes(path, writes, False) for _ in range(repeats)]
+        with_events = [outbox_writes(path, writes, True) for _ in range(repeats)]
+        latencies: list[float] = []
+        for _ in range(repeats):
+            latencies += vend_to_subscriber(path, broker.port, vends)
+        baseline = plain_publish(broker.port, vends * repeats)
+        latencies.sort()
+        baseline.sort()
+        runs = [catch_up(path, broker.port, queued) for _ in range(repeats)]
+        return {
+            "writes": writes, "vends": len(latencies), "queued": queued, "repeats": repeats,
+            "write_plain": statistics.median(plain),
+            "write_event": statistics.median(with_events),
+            "publish_median": statistics.median(baseline),
+            "publish_p95": baseline[int(len(baseline) * 0.95)],
+            "vend_median": statistics.median(latencies),
+            "vend_p95": latencies[int(len(latencies) * 0.95)],
+            "acked": statistics.median(run[0] for run in runs),
+            "received": statistics.median(run[1] for run in runs),
+        }
+    finally:
+        broker.stop()
+        work.cleanup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--writes", type=int, default=300)
@@ -193,41 +225,22 @@ def main() -> None:
     args = parser.parse_args()
     print(f"bench_fleet on {platform.machine()} {platform.system()}, Python"
           f" {platform.python_version()}, {os.cpu_count()} CPUs")
-    work = tempfile.TemporaryDirectory()
-    broker = Broker(Path(work.name))
-    try:
-        path = Path(work.name)
-        plain = [outbox_writes(path, args.writes, False) for _ in range(args.repeats)]
-        with_events = [outbox_writes(path, args.writes, True) for _ in range(args.repeats)]
-        base, event = statistics.median(plain), statistics.median(with_events)
-        print(f"outbox writes ({args.writes} slot changes, median of {args.repeats}):")
-        print(f"  baseline, no outbox:   {base * 1000:.2f} ms per change ({1 / base:.0f}/s)")
-        print(f"  with its event:        {event * 1000:.2f} ms per change ({1 / event:.0f}"
-              f" events/s); ratio {event / base:.2f}")
-
-        latencies: list[float] = []
-        for _ in range(args.repeats):
-            latencies += vend_to_subscriber(path, broker.port, args.vends)
-        baseline = plain_publish(broker.port, args.vends * args.repeats)
-        latencies.sort()
-        baseline.sort()
-        print(f"vend to subscriber, broker up ({len(latencies)} vends):")
-        print(f"  baseline, plain publish: median {statistics.median(baseline) * 1000:.2f} ms,"
-              f" p95 {baseline[int(len(baseline) * 0.95)] * 1000:.2f} ms")
-        print(f"  vend event via outbox:   median {statistics.median(latencies) * 1000:.2f} ms,"
-              f" p95 {latencies[int(len(latencies) * 0.95)] * 1000:.2f} ms; ratio of medians"
-              f" {statistics.median(latencies) / statistics.median(baseline):.2f}")
-
-        runs = [catch_up(path, broker.port, args.queued) for _ in range(args.repeats)]
-        acked = statistics.median(run[0] for run in runs)
-        received = statistics.median(run[1] for run in runs)
-        print(f"catch-up of {args.queued} queued events (median of {args.repeats}):")
-        print(f"  all acknowledged by the broker: {acked:.2f} s ({args.queued / acked:.0f}"
-              f" events/s through the outbox)")
-        print(f"  all at a subscriber:            {received:.2f} s")
-    finally:
-        broker.stop()
-        work.cleanup()
+    r = measure(args.writes, args.vends, args.queued, args.repeats)
+    base, event = r["write_plain"], r["write_event"]
+    print(f"outbox writes ({args.writes} slot changes, median of {args.repeats}):")
+    print(f"  baseline, no outbox:   {base * 1000:.2f} ms per change ({1 / base:.0f}/s)")
+    print(f"  with its event:        {event * 1000:.2f} ms per change ({1 / event:.0f}"
+          f" events/s); ratio {event / base:.2f}")
+    print(f"vend to subscriber, broker up ({r['vends']:.0f} vends):")
+    print(f"  baseline, plain publish: median {r['publish_median'] * 1000:.2f} ms,"
+          f" p95 {r['publish_p95'] * 1000:.2f} ms")
+    print(f"  vend event via outbox:   median {r['vend_median'] * 1000:.2f} ms,"
+          f" p95 {r['vend_p95'] * 1000:.2f} ms; ratio of medians"
+          f" {r['vend_median'] / r['publish_median']:.2f}")
+    print(f"catch-up of {args.queued} queued events (median of {args.repeats}):")
+    print(f"  all acknowledged by the broker: {r['acked']:.2f} s ({args.queued / r['acked']:.0f}"
+          f" events/s through the outbox)")
+    print(f"  all at a subscriber:            {r['received']:.2f} s")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@ go to a random board each. Prints vend dispatch latency (queued -> taken by the 
 from the transaction's created_at/sent_at), end-to-end vend time, UI request time, the
 server's thread count and RSS (Linux /proc), and the ratios long-poll / baseline.
 
+With --parking, it instead runs the long-poll scenario with held polls parked (the default)
+and with a worker thread per held poll (VENDING_PARK_POLLS=0, as before), alternating,
+--runs times, and prints the server's threads and RSS with the boards polling (idle) and
+after the vends, each the median of the runs.
+
     PYTHONPATH=src python bench/bench_wifi.py [--boards 100] [--vends 30]
+    PYTHONPATH=src python bench/bench_wifi.py --parking [--runs 3]
 """
 
 from __future__ import annotations
@@ -55,6 +61,15 @@ def proc_figures(pid: int) -> tuple[int | None, float | None]:
     threads = int(values["Threads"].strip())
     rss_kib = int(values["VmRSS"].strip().split()[0])
     return threads, rss_kib / 1024.0
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used, from /proc where there is one."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -162,11 +177,17 @@ def boards_online(url: str, count: int, legacy: bool, motor: float,
 
 
 def run_scenario(name: str, legacy: bool, boards: int, vends: int, motor: float,
-                 settle: float = 3.0) -> dict[str, Any]:
+                 settle: float = 3.0, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """One server, `boards` boards, two UI pollers and `vends` vends to random boards."""
     stop = threading.Event()
-    with served(name, legacy) as (server, url), boards_online(url, boards, legacy, motor) as sims:
+    with served(name, legacy, extra_env) as (server, url), \
+            boards_online(url, boards, legacy, motor) as sims:
+        cpu_before = proc_cpu_seconds(server.pid)
         time.sleep(settle)  # let every board settle into its polling rhythm
+        cpu_after = proc_cpu_seconds(server.pid)
+        cpu_idle = (100.0 * (cpu_after - cpu_before) / settle
+                    if cpu_before is not None and cpu_after is not None else float("nan"))
+        threads_idle, rss_idle = proc_figures(server.pid)
         pollers = [UiPoller(url, stop) for _ in range(2)]
         for poller in pollers:
             poller.start()
@@ -202,7 +223,45 @@ def run_scenario(name: str, legacy: bool, boards: int, vends: int, motor: float,
             "ui_p99": percentile(ui, 0.99) if ui else float("nan"),
             "ui_errors": sum(p.errors for p in pollers),
             "threads": threads_after or threads, "rss": rss_after or rss,
+            "threads_idle": threads_idle, "rss_idle": rss_idle, "cpu_idle": cpu_idle,
         }
+
+
+def compare_parking(boards: int, vends: int, motor: float, runs: int, settle: float) -> int:
+    """Held polls parked vs one worker thread each: threads and RSS, medians of `runs`."""
+    modes = [("thread per poll", {"VENDING_PARK_POLLS": "0"}),
+             ("parked", {"VENDING_PARK_POLLS": "1"})]
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in modes}
+    for run in range(runs):
+        for name, env in (modes if run % 2 == 0 else modes[::-1]):
+            result = run_scenario(f"long-poll {name}", False, boards, vends, motor,
+                                  settle=settle, extra_env=env)
+            results[name].append(result)
+            print(f"  run {run + 1} {name:16} threads idle {result['threads_idle']}"
+                  f" after {result['threads']}, RSS idle {result['rss_idle']:.1f}"
+                  f" after {result['rss']:.1f} MiB, CPU idle {result['cpu_idle']:.1f}%,"
+                  f" failed {result['failed'] + result['ui_errors']}",
+                  file=sys.stderr)
+    print(f"{boards} boards long-polling (our firmware); idle: {settle:g} s with only the boards"
+          f" polling; after: 2 UI clients polling every 1 s and {vends} vends; medians of {runs}"
+          " runs, alternating")
+    print(f"{'held polls':18} {'CPU idle':>8} {'threads idle':>12} {'threads after':>13}"
+          f" {'RSS idle MiB':>12} {'RSS after MiB':>13} {'dispatch med':>12} {'failed':>6}")
+    medians = {}
+    for name, _ in modes:
+        rows = results[name]
+        m = {key: statistics.median(r[key] for r in rows)
+             for key in ("cpu_idle", "threads_idle", "threads", "rss_idle", "rss",
+                         "dispatch_median")}
+        medians[name] = m
+        failed = sum(r["failed"] + r["ui_errors"] for r in rows)
+        print(f"{name:18} {m['cpu_idle']:7.1f}% {m['threads_idle']:12.0f} {m['threads']:13.0f}"
+              f" {m['rss_idle']:12.1f} {m['rss']:13.1f} {m['dispatch_median'] * 1000:10.1f}ms {failed:>6}")
+    before, after = medians["thread per poll"], medians["parked"]
+    print(f"ratio parked/thread per poll: threads idle {after['threads_idle'] / before['threads_idle']:.2f},"
+          f" RSS after load {after['rss'] / before['rss']:.2f},"
+          f" dispatch median {after['dispatch_median'] / before['dispatch_median']:.2f}")
+    return 0
 
 
 def main() -> int:
@@ -210,7 +269,14 @@ def main() -> int:
     parser.add_argument("--boards", type=int, default=100)
     parser.add_argument("--vends", type=int, default=30)
     parser.add_argument("--motor-time", type=float, default=0.05)
+    parser.add_argument("--parking", action="store_true",
+                        help="compare parked held polls with a thread per held poll")
+    parser.add_argument("--runs", type=int, default=3, help="runs per mode with --parking")
+    parser.add_argument("--idle", type=float, default=30.0,
+                        help="seconds of boards-only polling measured with --parking (over 25 s)")
     args = parser.parse_args()
+    if args.parking:
+        return compare_parking(args.boards, args.vends, args.motor_time, args.runs, args.idle)
     results = [
         run_scenario("baseline (2 s polling)", True, args.boards, args.vends, args.motor_time),
         run_scenario("long-poll", False, args.boards, args.vends, args.motor_time),

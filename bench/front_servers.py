@@ -2,8 +2,9 @@
 
     python bench/front_servers.py KIND PORT DATA_DIR
     KIND: ours (src/app.py's hardened waitress), ours-through-flask (the same, with the polled
-    endpoints' fast path removed so Flask answers them as it did before), waitress-before (waitress as the project used it
-    before: 128 threads, connection_limit 256, select()), cheroot, granian, gunicorn (gthread).
+    endpoints' fast path removed so Flask answers them as it did before), waitress-before
+    (waitress as the project used it before: 128 threads, connection_limit 256, select()),
+    cheroot, granian, gunicorn (gthread).
 
 Every kind serves the same app (simulated board, motor time 0, no scanning, discovery or
 mDNS) on 127.0.0.1 with at most 32 worker threads, except waitress-before (its old 128).

@@ -27,6 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
+import bench_fleet  # noqa: E402
 import bench_front  # noqa: E402
 import bench_http  # noqa: E402
 import bench_naive  # noqa: E402
@@ -59,10 +60,13 @@ class Sizes:
     front_rounds: int
     idle_seconds: float
     soak_minutes: float
+    fleet_queued: int
+    fleet_repeats: int
 
 
-FULL = Sizes(2.0, 5, 100, 5, 200, 5, 30, 3, (1, 10, 100), 15.0, 5, 7, 5.0, 3, 30.0, 10.0)
-QUICK = Sizes(1.0, 3, 30, 3, 100, 3, 8, 2, (1, 10, 100), 5.0, 3, 3, 2.0, 1, 10.0, 2.0)
+FULL = Sizes(2.0, 5, 100, 5, 200, 5, 30, 3, (1, 10, 100), 15.0, 5, 7, 5.0, 3, 30.0, 10.0,
+             10000, 3)
+QUICK = Sizes(1.0, 3, 30, 3, 100, 3, 8, 2, (1, 10, 100), 5.0, 3, 3, 2.0, 1, 10.0, 2.0, 2000, 1)
 
 
 def ms(seconds: float | None, digits: int = 1) -> str:
@@ -217,10 +221,11 @@ def wifi_section(sizes: Sizes) -> list[str]:
         "",
         "Same runs: the server process's RSS and thread count (Linux /proc) after the vends.",
         "The HTTP worker pool starts with 4 threads and grows as requests wait (up to"
-        " `--threads`, 128 by default); each held long-poll occupies one while it waits, so"
-        " with 100 boards it holds about 100; on top of the pool the server keeps one vend"
-        " dispatcher thread per board that has had a vend, which is why the count grows with"
-        f" the boards the {sizes.wifi_vends} random vends reached.",
+        " `--threads`, 128 by default); a held long-poll is parked and occupies none while it"
+        " waits (`bench/bench_wifi.py --parking` compares it with a thread per held poll); on"
+        " top of the pool the server keeps one vend dispatcher thread per board that has had a"
+        f" vend, which is why the count grows with the boards the {sizes.wifi_vends} random"
+        " vends reached.",
         "",
         *table(["boards", "RSS long-poll", "RSS baseline", "ratio", "threads long-poll",
                 "threads baseline", "ratio"], footprint_rows),
@@ -351,9 +356,37 @@ def soak_section(sizes: Sizes) -> list[str]:
     ]
 
 
+def fleet_section(sizes: Sizes) -> list[str]:
+    r = bench_fleet.measure(queued=sizes.fleet_queued, repeats=sizes.fleet_repeats)
+    return [
+        "## The MQTT outbox and the fleet",
+        "",
+        "`bench/bench_fleet.py` (a mosquitto broker on 127.0.0.1): a slot change committed with"
+        " its event in the outbox against the same change with no outbox; a vend's event from"
+        " its final state to a subscriber, against a plain client's publish to the same"
+        f" subscriber through the same broker; {r['queued']:.0f} events queued in the outbox"
+        f" (as after an outage) until the broker has acknowledged them all. Medians of"
+        f" {r['repeats']:.0f} runs.",
+        "",
+        *table(["figure", "ours", "baseline", "ratio"], [
+            ["a slot change", ms(r["write_event"], 2) + " (with its event)",
+             ms(r["write_plain"], 2) + " (no outbox)", ratio(r["write_event"], r["write_plain"])],
+            ["vend to subscriber, median", ms(r["vend_median"], 2),
+             ms(r["publish_median"], 2) + " (plain publish)",
+             ratio(r["vend_median"], r["publish_median"])],
+            ["vend to subscriber, p95", ms(r["vend_p95"], 2), ms(r["publish_p95"], 2),
+             ratio(r["vend_p95"], r["publish_p95"])],
+            [f"catch-up of {r['queued']:.0f} events", f"{r['acked']:.2f} s"
+             f" ({r['queued'] / r['acked']:.0f} events/s)", "", ""],
+        ]),
+        "",
+    ]
+
+
 SECTIONS = [("http", http_section), ("naive", naive_section), ("serial", serial_section),
             ("wifi", wifi_section), ("throughput", throughput_section),
-            ("startup", startup_section), ("front", front_section), ("soak", soak_section)]
+            ("startup", startup_section), ("front", front_section), ("soak", soak_section),
+            ("fleet", fleet_section)]
 
 
 def machine() -> str:
@@ -439,7 +472,8 @@ def main() -> int:
         " `bench/bench_http.py`, `bench/bench_naive.py`, `bench/bench_serial.py`,"
         " `bench/bench_wifi.py --boards 100`, `bench/bench_throughput.py`,"
         " `bench/bench_startup.py`, `bench/bench_front.py` (needs wrk; the candidate servers"
-        " come from `pip install granian cheroot gunicorn`), `bench/bench_soak.py`;"
+        " come from `pip install granian cheroot gunicorn`), `bench/bench_soak.py`,"
+        " `bench/bench_fleet.py` (needs mosquitto);"
         " `bench/bench_core.py` and `bench/bench_integrations.py` add"
         " the vend round trip on the simulated board and the cost of alerts, webhooks and MQTT."
         " Fuzzing: `bench/fuzz_codec.py --seconds 60` and `bench/fuzz_discovery.py --seconds 60`"

@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 threads=config.threads, connection_limit=config.connection_limit,
                 connections_per_address=config.connections_per_address,
                 request_deadline=config.request_deadline, max_body=config.max_body_bytes,
+                park=config.park_polls,
             )
             try:
                 server = build_server(app, config.host, config.port, limits)

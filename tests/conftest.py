@@ -10,6 +10,7 @@ from typing import Any, Callable
 import pytest
 from flask import Flask
 from helpers import test_config, wait_until
+from wifi_fixtures import WifiEnv, start_env
 
 from vending import create_app
 from vending.serving import BackgroundServer
@@ -74,3 +75,19 @@ def live_server(app: Flask) -> Iterator[BackgroundServer]:
     server = BackgroundServer(app).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def wifi(make_app: Callable[..., Any]) -> Iterator[Callable[..., WifiEnv]]:
+    """Apps serving the WiFi board endpoints on loopback (wifi_fixtures.start_env); each is
+    closed at the end."""
+    envs: list[WifiEnv] = []
+
+    def build(**overrides: Any) -> WifiEnv:
+        env = start_env(make_app, **overrides)
+        envs.append(env)
+        return env
+
+    yield build
+    for env in envs:
+        env.close()

@@ -15,8 +15,9 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -44,6 +45,44 @@ def netns_unavailable() -> str | None:
     if shutil.which("ip") is None:
         return "the ip command (iproute2) is not installed"
     return None
+
+
+@contextmanager
+def namespace_pair(prefix: str, first: Sequence[str], second: Sequence[str],
+                   broadcast: str | None = None) -> Iterator[tuple[str, str]]:
+    """Two fresh namespaces `<prefix>a<pid>` and `<prefix>b<pid>` joined by a veth pair, the
+    first end holding the `first` addresses (CIDR, e.g. 10.1.2.1/24), the second `second`;
+    skips the test, saying why, where they cannot be built. Removed on exit."""
+    reason = netns_unavailable()
+    if reason:
+        pytest.skip(reason)
+    tag = f"{os.getpid() % 100000}"
+    names = (f"{prefix}a{tag}", f"{prefix}b{tag}")
+    links = (f"{prefix}x{tag}", f"{prefix}y{tag}")
+    created: list[str] = []
+    try:
+        for ns in names:
+            result = ip("netns", "add", ns)
+            if result.returncode != 0:
+                pytest.skip(f"ip netns add failed: {result.stderr.strip()}")
+            created.append(ns)
+        steps: list[tuple[str, ...]] = [
+            ("link", "add", links[0], "type", "veth", "peer", "name", links[1])]
+        for ns, link, addresses in zip(names, links, (first, second)):
+            steps.append(("link", "set", link, "netns", ns))
+            extra = ("broadcast", broadcast) if broadcast else ()
+            steps += [("-n", ns, "addr", "add", address, *extra, "dev", link)
+                      for address in addresses]
+            steps += [("-n", ns, "link", "set", link, "up"), ("-n", ns, "link", "set", "lo", "up")]
+        for step in steps:
+            result = ip(*step)
+            if result.returncode != 0:
+                pytest.skip(f"could not build the veth pair ({' '.join(step)}):"
+                            f" {result.stderr.strip()}")
+        yield names
+    finally:
+        for ns in created:  # deleting a namespace deletes its end of the pair, and so both
+            ip("netns", "del", ns)
 
 
 @dataclass(frozen=True)

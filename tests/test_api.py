@@ -200,6 +200,21 @@ def test_transactions_export_as_csv(client):
     assert rows[0]["slot"] == "3"
     assert rows[0]["state"] == "success"
     assert re.match(r"\d{4}-\d\d-\d\dT", rows[0]["created_at"])
+    # A slot without a price sells at 0 (store.request_vend).
+    assert (rows[0]["product_name"], rows[0]["price_minor"], rows[0]["price_EUR"]) == ("", "0", "0.00")
+
+
+def test_the_transactions_csv_says_what_each_vend_was_sold_as_and_at_what_price(client):
+    product = client.post("/products", json={"name": "Crisps", "default_price": 120}).get_json()
+    assert client.patch("/slots/2", json={"product_id": product["id"]}).status_code == 200
+    client.post("/vend/2")
+    assert client.patch("/slots/2", json={"price": 90}).status_code == 200
+    client.post("/vend/2")
+    rows = list(csv.DictReader(io.StringIO(client.get("/transactions?format=csv").get_data(
+        as_text=True))))
+    assert [(r["product_id"], r["product_name"], r["price_minor"], r["price_EUR"]) for r in rows] \
+        == [(str(product["id"]), "Crisps", "90", "0.90"),
+            (str(product["id"]), "Crisps", "120", "1.20")]
 
 
 def test_an_unknown_vend_can_be_marked_as_checked(make_app):

@@ -15,6 +15,7 @@ import pytest
 from helpers import site_without
 
 from vending import doctor
+from vending.devices.usb_bridges import bridge_name
 from vending.doctor import checks as doctor_checks
 from vending.doctor import e2e as doctor_e2e
 from vending.doctor.requirements import parse_requirements, version_satisfies
@@ -288,7 +289,7 @@ def test_e2e_fails_with_exit_code_one_when_the_wifi_board_finds_no_server(monkey
 ])
 def test_esp32_bridges_are_recognised_by_vid_and_pid(vid: int | None, pid: int | None,
                                                      name: str | None) -> None:
-    assert doctor_checks._bridge_name(vid, pid) == name
+    assert bridge_name(vid, pid) == name
 
 
 @pytest.mark.parametrize(("version", "specs", "ok"), [

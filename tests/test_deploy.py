@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vending.doctor.checks import ESP32_BRIDGES
+from vending.devices.usb_bridges import ESP32_BRIDGES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -80,8 +80,10 @@ def test_the_unit_runs_unprivileged_from_the_venv_with_serial_access_and_a_sandb
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None,
                     reason="shellcheck is not installed (apt-get install shellcheck)")
-def test_the_install_script_passes_shellcheck() -> None:
-    done = subprocess.run(["shellcheck", str(INSTALL)], capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("script", [INSTALL, ROOT / "start.sh", ROOT / "test.sh",
+                                    ROOT / ".ci" / "run"], ids=lambda path: path.name)
+def test_the_shell_scripts_pass_shellcheck(script: Path) -> None:
+    done = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout
 
 

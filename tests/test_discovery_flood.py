@@ -13,12 +13,8 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any, Callable
 
-import pytest
 from helpers import wait_until
-from wifi_fixtures import WifiEnv, start_env
 
 from vending.protocol import wifi as proto
 
@@ -26,20 +22,6 @@ FLOOD_PACKETS = 100000
 FLOOD_SECONDS = 10.0
 VENDS = 8
 SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
-
-
-@pytest.fixture
-def wifi(make_app: Callable[..., Any]) -> Iterator[Callable[..., WifiEnv]]:
-    envs: list[WifiEnv] = []
-
-    def build(**overrides: Any) -> WifiEnv:
-        env = start_env(make_app, **overrides)
-        envs.append(env)
-        return env
-
-    yield build
-    for env in envs:
-        env.close()
 
 
 def _random_datagram(rng: random.Random) -> bytes:

@@ -8,6 +8,7 @@ machine; the attacker's requests come from the namespace (tests/lan_fixtures.py)
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
 import lan_fixtures
@@ -240,6 +241,26 @@ def test_a_flood_of_refused_requests_writes_a_bounded_number_of_audit_rows(lan_e
     # and at most one summary row per finished minute; never one per request.
     assert len(rows) - before <= 4, [r.detail for r in rows]
     assert any(r.source == _attacker_ip(env) for r in rows)
+
+
+def test_a_flood_of_refused_requests_writes_a_bounded_number_of_log_lines(lan_env, caplog):
+    """journald drops a service's lines past its rate limit, our ALERT lines among them: a
+    flood from the LAN must not become a flood of lines."""
+    env = lan_env(audit_refusals_per_minute=5)
+    with caplog.at_level(logging.INFO):
+        answers = env.attacker.many("POST", ["/vend/1"] * 150)
+        answers += env.attacker.many("GET", ["/slots", "/no-such-page", "/esp32/v2/commands"] * 50)
+        assert {a.status_code for a in answers} == {401}
+        lines = [r.getMessage() for r in caplog.records if r.name == "vending.http"]
+        # One line for the attacker's address in each minute the flood touched (at most two)
+        # and at most one summary of the rest; never one per request.
+        assert 1 <= len(lines) <= 3, lines
+        assert _attacker_ip(env) in lines[0]
+        caplog.clear()
+        # The operator at this machine still sees every one of their own mistakes.
+        for _ in range(3):
+            assert env.operator.post("/vend/99").status_code == 400
+        assert len([r for r in caplog.records if "refused POST /vend/99" in r.getMessage()]) == 3
 
 
 # 6. The sign-in redirect stays on this server

@@ -68,3 +68,22 @@ def test_the_chosen_level_filters_lower_events(captured) -> None:
     logging.getLogger("vending").warning("shown")
     assert captured.getvalue().count("\n") == 1
     assert "WARNING vending: shown" in captured.getvalue()
+
+
+def test_refusals_past_their_share_are_summed_up_in_one_line_after_their_minute(caplog):
+    import logging
+
+    from vending.logs import RefusalLog
+
+    now = [600.0]
+    refusals = RefusalLog(logging.getLogger("vending.test"), per_minute=2, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="vending.test"):
+        logged = [refusals.refused(source, "refused %s", source)
+                  for source in ["a", "a", "b", "c", "c", "c"]]
+        assert logged == [True, False, True, False, False, False]  # a and b took the minute's 2
+        now[0] += 60
+        assert refusals.refused("a", "refused %s", "a")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["refused a", "refused b",
+                     "4 more refused requests in the minute from 00:10 UTC, not logged one by"
+                     " one: c x3, a x1", "refused a"]

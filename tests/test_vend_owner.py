@@ -3,12 +3,9 @@ hears the events (alerts, low-stock check, MQTT) follows reality, late settlemen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any
 
-import pytest
 from helpers import test_config, wait_until
-from wifi_fixtures import WifiEnv, start_env
 
 from vending.events import VEND_FINISHED, VEND_SENT, VEND_SETTLED
 from vending.protocol.states import VendState
@@ -24,20 +21,6 @@ def alerts_about(client, kind: str, txn_id: str | None = None) -> list[dict[str,
     if txn_id is not None:
         found = [a for a in found if a["data"].get("transaction_id") == txn_id]
     return found
-
-
-@pytest.fixture
-def wifi(make_app: Callable[..., Any]) -> Iterator[Callable[..., WifiEnv]]:
-    envs: list[WifiEnv] = []
-
-    def build(**overrides: Any) -> WifiEnv:
-        env = start_env(make_app, **overrides)
-        envs.append(env)
-        return env
-
-    yield build
-    for env in envs:
-        env.close()
 
 
 class TestOneEventPerChange:

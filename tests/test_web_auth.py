@@ -132,6 +132,21 @@ def test_failed_sign_ins_are_rate_limited(locked_app):
     assert other.status_code == 302
 
 
+def test_status_does_not_tell_a_guesser_whether_a_bearer_token_is_right(locked_app):
+    """/status shows an operator more than anyone else: without the sign-in rate limit, which
+    view came back would check a guessed token at full speed."""
+    client = locked_app.test_client()
+    for n in range(12):
+        guess = client.get("/status", environ_base=REMOTE,
+                           headers={"Authorization": f"Bearer wrong-{n}"})
+        assert guess.status_code == 200 and "devices" not in guess.get_json()
+    right = client.get("/status", environ_base=REMOTE, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert "devices" not in right.get_json()  # locked out: the right token looks like a wrong one
+    elsewhere = client.get("/status", environ_base={"REMOTE_ADDR": "10.0.0.9"},
+                           headers={"Authorization": f"Bearer {TOKEN}"})
+    assert "devices" in elsewhere.get_json()
+
+
 def test_curl_on_this_machine_vends_without_any_header(client):
     # What the README promises: curl -X POST http://localhost:5000/vend/3
     assert client.post("/vend/3").status_code == 200

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import wait_until
+from helpers import test_config, wait_until
 from shop import shop
 
 from vending.devices.simulator import SimulatedDevice
@@ -555,3 +555,45 @@ def test_the_slots_page_adds_a_product_and_sets_a_slot_s_product_price_capacity_
     form.get_by_role("button", name="Save").click()
     expect(page.locator("#stock-message")).to_have_text("Not saved: the price is not an amount.")
     assert store.slot(2).price == 175
+
+
+def test_the_fleet_page_shows_a_machine_that_vended_through_the_broker(make_app, tmp_path, browse):
+    """A machine publishes through a real mosquitto; the fleet server's page, in Chromium,
+    shows it online with its last vend, with no console error and no request leaving, and
+    fits a phone's width."""
+    from brokers import Mosquitto, find_mosquitto
+
+    from vending import create_app
+
+    mosquitto = find_mosquitto()
+    if mosquitto is None:
+        pytest.skip("needs the mosquitto broker (./test.sh installs it as root)")
+    pytest.importorskip("paho.mqtt.client")
+    (tmp_path / "broker").mkdir()
+    broker = Mosquitto(mosquitto, tmp_path / "broker").start()
+    fast_mqtt = dict(mqtt_reconnect_min=0.1, mqtt_reconnect_max=0.5, mqtt_keepalive=5)
+    machine = create_app(test_config(tmp_path / "machine", mqtt_url=broker.url, **fast_mqtt))
+    server = BackgroundServer(make_app(fleet_url=broker.url, simulator=False, **fast_mqtt)).start()
+    try:
+        machine_id = machine.extensions["vending"].machine_id
+        fleet = runtime_of(server).fleet
+        assert machine.test_client().post("/vend/4").get_json()["status"] == "success"
+        wait_until(lambda: machine_id in fleet.store.machine_ids()
+                   and (fleet.store.machine(machine_id).get("last_vend") or {}).get("slot") == 4,
+                   timeout=15, message="the fleet to have the machine's vend")
+
+        page = browse(server, "/fleet")
+        row = page.locator(f'tr[data-machine="{machine_id}"]')
+        expect(row.locator('[data-label="State"]')).to_contain_text("online")
+        expect(row.locator('[data-label="Last vend"]')).to_contain_text("slot 4")
+        expect(page.locator("main")).to_contain_text("broker connected")
+
+        phone = browse(server, "/fleet", viewport={"width": 360, "height": 740}, is_mobile=True)
+        expect(phone.locator(f'tr[data-machine="{machine_id}"]')).to_be_visible()
+        overflow = phone.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"/fleet scrolls sideways by {overflow}px"
+    finally:
+        server.stop()
+        machine.extensions["vending"].stop()
+        broker.stop()

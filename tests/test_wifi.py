@@ -7,8 +7,7 @@ import socket
 import stat
 import sys
 import threading
-from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
@@ -18,20 +17,6 @@ from wifi_fixtures import Interceptor, WifiEnv, start_env
 from vending.protocol import wifi as proto
 from vending.serving import BackgroundServer
 from vending.sim.wifi import WifiBoard
-
-
-@pytest.fixture
-def wifi(make_app: Callable[..., Any]) -> Iterator[Callable[..., WifiEnv]]:
-    envs: list[WifiEnv] = []
-
-    def build(**overrides: Any) -> WifiEnv:
-        env = start_env(make_app, **overrides)
-        envs.append(env)
-        return env
-
-    yield build
-    for env in envs:
-        env.close()
 
 
 def _udp(port: int, payload: bytes, timeout: float = 1.0) -> bytes | None:

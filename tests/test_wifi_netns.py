@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lan_fixtures import ip as _ip
-from lan_fixtures import netns_unavailable as _netns_unavailable
+from lan_fixtures import namespace_pair
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 SERVER_IP = "10.231.77.1"
@@ -22,37 +21,8 @@ BROADCAST = "10.231.77.255"
 
 @pytest.fixture
 def two_namespaces() -> Iterator[tuple[str, str]]:
-    reason = _netns_unavailable()
-    if reason:
-        pytest.skip(reason)
-    tag = f"{os.getpid() % 100000}"
-    server_ns, board_ns = f"vsrv{tag}", f"vbrd{tag}"
-    created: list[str] = []
-    try:
-        for ns in (server_ns, board_ns):
-            result = _ip("netns", "add", ns)
-            if result.returncode != 0:
-                pytest.skip(f"ip netns add failed: {result.stderr.strip()}")
-            created.append(ns)
-        steps = [
-            ("link", "add", f"vs{tag}", "type", "veth", "peer", "name", f"vb{tag}"),
-            ("link", "set", f"vs{tag}", "netns", server_ns),
-            ("link", "set", f"vb{tag}", "netns", board_ns),
-            ("-n", server_ns, "addr", "add", f"{SERVER_IP}/24", "broadcast", BROADCAST, "dev", f"vs{tag}"),
-            ("-n", board_ns, "addr", "add", f"{BOARD_IP}/24", "broadcast", BROADCAST, "dev", f"vb{tag}"),
-            ("-n", server_ns, "link", "set", f"vs{tag}", "up"),
-            ("-n", board_ns, "link", "set", f"vb{tag}", "up"),
-            ("-n", server_ns, "link", "set", "lo", "up"),
-            ("-n", board_ns, "link", "set", "lo", "up"),
-        ]
-        for step in steps:
-            result = _ip(*step)
-            if result.returncode != 0:
-                pytest.skip(f"could not build the veth pair ({' '.join(step)}): {result.stderr.strip()}")
-        yield server_ns, board_ns
-    finally:
-        for ns in created:
-            _ip("netns", "del", ns)
+    with namespace_pair("v", [f"{SERVER_IP}/24"], [f"{BOARD_IP}/24"], BROADCAST) as names:
+        yield names
 
 
 SERVER_SCRIPT = textwrap.dedent("""

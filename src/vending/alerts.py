@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,13 +82,14 @@ class AlertCenter:
     AUTH_SOURCES_KEPT = 1024
 
     def __init__(self, store: Store, ops: OperationsStore, events: EventBus,
-                 settings: AlertSettings, slots: int, machine_id: str = "") -> None:
+                 settings: AlertSettings, slots: int, machine_id: str = "",
+                 wall: Callable[[], float] = time.time) -> None:
         self.store = store
         self.ops = ops
         self.events = events
         self.settings = settings
         self.slots = slots
-        self.webhooks = WebhookSender(ops, settings, machine_id)
+        self.webhooks = WebhookSender(ops, settings, machine_id, wall)
         self._queue: queue.Queue[Event | None] = queue.Queue()
         # Stopping puts None behind the queued events, so every one is recorded first.
         self._worker = Worker("alerts", self._run, join_timeout=10.0,
@@ -389,10 +391,14 @@ def redact_url(url: str) -> str:
 class WebhookSender:
     """Posts pending alert deliveries as JSON, retrying with capped exponential back-off."""
 
-    def __init__(self, ops: OperationsStore, settings: AlertSettings, machine_id: str = "") -> None:
+    def __init__(self, ops: OperationsStore, settings: AlertSettings, machine_id: str = "",
+                 wall: Callable[[], float] = time.time) -> None:
         self.ops = ops
         self.settings = settings
         self.machine_id = machine_id
+        # Retry times are stored, so they survive a restart: wall-clock times, read here
+        # with the clock set back or forward in mind (due_deliveries, _attempt).
+        self._wall = wall
         self._cond = threading.Condition()
         self._worker = Worker("webhooks", self._run, join_timeout=settings.webhook_timeout + 2.0,
                               wake=self.notify)
@@ -430,7 +436,8 @@ class WebhookSender:
                 if self._worker.stopping.is_set():
                     return
             try:
-                for delivery in self.ops.due_deliveries(time.time()):
+                for delivery in self.ops.due_deliveries(self._wall(),
+                                                        self.settings.webhook_retry_max):
                     with self._cond:
                         if self._worker.stopping.is_set():
                             return
@@ -438,13 +445,21 @@ class WebhookSender:
                 next_due = self.ops.next_delivery_time()
             except Exception:
                 logger.exception("webhook sender failed; trying again shortly")
-                next_due = time.time() + self.settings.webhook_retry_base
+                next_due = self._wall() + self.settings.webhook_retry_base
             with self._cond:
                 if self._worker.stopping.is_set():
                     return
-                timeout = None if next_due is None else max(0.0, next_due - time.time())
+                # Never longer than the longest retry wait: a clock set back must not
+                # postpone a delivery by as much as it went back.
+                timeout = None if next_due is None else min(
+                    max(0.0, next_due - self._wall()), self.settings.webhook_retry_max)
                 if timeout is None or timeout > 0:
                     self._cond.wait(timeout)
+
+    def _retry_wait(self, attempts: int) -> float:
+        """The wait after a delivery's attempt number `attempts` (0 for the first) failed."""
+        return min(self.settings.webhook_retry_base * (2 ** min(attempts, 64)),
+                   self.settings.webhook_retry_max)
 
     def payload(self, alert: Alert) -> bytes:
         """The JSON body posted for an alert."""
@@ -479,9 +494,14 @@ class WebhookSender:
             path = urlsplit(url).path
             if path and path != "/":
                 error = error.replace(path, "/...")
-        now = time.time()
-        delay = min(self.settings.webhook_retry_base * (2 ** attempts), self.settings.webhook_retry_max)
-        if now - alert.created_at > self.settings.webhook_give_up_after:
+        now = self._wall()
+        delay = self._retry_wait(attempts)
+        # Given up once the alert is older than webhook_give_up_after by the clock AND the
+        # retries so far have waited that long: a clock set forward (a Pi without a real-time
+        # clock, corrected by NTP) must not drop an alert that was tried only once.
+        waited = sum(self._retry_wait(n) for n in range(attempts))
+        if now - alert.created_at > self.settings.webhook_give_up_after \
+                and waited >= self.settings.webhook_give_up_after:
             self.ops.delivery_retry(alert_id, url, error, None)
             logger.warning("alert %d: gave up posting to %s after %d attempts: %s", alert_id,
                            redact_url(url), attempts + 1, error)

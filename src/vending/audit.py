@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import exports
+from .logs import RefusalThrottle
 from .store.operations import AuditEntry, OperationsStore
 
 logger = logging.getLogger("vending.audit")
@@ -113,39 +114,6 @@ class AuditLog:
     def iter_all(self, action: str | None = None) -> Iterator[AuditEntry]:
         self.flush()
         return self.ops.iter_audit(action)
-
-
-class RefusalThrottle:
-    """Which refused requests get a row of their own, minute by minute (not thread-safe)."""
-
-    MAX_SOURCES = 256  # counted one by one; the rest as "other"
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._minute: int | None = None
-        self._written: set[str] = set()
-        self._suppressed: dict[str, int] = {}
-
-    def roll(self, now: float) -> tuple[int, dict[str, int]] | None:
-        """Start the minute `now` is in; the finished minute's (minute, suppressed counts)."""
-        minute = int(now // 60)
-        if minute == self._minute:
-            return None
-        finished = None
-        if self._minute is not None and self._suppressed:
-            finished = (self._minute, self._suppressed)
-        self._minute, self._written, self._suppressed = minute, set(), {}
-        return finished
-
-    def admit(self, source: str) -> bool:
-        """True when this refusal gets its own row; else it is counted for the summary."""
-        if source not in self._written and len(self._written) < self.per_minute:
-            self._written.add(source)
-            return True
-        key = source if source in self._suppressed or \
-            len(self._suppressed) < self.MAX_SOURCES else "other"
-        self._suppressed[key] = self._suppressed.get(key, 0) + 1
-        return False
 
 
 def to_csv(entries: Iterable[AuditEntry]) -> str:

@@ -154,9 +154,11 @@ class WifiSettings:
     legacy_hold: float = setting(
         1.0, "seconds an earlier firmware's poll is held (it gives up after 3 s)")
     offline_after: float = setting(10.0, "seconds without a poll before a board is offline")
-    # Each held poll occupies one HTTP thread: 100 boards plus the UI fit in 128, and polls
-    # beyond the limit are answered at once (bench/bench_wifi.py).
-    max_held_polls: int = setting(0, "polls held at once; 0: HTTP threads - 16")
+    # On the hardened waitress a held poll is parked and takes no thread (park_polls); where
+    # it cannot be (--dev, VENDING_PARK_POLLS=0) each held poll occupies one HTTP thread, and
+    # polls beyond this limit are answered at once (bench/bench_wifi.py).
+    max_held_polls: int = setting(0, "polls held on HTTP threads at once where they cannot be"
+                                  " parked; 0: HTTP threads - 16")
     auto_approve: bool = setting(False, "let new WiFi boards vend without approval (bench setups"
                                  " only)", flag="--auto-approve-devices", name="auto_approve_devices")
     busy_poll_again_ms: int = setting(2000, "milliseconds a board waits before polling again"
@@ -210,8 +212,8 @@ class AlertSettings:
     alert_retention_days: float = setting(400.0, "days alerts are kept")
     alert_max_rows: int = setting(20_000, "alerts kept at most")
     audit_refusals_per_minute: int = setting(
-        20, "refused requests a minute that get an audit row each; the rest are counted into"
-        " one summary row a minute")
+        20, "refused requests a minute that get an audit row and a log line each (one per"
+        " source); the rest are counted into one summary a minute")
 
 
 @dataclass
@@ -260,8 +262,10 @@ class Config:
     metrics: bool = setting(False, "serve GET /metrics for Prometheus (prometheus_client is"
                             " imported only then)", flag="--metrics")
     # The HTTP front (vending/serving.py): the pool starts small and grows to `threads`.
-    threads: int = setting(128, f"most HTTP worker threads, 4..{MAX_THREADS}, started as needed"
-                           " (every held WiFi poll takes one)", flag="--threads")
+    threads: int = setting(128, f"most HTTP worker threads, 4..{MAX_THREADS}, started as needed",
+                           flag="--threads")
+    park_polls: bool = setting(True, "WiFi boards' long-polls wait without an HTTP thread each"
+                               " (off: a thread per held poll, as before)")
     connection_limit: int = setting(1000, "open HTTP connections; at the limit the longest-idle"
                                     " one is closed to make room")
     connections_per_address: int = setting(32, "HTTP connections one address other than this"
@@ -354,8 +358,7 @@ class Config:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be more than 0 seconds")
         if not 4 <= self.threads <= MAX_THREADS:
-            raise ValueError(f"threads must be 4..{MAX_THREADS} (each held WiFi long-poll needs"
-                             f" one), got {self.threads}")
+            raise ValueError(f"threads must be 4..{MAX_THREADS}, got {self.threads}")
         if not 10 <= self.connection_limit <= MAX_CONNECTIONS:
             raise ValueError(f"connection_limit must be 10..{MAX_CONNECTIONS},"
                              f" got {self.connection_limit}")
@@ -417,7 +420,7 @@ class Config:
 
     @property
     def held_polls_limit(self) -> int:
-        """How many WiFi polls may be held at once, leaving threads for the UI and confirms."""
+        """How many WiFi polls may be held on threads at once, leaving some for the UI."""
         if self.wifi_max_held_polls > 0:
             return self.wifi_max_held_polls
         return max(0, self.threads - 16)

@@ -57,7 +57,7 @@ class Runtime:
         # Built before the boards so it hears their first state changes.
         self.alerts = AlertCenter(
             self.store, self.operations, self.events,
-            config.alerts, config.slots, self.machine_id,
+            config.alerts, config.slots, self.machine_id, self.clock.wall,
         )
         # Explicit serial ports mean a real machine: the simulator never vends unasked there.
         self.registry = DeviceRegistry(self.events, simulator_fallback=not config.serial_ports)

@@ -12,22 +12,37 @@ thread. What it lacks is added here, on its documented extension points (the ser
 - a cap on the connections one address may hold (loopback, the kiosk, is exempt), and at the
   connection limit the oldest idle connection makes room instead of the server no longer
   accepting (which froze the page for everyone);
-- a worker pool that grows on demand up to `threads` and shrinks back when idle, so a quiet
-  server keeps a few threads while 100 held WiFi long-polls still get one each.
+- a worker pool that grows on demand up to `threads` and shrinks back when idle;
+- parked requests: a handler may offer to wait without a thread (a WiFi board's long-poll
+  with nothing to send yet). The request stays at the head of its channel's queue, no
+  worker holds it, and the channel goes back to the pool when the handler's wake-up fires,
+  its deadline passes (a heap the server's loop sleeps on) or it is dropped when the client
+  leaves. The handler then runs again with `vending.resumed` and answers.
+
+How a handler parks: `environ["vending.park"](timeout, register, context)` calls
+`register(wake)`, which returns None (nothing to wait for: answer now) or a `release`
+callable; `wake()` may be called from any thread, once, when the request should be
+answered. `park` returns whether the request was parked; if so, the handler's response is
+not sent, and the handler is called again with `environ["vending.resumed"] = context`.
+The key is absent under other servers and Flask's test client: handlers then wait in place.
 """
 
 from __future__ import annotations
 
 import collections
+import heapq
 import ipaddress
+import itertools
 import logging
 import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
+from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
@@ -41,18 +56,22 @@ SELECT_LIMIT = 500
 # Descriptors kept free for the database, serial ports, log files and the listener.
 RESERVED_FILES = 128
 
+PARK = "vending.park"
+RESUMED = "vending.resumed"
+
 
 @dataclass(frozen=True)
 class ServerLimits:
     """How many threads and connections the HTTP front may use, and how long a request may take."""
 
-    threads: int = 128  # most worker threads; each held WiFi long-poll needs one
+    threads: int = 128  # most worker threads
     min_threads: int = 4  # kept even when idle
     connection_limit: int = 1000
     connections_per_address: int = 32  # loopback is exempt
     request_deadline: float = 10.0  # seconds from a request's first byte to its last
     idle_timeout: float = 60.0  # a connection with no request at all is closed after this
     max_body: int | None = None
+    park: bool = True  # offer handlers `vending.park` (WiFi long-polls wait without a thread)
 
 
 def raise_open_file_limit(wanted: int) -> int:
@@ -154,18 +173,264 @@ class KeepAliveTask(WSGITask):
         super().set_close_on_finish()
 
 
-class GuardedChannel(HTTPChannel):
-    """A waitress channel that remembers when the request it is reading began."""
 
-    task_class = KeepAliveTask
+Register = Callable[[Callable[[], None]], "Callable[[], None] | None"]
+
+
+class ParkedRequest:
+    """A request its handler parked: held by no thread until woken, due, or its client leaves.
+
+    parking (the handler's task is still returning) -> parked -> resuming -> done, or done at
+    once when cancelled. A wake-up that comes while parking is kept and acted on when the
+    task has returned, so it is never lost; only the loop thread resumes or cancels.
+    """
+
+    PARKING, PARKED, RESUMING, DONE = "parking", "parked", "resuming", "done"
+
+    def __init__(self, channel: GuardedChannel, deadline: float, context: Any) -> None:
+        self.channel = channel
+        self.deadline = deadline
+        self.context = context
+        self.release: Callable[[], None] | None = None
+        self.state = self.PARKING
+        self._woken = False
+        self._lock = threading.Lock()
+
+    def wake(self) -> None:
+        """The handler's event came (any thread, maybe under the handler's locks): answer soon."""
+        with self._lock:
+            if self.state == self.PARKING:
+                self._woken = True
+                return
+            if self.state != self.PARKED:
+                return
+            self.state = self.RESUMING
+        self._schedule_resume()
+
+    def settled(self) -> None:
+        """The task that parked this request has returned: its worker thread is free."""
+        with self._lock:
+            if self.state != self.PARKING:
+                return
+            self.state = self.RESUMING if self._woken else self.PARKED
+            resume = self.state == self.RESUMING
+        if resume:
+            self._schedule_resume()
+        elif not self.channel.connected:  # closed while its task was returning
+            self.cancel()
+        else:  # the loop must now watch the socket and this deadline
+            self.channel.server.parking.wake_loop()
+
+    def expire(self) -> None:
+        """The deadline passed: stop waiting for the event, and answer."""
+        self._release()
+        self.wake()
+
+    def cancel(self) -> None:
+        """The connection is closing: stop waiting, and never answer."""
+        with self._lock:
+            self.state = self.DONE
+        self._release()
+
+    def _release(self) -> None:
+        # Never under self._lock: the handler's release takes its own lock, under which wake()
+        # takes ours.
+        release, self.release = self.release, None
+        if release is not None:
+            release()
+
+    def _schedule_resume(self) -> None:
+        self.channel.server.parking.due(self)
+
+    def resumed(self) -> bool:
+        """On the loop thread: True if this request should now be answered."""
+        with self._lock:
+            if self.state != self.RESUMING:
+                return False
+            self.state = self.DONE
+            return True
+
+
+class ParkingLot:
+    """Parked requests' deadlines and wake-ups, for the server loop; shared by the listeners.
+
+    A wake-up only appends to a queue and pokes the loop's trigger (a byte in a pipe, no
+    lock): it may come from under a handler's lock that the loop itself takes to release a
+    parked request, so it must not wait for the loop.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._heap: list[tuple[float, int, ParkedRequest]] = []
+        self._order = itertools.count()
+        self._due: collections.deque[ParkedRequest] = collections.deque()
+        self._trigger: Any = None
+
+    def attach(self, trigger: Any) -> None:
+        """The loop's trigger (waitress's), pulled to wake the loop from other threads."""
+        self._trigger = trigger
+
+    def add(self, parked: ParkedRequest) -> None:
+        with self._lock:
+            heapq.heappush(self._heap, (parked.deadline, next(self._order), parked))
+
+    def due(self, parked: ParkedRequest) -> None:
+        """Any thread: `parked` is to be answered; the loop queues it for a worker."""
+        self._due.append(parked)
+        self.wake_loop()
+
+    def wake_loop(self) -> None:
+        trigger = self._trigger
+        if trigger is None or trigger._closed:
+            return
+        try:
+            trigger.pull_trigger()
+        except OSError:  # closing: every parked request is being cancelled with its channel
+            pass
+
+    @property
+    def count(self) -> int:
+        """Requests parked now (parking, parked or about to resume)."""
+        with self._lock:
+            return sum(1 for _, _, p in self._heap if p.state != ParkedRequest.DONE)
+
+    def tick(self, now: float, longest: float) -> float:
+        """On the loop thread: expire what is due, queue what was woken; return how long the
+        loop may sleep (at most `longest`)."""
+        expired = []
+        with self._lock:
+            heap = self._heap
+            while heap and (heap[0][0] <= now or heap[0][2].state == ParkedRequest.DONE):
+                parked = heapq.heappop(heap)[2]
+                if parked.state != ParkedRequest.DONE:
+                    expired.append(parked)
+            wait = min(longest, heap[0][0] - now) if heap else longest
+        for parked in expired:
+            parked.expire()
+        while self._due:
+            parked = self._due.popleft()
+            parked.channel.resume(parked)
+        return max(0.0, wait)
+
+
+class ParkingTask(KeepAliveTask):
+    """A WSGI task that can offer its handler to wait without this thread (`vending.park`)."""
+
+    parked: ParkedRequest | None = None
+
+    def __init__(self, channel: GuardedChannel, request: Any) -> None:
+        super().__init__(channel, request)
+        self.resumed, channel.resumed_context = channel.resumed_context, _NOTHING
+
+    def get_environment(self) -> dict[str, Any]:
+        if self.environ is not None:
+            return self.environ
+        environ = super().get_environment()
+        if self.resumed is not _NOTHING:
+            environ[RESUMED] = self.resumed
+        elif self.channel.server.limits.park:
+            environ[PARK] = self._park
+        return environ
+
+    def _park(self, timeout: float, register: Register, context: Any) -> bool:
+        if self.parked is not None or self.wrote_header:
+            raise RuntimeError("a request is parked once, before anything is written")
+        channel = self.channel
+        parked = ParkedRequest(channel, time.monotonic() + timeout, context)
+        release = register(parked.wake)
+        if release is None:
+            return False
+        parked.release = release
+        self.parked = channel.parked = parked
+        channel.server.parking.add(parked)
+        return True
+
+    def execute(self) -> None:
+        try:
+            super().execute()
+        except BaseException:
+            parked = self.parked
+            if parked is not None:  # the handler failed after parking: answer it now, as errors are
+                self.parked = None
+                self.channel.unpark(parked)
+            raise
+
+    def write(self, data: bytes) -> None:
+        if self.parked is not None:  # this pass's response is not sent
+            self.content_bytes_written += len(data)
+            return
+        super().write(data)
+
+    def finish(self) -> None:
+        if self.parked is not None:
+            # Out past waitress's bookkeeping in HTTPChannel.service, which would end the
+            # request: it stays at the head of the channel's queue.
+            raise _Parked(self.parked)
+        super().finish()
+
+
+class _Parked(BaseException):
+    """Raised by a task whose request was parked; caught by GuardedChannel.service."""
+
+    def __init__(self, parked: ParkedRequest) -> None:
+        super().__init__()
+        self.parked = parked
+
+
+_NOTHING = object()
+
+
+class GuardedChannel(HTTPChannel):
+    """A waitress channel that remembers when the request it is reading began, and can park it."""
+
+    task_class = ParkingTask
     request_started = 0.0
+    parked: ParkedRequest | None = None  # set by the worker that parks, cleared on the loop
+    resumed_context: Any = _NOTHING  # for the task that answers a resumed request
 
     def received(self, data: bytes) -> bool:
         if self.request is None and data:
             self.request_started = time.monotonic()
         return super().received(data)
 
+    def service(self) -> None:
+        try:
+            super().service()
+        except _Parked as parked:
+            parked.parked.settled()
+
+    def readable(self) -> bool:
+        parked = self.parked
+        if parked is not None and parked.state == ParkedRequest.PARKED:
+            # Watched while parked, so a client that leaves is noticed (and its wait released)
+            # now, not when its answer is due. A pipelined next request is read and queued.
+            return len(self.requests) == 1 and not (
+                self.will_close or self.close_when_flushed or self.total_outbufs_len)
+        return super().readable()
+
+    def handle_read(self) -> None:
+        super().handle_read()
+        if not self.connected and self.parked is not None:
+            self.handle_close()  # the client left while parked
+
+    def resume(self, parked: ParkedRequest) -> None:
+        """On the loop thread: a parked request's time came; queue it for a worker."""
+        if self.parked is not parked or not parked.resumed():
+            return
+        self.parked = None
+        self.resumed_context = parked.context
+        self.server.add_task(self)
+
+    def unpark(self, parked: ParkedRequest) -> None:
+        """The handler failed after parking: release the wait; the request is answered now."""
+        parked.cancel()
+        if self.parked is parked:
+            self.parked = None
+
     def del_channel(self, map: Any = None) -> None:
+        parked, self.parked = self.parked, None
+        if parked is not None:
+            parked.cancel()
         fileno = self._fileno
         super().del_channel(map)
         self.server.forget(fileno)
@@ -177,12 +442,25 @@ class GuardedServer(TcpWSGIServer):
     channel_class = GuardedChannel
 
     def __init__(self, application: Any, limits: ServerLimits, map: dict[int, Any],
-                 dispatcher: ElasticDispatcher, adj: Adjustments, sockinfo: Any) -> None:
+                 dispatcher: ElasticDispatcher, adj: Adjustments, sockinfo: Any,
+                 parking: ParkingLot | None = None) -> None:
         self.limits = limits
+        self.parking = parking if parking is not None else ParkingLot()
         self._per_address: collections.Counter[str] = collections.Counter()
         self._address_of: dict[int, str] = {}
         super().__init__(application, map=map, dispatcher=dispatcher, adj=adj,
                          sockinfo=sockinfo)
+        self.parking.attach(self.trigger)
+
+    def run(self) -> None:
+        """Waitress's loop, waking also when a parked request falls due."""
+        poll = wasyncore.poll2 if self.adj.asyncore_use_poll and HAVE_POLL else wasyncore.poll
+        longest = float(self.adj.asyncore_loop_timeout)
+        try:
+            while self._map:
+                poll(self.parking.tick(time.monotonic(), longest), self._map)
+        except (SystemExit, KeyboardInterrupt):
+            self.task_dispatcher.shutdown()
 
     def readable(self) -> bool:
         # Unlike waitress, keep accepting at the limit: handle_accept makes room or refuses,
@@ -285,7 +563,8 @@ def build_server(app: Flask, host: str, port: int, limits: ServerLimits) -> Guar
     adj = Adjustments(**options)
     dispatcher = ElasticDispatcher(limits.min_threads, limits.threads)
     socket_map: dict[int, Any] = {}
-    servers = [GuardedServer(app, limits, socket_map, dispatcher, adj, sockinfo)
+    parking = ParkingLot()
+    servers = [GuardedServer(app, limits, socket_map, dispatcher, adj, sockinfo, parking)
                for sockinfo in adj.listen]
     # Every listener shares the map, so running the first serves them all.
     return servers[0]
@@ -299,6 +578,9 @@ class BackgroundServer:
         # The app's own limit unless told otherwise, as src/app.py does: waitress then refuses
         # a larger body (chunked too) before reading it, and before any handler runs.
         max_body = max_body or app.config.get("MAX_CONTENT_LENGTH")
+        runtime = app.extensions.get("vending")
+        if runtime is not None:
+            limits.setdefault("park", runtime.config.park_polls)
         self.app = app
         self._server = build_server(app, host, port,
                                     ServerLimits(threads=threads, max_body=max_body, **limits))
@@ -310,6 +592,18 @@ class BackgroundServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def parked(self) -> int:
+        """Requests waiting without a worker thread now."""
+        return self._server.parking.count
+
+    @property
+    def worker_threads(self) -> int:
+        """HTTP worker threads running now."""
+        dispatcher = self._server.task_dispatcher
+        with dispatcher.lock:
+            return len(dispatcher.threads) - dispatcher.stop_count
 
     def start(self) -> BackgroundServer:
         self._thread.start()

@@ -11,18 +11,8 @@ import serial
 from serial.tools import list_ports
 
 from ..errors import DeviceError
+from .usb_bridges import bridge_name
 
-# USB-to-UART bridges found on ESP32 boards. Auto-detection opens nothing else: a port
-# that is not one of these (the Pi's console on /dev/ttyS0, a modem) is never touched.
-KNOWN_BRIDGES: dict[tuple[int, int], str] = {
-    (0x10C4, 0xEA60): "Silicon Labs CP210x",
-    (0x1A86, 0x7523): "WCH CH340",
-    (0x1A86, 0x55D4): "WCH CH9102",
-    (0x0403, 0x6001): "FTDI FT232R",
-    (0x0403, 0x6010): "FTDI FT2232",
-    (0x0403, 0x6015): "FTDI FT-X",
-}
-ESPRESSIF_VID = 0x303A  # native USB of the ESP32-S2/S3/C3/C6: every product id
 BY_ID_DIR = "/dev/serial/by-id"
 
 
@@ -32,15 +22,6 @@ class SerialPortError(DeviceError):
 
 class PortBusy(SerialPortError):
     """Another program holds the port open."""
-
-
-def bridge_name(vid: int | None, pid: int | None) -> str | None:
-    """The name of a known ESP32 USB bridge, or None when this VID:PID is not one."""
-    if vid is None or pid is None:
-        return None
-    if vid == ESPRESSIF_VID:
-        return "Espressif native USB"
-    return KNOWN_BRIDGES.get((vid, pid))
 
 
 @dataclass(frozen=True)

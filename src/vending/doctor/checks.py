@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+from ..devices.usb_bridges import bridge_name
 from ..startup import IMPORT_NAMES
 from .report import FAIL, OK, WARN, TestResult, error_text
 from .requirements import parse_requirements, version_satisfies
@@ -30,26 +31,10 @@ ROOT = Path(__file__).resolve().parents[3]
 MIN_PYTHON = (3, 9)
 REQUIRED_FILES = ("src/app.py", "requirements.txt", "src/vending/__init__.py",
                   "src/vending/store/schema.sql")
-# USB-serial bridges found on ESP32 boards, by (VID, PID); None matches any PID.
-ESP32_BRIDGES = {
-    (0x10C4, 0xEA60): "Silicon Labs CP210x",
-    (0x1A86, 0x7523): "WCH CH340",
-    (0x1A86, 0x55D4): "WCH CH9102",
-    (0x0403, 0x6001): "FTDI FT232R",
-    (0x0403, 0x6010): "FTDI FT2232",
-    (0x0403, 0x6015): "FTDI FT231X",
-    (0x303A, None): "Espressif native USB",
-}
 IS_WINDOWS = os.name == "nt"
 VENV_PIP = r"venv\Scripts\pip" if IS_WINDOWS else "venv/bin/pip"
 PIP_FIX = f"{VENV_PIP} install -r requirements.txt"
 
-
-
-def _bridge_name(vid: int | None, pid: int | None) -> str | None:
-    if vid is None:
-        return None
-    return ESP32_BRIDGES.get((vid, pid)) or ESP32_BRIDGES.get((vid, None))
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -217,7 +202,7 @@ def check_esp32(opts: argparse.Namespace) -> TestResult:
     bridges = []
     for port in ports:
         ids = f"{port.vid:04X}:{port.pid:04X}" if port.vid is not None else "no USB id"
-        bridge = _bridge_name(port.vid, port.pid)
+        bridge = bridge_name(port.vid, port.pid)
         if bridge:
             bridges.append(port)
             result.add(OK, port.device, f"{ids} {bridge}: looks like an ESP32 ({port.description})")

@@ -242,11 +242,14 @@ class OperationsStore:
 
     # Webhook deliveries
 
-    def due_deliveries(self, now: float, limit: int = 50) -> list[Delivery]:
+    def due_deliveries(self, now: float, longest_wait: float, limit: int = 50) -> list[Delivery]:
+        """Pending deliveries due at `now`, and those due more than `longest_wait` from now:
+        no retry is ever scheduled that far ahead, so the clock was set back since."""
         rows = self.store.query(
-            "SELECT * FROM webhook_deliveries WHERE state = ? AND next_attempt_at <= ?"
+            "SELECT * FROM webhook_deliveries WHERE state = ?"
+            " AND (next_attempt_at <= ? OR next_attempt_at > ?)"
             " ORDER BY next_attempt_at, alert_id LIMIT ?",
-            (DELIVERY_PENDING, now, limit),
+            (DELIVERY_PENDING, now, now + longest_wait, limit),
         )
         return [Delivery(**dict(row)) for row in rows]
 

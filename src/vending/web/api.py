@@ -12,7 +12,7 @@ from ..errors import BadRequest, InvalidSlot
 from ..events import SLOT_CHANGED
 from ..protocol.states import VendState
 from ..store import STATES, Slot, Transaction
-from .auth import identify
+from .auth import identify_within_limits
 from .business import price_value
 from .common import float_arg, int_arg, json_body, runtime, whole_number
 from .conditional import OPERATOR, PUBLIC, StatusSnapshots, conditional_json, status_answer
@@ -136,23 +136,28 @@ def transactions():
 
 
 CSV_COLUMNS = ("id", "slot", "state", "simulated", "reason", "device_id", "communication",
-               "message", "created_at", "sent_at", "finished_at", "checked_at", "check_note")
+               "message", "created_at", "sent_at", "finished_at", "checked_at", "check_note",
+               "product_id", "product_name", "price_minor")
 
 
 def _csv_export(rows) -> Response:
+    """The vends as CSV; the price each was asked at in minor units and, as the sales report
+    writes it, as decimal text in a column named after the currency (price_EUR)."""
+    currency = runtime().currency
+
     def iso(value: float | None) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value)) if value else ""
 
     def records():
         for txn in rows:
-            record = [getattr(txn, column) for column in CSV_COLUMNS]
+            record = [getattr(txn, column) for column in CSV_COLUMNS[:-1]] + [txn.price]
             for index, column in enumerate(CSV_COLUMNS):
                 if column.endswith("_at"):
                     record[index] = iso(record[index])
-            yield record
+            yield record + ["" if txn.price is None else currency.amount(txn.price)]
 
     return Response(
-        exports.to_csv(CSV_COLUMNS, records()), mimetype="text/csv",
+        exports.to_csv((*CSV_COLUMNS, f"price_{currency.code}"), records()), mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=transactions.csv"},
     )
 
@@ -269,7 +274,7 @@ def status():
 def status_audience() -> str:
     """Whose view of /status this request gets: the whole of it for this machine and
     signed-in operators, health and counts only for anyone else (`status_for_client`)."""
-    return OPERATOR if identify() is not None else PUBLIC
+    return OPERATOR if identify_within_limits() is not None else PUBLIC
 
 
 @bp.get("/health")

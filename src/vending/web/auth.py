@@ -43,7 +43,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from .. import audit
 from ..errors import BadRequest
 from ..events import AUTH_FAILED
-from .common import runtime
+from .common import is_loopback, runtime
+from .errors import log_refusal
 from .operations import audit_action, audit_refusal
 
 logger = logging.getLogger("vending.auth")
@@ -175,21 +176,6 @@ def operator_auth() -> OperatorAuth:
     return current_app.extensions["vending_auth"]
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_loopback(address: str | None) -> bool:
-    # Cached: every poll asks, about a handful of addresses, and parsing one is most of
-    # the cost of a /status answer on the fast path.
-    if not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
-
-
 def host_is_local_name(host_header: str) -> bool:
     """Whether a Host header names this machine by loopback name or IP.
 
@@ -262,8 +248,7 @@ def _cross_site_reason() -> str | None:
 
 
 def _refuse(status: int, code: str, detail: str, **headers: str) -> Response:
-    logger.info("refused %s %s from %s -> %d %s: %s", request.method, request.path, _client(),
-                status, code, detail)
+    log_refusal(status, code, detail)
     response = jsonify({"error": code, "detail": detail})
     response.status_code = status
     response.headers.update(headers)
@@ -283,7 +268,7 @@ def identify_client(auth: OperatorAuth, remote_addr: str | None, host: str,
 
     Plain values in, so the polled endpoints' fast path (web/fastpath.py) decides exactly
     as every Flask view does."""
-    if auth.trust_localhost and _is_loopback(remote_addr) and host_is_local_name(host):
+    if auth.trust_localhost and is_loopback(remote_addr) and host_is_local_name(host):
         return "localhost"
     if cookie and auth.session_valid(cookie):
         return "session"
@@ -298,6 +283,25 @@ def identify() -> str | None:
     return identify_client(operator_auth(), request.remote_addr, request.host,
                            request.cookies.get(COOKIE_NAME),
                            request.headers.get("Authorization", ""))
+
+
+def identify_within_limits() -> str | None:
+    """identify(), with a Bearer token held to the sign-in rate limit, for a public endpoint
+    that shows an operator more (GET /status): a wrong token counts as a failed attempt and,
+    while this address is locked out, even the right one identifies no one. Without this,
+    whether the answer was the operator's view would tell a guesser at full speed whether
+    the token was right."""
+    who = identify()
+    if who in ("localhost", "session") or _bearer() is None:
+        return who
+    auth = operator_auth()
+    client = _client()
+    if auth.limiter.retry_after(client):
+        return None
+    if who is None:
+        auth.limiter.failed(client)
+        _auth_failed(f"wrong Bearer token on {request.path}")
+    return who
 
 
 OPERATOR_NAMES = {"localhost": "local", "session": "operator", "bearer": "operator (token)"}

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from ..devices.wifi import AuthContext, WifiHub, sign_response
+from ..devices.wifi import AuthContext, ParkedPoll, WifiHub, sign_response
 from ..errors import BadRequest, Forbidden, Revoked
 from ..protocol import wifi as proto
 from .common import json_body, runtime
@@ -113,9 +113,19 @@ def register():
     return jsonify(_hub().register(ctx, _parsed(proto.parse_register), request.remote_addr))
 
 
+# The server's offer to hold a request without a thread, and its hand-back (vending.serving).
+PARK = "vending.park"
+RESUMED = "vending.resumed"
+
+
 @bp.get("/v2/commands")
 def commands():
     """Long-poll: held until a command is queued for the board or ?wait= seconds pass."""
+    parked = request.environ.get(RESUMED)
+    if isinstance(parked, ParkedPoll):
+        # Authenticated when it arrived (its counter is spent): answered now, signed as ever.
+        g.board = parked.ctx
+        return jsonify(_hub().answer_parked(parked))
     ctx = _authenticated()
     raw = request.args.get("wait")
     wait = None
@@ -126,7 +136,12 @@ def commands():
             raise BadRequest(f"wait must be a number of seconds, got {raw!r}") from None
         if not 0 <= wait <= 60:
             raise BadRequest("wait must be between 0 and 60 seconds")
-    return jsonify(_hub().poll(ctx, wait, request.remote_addr))
+    answer = _hub().poll(ctx, wait, request.remote_addr, park=request.environ.get(PARK))
+    if answer is None:
+        # Parked: the server sends nothing for this pass and asks again when it is time.
+        g.board = None
+        return Response(status=204)
+    return jsonify(answer)
 
 
 @bp.post("/v2/confirm")

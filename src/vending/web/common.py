@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import re
 from typing import Any
@@ -90,3 +92,20 @@ def whole_number(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def is_loopback(address: str | None) -> bool:
+    """Whether a client address is this machine's (IPv4, IPv6, or IPv4 mapped into IPv6).
+
+    Cached: every poll asks, about a handful of addresses, and parsing one was most of the
+    cost of a /status answer on the fast path."""
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import VendingError
+from ..logs import RefusalLog
+from .common import is_loopback
 
 logger = logging.getLogger("vending.http")
 
@@ -18,7 +20,9 @@ def _snake(name: str) -> str:
 
 
 def init_app(app: Flask) -> None:
-    """Install the JSON error handlers and the body size check."""
+    """Install the JSON error handlers, the body size check and the refusal log."""
+    config = app.extensions["vending"].config
+    app.extensions["vending_refusals"] = RefusalLog(logger, config.audit_refusals_per_minute)
 
     @app.before_request
     def refuse_oversized_body() -> None:
@@ -36,7 +40,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(VendingError)
     def vending_error(exc: VendingError):
-        _log_refusal(exc.status, exc.code, exc.detail)
+        log_refusal(exc.status, exc.code, exc.detail)
         return jsonify(exc.to_dict()), exc.status
 
     @app.errorhandler(HTTPException)
@@ -50,7 +54,7 @@ def init_app(app: Flask) -> None:
             detail = f"{request.method} is not allowed on {request.path}"
         elif code == 404:
             detail = f"no such endpoint: {request.path}; GET /openapi.json lists them"
-        _log_refusal(code, _snake(exc.name), detail)
+        log_refusal(code, _snake(exc.name), detail)
         response = jsonify({"error": _snake(exc.name), "detail": detail})
         response.status_code = code
         original_headers = dict(exc.get_headers())
@@ -68,6 +72,15 @@ def init_app(app: Flask) -> None:
         }), 500
 
 
-def _log_refusal(status: int, code: str, detail: str) -> None:
-    log = logger.warning if status >= 500 else logger.info
-    log("refused %s %s -> %d %s: %s", request.method, request.path, status, code, detail)
+def log_refusal(status: int, code: str, detail: str) -> None:
+    """One line for a refused request, thinned out (RefusalLog) when it came from another
+    machine: the operator at this machine sees every one of theirs, and 5xx are ours to fix."""
+    source = request.remote_addr or "?"
+    message = "refused %s %s from %s -> %d %s: %s"
+    args = (request.method, request.path, source, status, code, detail)
+    if status >= 500:
+        logger.warning(message, *args)
+    elif is_loopback(request.remote_addr):
+        logger.info(message, *args)
+    else:
+        current_app.extensions["vending_refusals"].refused(source, message, *args)

@@ -8,8 +8,9 @@ auth.py's `identify_client`, with auth.py's security headers) goes straight to W
 
 Anything out of the ordinary goes on to Flask, which answers it as it always has: a HEAD, a
 body, a query the page never sends (so every error message stays in one place), a log
-request from a client that is not an operator (the 401 or the sign-in redirect), a store
-that cannot be read (the 503).
+request from a client that is not an operator (the 401 or the sign-in redirect), any request
+carrying a Bearer token (held to the sign-in rate limit there), a store that cannot be read
+(the 503).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class PolledEndpoints:
         route = self._routes.get(path)
         if route is not None and environ.get("REQUEST_METHOD") == "GET" \
                 and not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ \
-                and "HTTP_HOST" in environ:
+                and "HTTP_HOST" in environ and "HTTP_AUTHORIZATION" not in environ:
             try:
                 answer = route(environ)
             except VendingError:  # Flask meets it again and answers it (503 and a log line)
@@ -72,7 +73,7 @@ class PolledEndpoints:
         raw_cookie = environ.get("HTTP_COOKIE")
         cookie = parse_cookie(raw_cookie).get(COOKIE_NAME) if raw_cookie else None
         return identify_client(self._auth, environ.get("REMOTE_ADDR"), environ["HTTP_HOST"],
-                               cookie, environ.get("HTTP_AUTHORIZATION", ""))
+                               cookie, "")
 
     def _status(self, environ: dict[str, Any]) -> Answer | None:
         if environ.get("QUERY_STRING"):

@@ -13,6 +13,7 @@ Request bodies arrive already parsed into the typed values of `vending.protocol.
 from ...config import WifiSettings
 from .auth import AuthContext, sign_response
 from .device import WifiDevice
-from .hub import WifiHub, build_wifi
+from .hub import ParkedPoll, WifiHub, build_wifi
 
-__all__ = ["AuthContext", "WifiDevice", "WifiHub", "WifiSettings", "build_wifi", "sign_response"]
+__all__ = ["AuthContext", "ParkedPoll", "WifiDevice", "WifiHub", "WifiSettings", "build_wifi",
+           "sign_response"]

@@ -2,6 +2,10 @@
 
 A vend waits in the device's FIFO until the board's poll takes it; the poll marks it sent
 (on_sent) before the command leaves, and the board's confirm by request id ends it.
+
+A poll waits for a command in one of two ways: on an HTTP worker thread (`take_command`
+with a wait), or parked without a thread (`park_poll`: the server calls back when the poll
+should be answered, and the answer is then made by `take_command(0)`).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +90,8 @@ class WifiDevice(Device):
         self._inflight: Command | None = None
         self._recent: OrderedDict[str, str] = OrderedDict()
         self._last_delivered: str | None = None
-        self._polls_held = 0
+        self._polls_held = 0  # polls waiting on a worker thread
+        self._parked: list[Callable[[], None]] = []  # wake-ups of polls waiting without one
         self._last_activity = time.monotonic()
         self._stopping = False
 
@@ -95,12 +101,18 @@ class WifiDevice(Device):
 
     @property
     def polls_held(self) -> int:
+        """Polls waiting for a command, on a thread or parked: the board is there."""
+        return self._polls_held + len(self._parked)
+
+    @property
+    def polls_on_threads(self) -> int:
+        """Polls that each occupy an HTTP worker thread while they wait."""
         return self._polls_held
 
     def silent_for(self) -> float:
         """Seconds since the board last talked to us (0 while a poll is held)."""
         with self._cond:
-            if self._polls_held:
+            if self.polls_held:
                 return 0.0
             return time.monotonic() - self._last_activity
 
@@ -108,7 +120,7 @@ class WifiDevice(Device):
         data = super().info()
         data.update(approved=self.approved, authenticated=self.authenticated,
                     ip_address=self.ip_address, fingerprint=self.fingerprint,
-                    polling=self._polls_held > 0,
+                    polling=self.polls_held > 0,
                     conflict=self.conflict.to_dict() if self.conflict else None)
         return data
 
@@ -139,14 +151,34 @@ class WifiDevice(Device):
         """Called by the watchdog: no poll held and none for `offline_after` s -> offline."""
         with self._cond:
             silent = time.monotonic() - self._last_activity
-            gone = self._polls_held == 0 and silent > offline_after
+            gone = self.polls_held == 0 and silent > offline_after
         if gone and self.state in (ONLINE, PENDING_APPROVAL, CONNECTING):
             self.set_state(OFFLINE, f"no poll for {silent:.0f}s")
             self._wake()
 
     def _wake(self) -> None:
         with self._cond:
-            self._cond.notify_all()
+            self._notify()
+
+    def _notify(self) -> None:
+        """Wake every poll that waits, on a thread or parked. Caller holds `_cond`."""
+        self._cond.notify_all()
+        if self._parked and self._poll_ready():
+            wakes, self._parked = self._parked, []
+            self._last_activity = time.monotonic()
+            for wake in wakes:
+                wake()
+
+    def _poll_ready(self) -> bool:
+        """Whether a waiting poll has its answer now: exactly when `take_command` stops waiting.
+
+        Caller holds `_cond`."""
+        if self._stopping or (self.protocol >= 2 and not self.approved):
+            return True
+        inflight = self._inflight
+        if inflight is not None and inflight.state == "delivered":
+            return self.protocol >= 2
+        return bool(self._queue) and self.can_vend
 
     # The vend, on the service's dispatcher thread
 
@@ -156,7 +188,7 @@ class WifiDevice(Device):
             if not self.can_vend or self._stopping:
                 return VendOutcome.not_sent("offline", f"{self.device_id} is {self.status}; not dispensed")
             self._queue.append(command)
-            self._cond.notify_all()
+            self._notify()
             while command.state == "queued":
                 if not self.can_vend or self._stopping:
                     self._queue.remove(command)
@@ -215,13 +247,13 @@ class WifiDevice(Device):
                             command.state = "done"
                             command.outcome = VendOutcome.not_sent(
                                 "not_sent", f"could not record the vend as sent ({exc}); not dispensed")
-                            self._cond.notify_all()
+                            self._notify()
                             continue
                         command.state = "delivered"
                         command.deliveries = 1
                         self._inflight = command
                         self._last_delivered = command.request.transaction_id
-                        self._cond.notify_all()
+                        self._notify()
                         self.log(TX, f"VEND id={command.request.transaction_id} slot={command.request.slot}")
                         return command
                     remaining = deadline - time.monotonic()
@@ -232,6 +264,29 @@ class WifiDevice(Device):
             finally:
                 self._polls_held -= 1
                 self._last_activity = time.monotonic()
+
+    def park_poll(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """Let a poll wait without a thread: `wake()` is called once, when it should be answered.
+
+        Returns None when it should be answered at once (nothing to wait for), else a release
+        that ends the wait without a wake-up (the poll's deadline, or its connection closing);
+        calling release after the wake-up does nothing. `wake` runs under this device's lock
+        and must not block. Registered under the lock the vend queues under, so no command
+        can slip in between the check and the wait.
+        """
+        with self._cond:
+            if self._poll_ready():
+                return None
+            self._parked.append(wake)
+            self._last_activity = time.monotonic()
+
+        def release() -> None:
+            with self._cond:
+                if wake in self._parked:
+                    self._parked.remove(wake)
+                    self._last_activity = time.monotonic()
+
+        return release
 
     # Confirmations
 
@@ -250,7 +305,7 @@ class WifiDevice(Device):
             self._recent[request_id] = result
             while len(self._recent) > 64:
                 self._recent.popitem(last=False)
-            self._cond.notify_all()
+            self._notify()
             return "accepted"
 
     def recent_result(self, request_id: str) -> str | None:
@@ -268,5 +323,5 @@ class WifiDevice(Device):
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
-            self._cond.notify_all()
+            self._notify()
         self.set_state(OFFLINE, "server stopping")

@@ -5,8 +5,8 @@ and the watchdog thread that takes silent boards offline and expires waiting one
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ...commlog import ERROR, INFO, RX, CommunicationLog
@@ -25,6 +25,20 @@ from .keys import KeyRing
 from .legacy import LegacyBoards
 
 logger = logging.getLogger("vending.wifi")
+
+# How a server lets a poll wait without a thread (vending.serving's `vending.park`):
+# park(timeout, register, context) calls register(wake) -> release | None and returns whether
+# the poll was parked; the server later hands `context` back to be answered.
+Park = Callable[[float, Callable[[Callable[[], None]], "Callable[[], None] | None"], Any], bool]
+
+
+@dataclass(frozen=True)
+class ParkedPoll:
+    """A signed poll parked by the server: authenticated once, answered later by `answer_parked`."""
+
+    ctx: AuthContext
+    device: WifiDevice
+    ip: str | None
 
 
 class WifiHub:
@@ -80,10 +94,12 @@ class WifiHub:
 
     @property
     def held_polls(self) -> int:
-        return sum(d.polls_held for d in self.devices())
+        """Polls held on HTTP worker threads (parked ones hold none)."""
+        return sum(d.polls_on_threads for d in self.devices())
 
     def hold(self, wanted: float) -> float:
-        """How long this poll may be held: not at all when holds would starve the UI of threads."""
+        """How long this poll may be held on a thread: not at all when holds would starve the
+        UI of threads. Parked polls take no thread, so no such limit applies to them."""
         return wanted if self.held_polls < self.settings.max_held_polls else 0.0
 
     def secret_for(self, device_id: str) -> bytes | None:
@@ -147,18 +163,41 @@ class WifiHub:
                                                            limit=20)[0] if t.sent_at is not None]
         return {"status": "registered", "poll_wait": self.settings.poll_hold, "reconcile": open_ids}
 
-    def poll(self, ctx: AuthContext, wait: float | None, ip: str | None) -> dict[str, Any]:
+    def poll(self, ctx: AuthContext, wait: float | None, ip: str | None,
+             park: Park | None = None) -> dict[str, Any] | None:
+        """The answer to a signed poll, held until a command comes or the wait ends.
+
+        With `park` (the server can hold a request without a thread) the poll is parked
+        when there is nothing to answer yet, and None is returned: the server calls
+        `answer_parked` with the ParkedPoll when it is time. Without it, the poll waits on
+        this thread.
+        """
         # Approval comes from the store only (approve/revoke): a poll that passed its check
         # just before a revoke must not make the board approved again.
         device = self._signed_device(ctx)
         device.heard(ip)
         wanted = self.settings.poll_hold if wait is None else min(wait, self.settings.poll_hold)
-        hold = self.hold(wanted)
-        command = device.take_command(hold)
+        if park is not None and wanted > 0:
+            if park(wanted, device.park_poll, ParkedPoll(ctx, device, ip)):
+                return None
+            hold = wanted  # something is ready: answered at once, below
+        else:
+            hold = self.hold(wanted)
+        command = device.take_command(hold if park is None else 0.0)
         device.heard()
+        return self._answer(command, busy=hold != wanted)
+
+    def answer_parked(self, parked: ParkedPoll) -> dict[str, Any]:
+        """The answer to a parked poll whose wait ended: the command is taken only now."""
+        device = parked.device
+        command = device.take_command(0.0)
+        device.heard(parked.ip)
+        return self._answer(command, busy=False)
+
+    def _answer(self, command: Any, busy: bool) -> dict[str, Any]:
         if command is None:
-            again = 0 if hold == wanted else self.settings.busy_poll_again_ms
-            return {"command": None, "poll_again_ms": again}
+            return {"command": None,
+                    "poll_again_ms": self.settings.busy_poll_again_ms if busy else 0}
         return {"command": "VEND", "id": command.request.transaction_id,
                 "slot": command.request.slot}
 
