@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -36,6 +39,14 @@ from bench_wifi import boards_online, served  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 HISTORY = 10_000  # finished vends already in the ledger when the soak starts
 WARM_UP = 120.0  # seconds before growth is counted
+
+
+@contextmanager
+def removed_after(directory: str) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def seed_history(data_dir: str, vends: int) -> None:
@@ -149,7 +160,7 @@ def soak(minutes: float, history: int = HISTORY, warm_up: float = WARM_UP) -> di
     data_dir = tempfile.mkdtemp(prefix="bench-soak-")
     seed_history(data_dir, history)
     env = {"VENDING_DEVICE_QUEUE_LIMIT": "100", "VENDING_DATA_DIR": data_dir}
-    with served("soak", False, env) as (server, url), \
+    with removed_after(data_dir), served("soak", False, env) as (server, url), \
             boards_online(url, 5, legacy=False, motor=0.0, prefix="SK"):
         session = requests.Session()
         for slot in range(1, 6):  # stock not counted: the soak never sells out
