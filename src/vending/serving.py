@@ -150,11 +150,14 @@ class ElasticDispatcher(ThreadedTaskDispatcher):
 
 
 class KeepAliveTask(WSGITask):
-    """Waitress's WSGI task, keeping the connection open after a response that has no body.
+    """Waitress's WSGI task, keeping the connection open after a response that has no body,
+    and sending a response's header and body in one piece.
 
     Waitress closes the connection after any HTTP/1.1 response without a Content-Length,
     including 204 and 304, which by definition have no body and must not carry one: so every
-    poll answered "not modified" cost the page (and wrk) a new TCP connection.
+    poll answered "not modified" cost the page (and wrk) a new TCP connection. And it sends
+    the header and then the body, two send() calls where one does: under load the system
+    calls are most of what the server does (py-spy, bench/bench_front.py).
     """
 
     _building_header = False
@@ -171,6 +174,20 @@ class KeepAliveTask(WSGITask):
                 and self.request.headers.get("CONNECTION", "").lower() != "close":
             return
         super().set_close_on_finish()
+
+    def write(self, data: bytes) -> None:
+        if not self.complete or self.wrote_header or not data:
+            super().write(data)
+            return
+        header = self.build_response_header()
+        self.wrote_header = True
+        if self.has_body and not self.chunked_response and self.content_length == len(data):
+            # The whole body, as every JSON answer comes: in the header's send.
+            self.content_bytes_written += len(data)
+            self.channel.write_soon(header + data)
+            return
+        self.channel.write_soon(header)
+        super().write(data)  # the header is written: the body as waitress writes it
 
 
 
