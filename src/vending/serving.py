@@ -427,8 +427,16 @@ class GuardedChannel(HTTPChannel):
 
     def handle_read(self) -> None:
         super().handle_read()
-        if not self.connected and self.parked is not None:
+        if self.parked is None:
+            return
+        if not self.connected:
             self.handle_close()  # the client left while parked
+        elif len(self.requests) > 1 or self.request is not None:
+            # A request sent behind a parked poll (our boards never pipeline): reading on
+            # would stop while two wait, and a client leaving then would go unnoticed, its
+            # command taken for a closed socket. Closed: the wait is released, nothing taken.
+            logger.debug("closed a connection that sent a request behind its parked poll")
+            self.handle_close()
 
     def resume(self, parked: ParkedRequest) -> None:
         """On the loop thread: a parked request's time came; queue it for a worker."""
@@ -530,8 +538,16 @@ class GuardedServer(TcpWSGIServer):
             pass
 
     def _evict_idle(self) -> bool:
-        """Close the longest-quiet connection that has no request being served; False if none."""
-        idle = [c for c in self.active_channels.values() if not c.requests]
+        """Close the longest-quiet connection that has no request being served, else the
+        oldest parked poll (its wait is released, nothing is taken: the board asks again);
+        False if every connection is being served."""
+        channels = list(self.active_channels.values())
+        idle = [c for c in channels if not c.requests]
+        if not idle:
+            # Parked polls hold no thread, so without this they could fill the connection
+            # limit and lock the operator out (a board's key, or firmware leaking sockets).
+            idle = [c for c in channels if c.parked is not None
+                    and c.parked.state == ParkedRequest.PARKED]
         if not idle:
             return False
         # Other machines' connections go first: the kiosk on loopback is the operator.
