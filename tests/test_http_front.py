@@ -212,6 +212,34 @@ def test_a_not_modified_answer_keeps_the_connection_open(live_server):
     connection.close()
 
 
+def test_answers_of_every_shape_arrive_whole_on_one_kept_alive_connection(live_server):
+    """The header and a one-piece body go out in one send (KeepAliveTask.write); a file, a
+    stream, a HEAD, a 304 and an error still arrive whole, in order, on one connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+    etag = None
+    sock = None
+    for method, path in [("GET", "/status"), ("GET", "/static/app.js"),
+                         ("GET", "/transactions?format=csv"), ("HEAD", "/status"),
+                         ("GET", "/status"), ("GET", "/no-such-page"), ("GET", "/status")]:
+        headers = {"If-None-Match": etag} if etag and path == "/status" and method == "GET" else {}
+        connection.request(method, path, headers=headers)
+        answer = connection.getresponse()
+        body = answer.read()
+        if method == "HEAD" or answer.status == 304:
+            assert body == b""
+        else:
+            assert answer.getheader("Content-Length") is None \
+                or int(answer.getheader("Content-Length")) == len(body), path
+            assert body, path
+        if method == "GET" and path == "/status" and answer.status == 200:
+            assert json.loads(body)["service"] == "flask-vending-machine"
+            etag = answer.getheader("ETag")
+        assert answer.getheader("Connection") is None, path
+        sock = sock or connection.sock
+        assert connection.sock is sock, f"{path} closed the connection"
+    connection.close()
+
+
 # Settings that could crash the server ------------------------------------------------------
 
 @pytest.mark.parametrize("threads", [0, 3, MAX_THREADS + 1, 100000])

@@ -430,3 +430,53 @@ def test_with_parking_off_held_polls_wait_on_worker_threads_as_before_and_still_
     assert clients[6].receive().json() == {"command": None, "poll_again_ms": 2000}
     txn = env.queue_vend(clients[1])
     assert clients[1].receive().json() == {"command": "VEND", "id": txn, "slot": 1}
+
+
+def test_parked_polls_cannot_fill_the_connection_limit_and_lock_the_operator_out(shop):
+    """Parked polls hold no thread: without eviction, one board's key (or firmware leaking
+    sockets) could park a poll on every connection the server allows."""
+    env = shop(limits={"connection_limit": 10})
+    [first] = env.pair(1)
+    clients = [first] + [SignedClient(first.board, env.server.port) for _ in range(9)]
+    env.clients.extend(clients[1:])
+    for count, client in enumerate(clients, start=1):
+        client.poll(25)
+        wait_until(lambda count=count: env.server.parked == count, message=f"{count} parked polls")
+    answer = requests.get(f"{env.server.url}/health", timeout=5)
+    assert answer.status_code == 200  # the oldest parked poll made room
+    assert env.server.parked == 9
+    with pytest.raises(ConnectionError):  # the evicted poll: closed, nothing sent to it
+        first.receive(timeout=5)
+
+
+def test_a_request_sent_behind_a_parked_poll_closes_the_connection_and_takes_nothing(shop):
+    """Reading stops while two requests wait, so a board leaving then went unnoticed and a
+    vend was taken for its closed socket; our boards never pipeline, so such a connection
+    is closed at once."""
+    env = shop()
+    [client] = env.pair(1)
+    client.poll(25)
+    wait_until(lambda: env.held(client) == 1, message="the poll to be parked")
+    client.poll(25)  # a second signed poll, sent behind the parked one
+    wait_until(lambda: env.held(client) == 0 and env.server.parked == 0, timeout=10,
+               message="the connection closed and its wait released")
+    client.close()
+    txn = env.queue_vend(client, slot=3)
+    assert env.sent_lines(txn) == []  # nobody took it for the closed connection
+    client.poll(25)
+    assert client.receive(timeout=10).json() == {"command": "VEND", "id": txn, "slot": 3}
+    assert client.call("POST", "/esp32/v2/confirm", {"id": txn, "result": "success"}).status == 200
+    wait_until(lambda: env.vend_state(txn) == "success", message="the vend to succeed")
+    assert env.sent_lines(txn) == [f"VEND id={txn} slot=3"]
+
+
+def test_metrics_count_a_parked_poll_once_with_the_answer_it_got(shop):
+    env = shop(metrics=True)
+    [client] = env.pair(1)
+    client.poll(0.5)
+    assert client.receive(timeout=10).status == 200
+    text = requests.get(f"{env.server.url}/metrics", timeout=5).text
+    counted = [line for line in text.splitlines()
+               if line.startswith("vending_http_requests_total") and "v2/commands" in line]
+    assert len(counted) == 1 and 'status="200"' in counted[0] and counted[0].endswith(" 1.0"), \
+        counted

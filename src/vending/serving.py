@@ -150,11 +150,14 @@ class ElasticDispatcher(ThreadedTaskDispatcher):
 
 
 class KeepAliveTask(WSGITask):
-    """Waitress's WSGI task, keeping the connection open after a response that has no body.
+    """Waitress's WSGI task, keeping the connection open after a response that has no body,
+    and sending a response's header and body in one piece.
 
     Waitress closes the connection after any HTTP/1.1 response without a Content-Length,
     including 204 and 304, which by definition have no body and must not carry one: so every
-    poll answered "not modified" cost the page (and wrk) a new TCP connection.
+    poll answered "not modified" cost the page (and wrk) a new TCP connection. And it sends
+    the header and then the body, two send() calls where one does: under load the system
+    calls are most of what the server does (py-spy, bench/bench_front.py).
     """
 
     _building_header = False
@@ -171,6 +174,20 @@ class KeepAliveTask(WSGITask):
                 and self.request.headers.get("CONNECTION", "").lower() != "close":
             return
         super().set_close_on_finish()
+
+    def write(self, data: bytes) -> None:
+        if not self.complete or self.wrote_header or not data:
+            super().write(data)
+            return
+        header = self.build_response_header()
+        self.wrote_header = True
+        if self.has_body and not self.chunked_response and self.content_length == len(data):
+            # The whole body, as every JSON answer comes: in the header's send.
+            self.content_bytes_written += len(data)
+            self.channel.write_soon(header + data)
+            return
+        self.channel.write_soon(header)
+        super().write(data)  # the header is written: the body as waitress writes it
 
 
 
@@ -410,8 +427,16 @@ class GuardedChannel(HTTPChannel):
 
     def handle_read(self) -> None:
         super().handle_read()
-        if not self.connected and self.parked is not None:
+        if self.parked is None:
+            return
+        if not self.connected:
             self.handle_close()  # the client left while parked
+        elif len(self.requests) > 1 or self.request is not None:
+            # A request sent behind a parked poll (our boards never pipeline): reading on
+            # would stop while two wait, and a client leaving then would go unnoticed, its
+            # command taken for a closed socket. Closed: the wait is released, nothing taken.
+            logger.debug("closed a connection that sent a request behind its parked poll")
+            self.handle_close()
 
     def resume(self, parked: ParkedRequest) -> None:
         """On the loop thread: a parked request's time came; queue it for a worker."""
@@ -513,8 +538,16 @@ class GuardedServer(TcpWSGIServer):
             pass
 
     def _evict_idle(self) -> bool:
-        """Close the longest-quiet connection that has no request being served; False if none."""
-        idle = [c for c in self.active_channels.values() if not c.requests]
+        """Close the longest-quiet connection that has no request being served, else the
+        oldest parked poll (its wait is released, nothing is taken: the board asks again);
+        False if every connection is being served."""
+        channels = list(self.active_channels.values())
+        idle = [c for c in channels if not c.requests]
+        if not idle:
+            # Parked polls hold no thread, so without this they could fill the connection
+            # limit and lock the operator out (a board's key, or firmware leaking sockets).
+            idle = [c for c in channels if c.parked is not None
+                    and c.parked.state == ParkedRequest.PARKED]
         if not idle:
             return False
         # Other machines' connections go first: the kiosk on loopback is the operator.

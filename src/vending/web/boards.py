@@ -140,6 +140,7 @@ def commands():
     if answer is None:
         # Parked: the server sends nothing for this pass and asks again when it is time.
         g.board = None
+        g.poll_parked = True  # not an answer: metrics count the one sent later
         return Response(status=204)
     return jsonify(answer)
 

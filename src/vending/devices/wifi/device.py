@@ -69,6 +69,21 @@ def outcome_for(result: str, slot: int, message: str, reason: str | None) -> Ven
     return VendOutcome(OUTCOME_FAILED, message or "the board reports the vend failed", reason or "failed")
 
 
+class _ParkedWake:
+    """A parked poll's wake-up; released without the device's lock, because the server's
+    I/O loop releases it (a deadline, a closed connection) and must never wait for the lock
+    a vend holds while it commits to the database (`on_sent`)."""
+
+    __slots__ = ("wake", "released")
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.wake = wake
+        self.released = False
+
+    def release(self) -> None:
+        self.released = True  # pruned from the device's list, under its lock, later
+
+
 class WifiDevice(Device):
     """A board on the LAN that long-polls for commands."""
 
@@ -91,7 +106,7 @@ class WifiDevice(Device):
         self._recent: OrderedDict[str, str] = OrderedDict()
         self._last_delivered: str | None = None
         self._polls_held = 0  # polls waiting on a worker thread
-        self._parked: list[Callable[[], None]] = []  # wake-ups of polls waiting without one
+        self._parked: list[_ParkedWake] = []  # polls waiting without one (released: pruned)
         self._last_activity = time.monotonic()
         self._stopping = False
 
@@ -102,7 +117,7 @@ class WifiDevice(Device):
     @property
     def polls_held(self) -> int:
         """Polls waiting for a command, on a thread or parked: the board is there."""
-        return self._polls_held + len(self._parked)
+        return self._polls_held + sum(1 for parked in self._parked if not parked.released)
 
     @property
     def polls_on_threads(self) -> int:
@@ -164,10 +179,11 @@ class WifiDevice(Device):
         """Wake every poll that waits, on a thread or parked. Caller holds `_cond`."""
         self._cond.notify_all()
         if self._parked and self._poll_ready():
-            wakes, self._parked = self._parked, []
+            waiting, self._parked = self._parked, []
             self._last_activity = time.monotonic()
-            for wake in wakes:
-                wake()
+            for parked in waiting:
+                if not parked.released:
+                    parked.wake()
 
     def _poll_ready(self) -> bool:
         """Whether a waiting poll has its answer now: exactly when `take_command` stops waiting.
@@ -274,19 +290,14 @@ class WifiDevice(Device):
         and must not block. Registered under the lock the vend queues under, so no command
         can slip in between the check and the wait.
         """
+        entry = _ParkedWake(wake)
         with self._cond:
             if self._poll_ready():
                 return None
-            self._parked.append(wake)
+            self._parked = [parked for parked in self._parked if not parked.released]
+            self._parked.append(entry)
             self._last_activity = time.monotonic()
-
-        def release() -> None:
-            with self._cond:
-                if wake in self._parked:
-                    self._parked.remove(wake)
-                    self._last_activity = time.monotonic()
-
-        return release
+        return entry.release
 
     # Confirmations
 
