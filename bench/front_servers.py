@@ -55,6 +55,10 @@ def main(argv: list[str]) -> int:
         os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1",
                                   "--threads", str(THREADS), "-b", f"127.0.0.1:{port}",
                                   "--log-level", "warning", "front_servers:app"])
+    if kind in ("ours", "ours-through-flask"):
+        from vending.allocator import limit_arenas
+
+        limit_arenas()  # as src/app.py does first thing
     flask_app = build_app()
     if kind == "ours-through-flask":
         flask_app.wsgi_app = flask_app.wsgi_app.flask_wsgi  # web/fastpath.py's PolledEndpoints
