@@ -305,18 +305,20 @@ def front_section(sizes: Sizes) -> list[str]:
 
 
 FRONT_CHOICE = [
-    "Why waitress (hardened, src/vending/serving.py): granian answers the most requests per"
-    " second here, but runs the app in a worker process it spawns (about twice the RSS, and"
-    " the controller's threads, serial ports and shutdown would have to move into that"
-    " process), and a WSGI app still holds one of its threads per long-poll. cheroot and"
-    " gunicorn's gthread read a request on a worker thread, so 300 trickling connections"
-    " starve them (last column), and gunicorn does not run on Windows. waitress reads"
-    " requests on its I/O thread, installs as one pure-Python wheel everywhere, and with"
-    " poll(), a request deadline, per-address caps, eviction at the limit and a pool that"
-    " grows on demand it withstands the slow-client and descriptor attacks"
-    " (tests/test_http_front.py) with 7 threads after start instead of 131. Most of a request's"
-    " time is Flask's own work, which every candidate pays alike: none reaches three times the"
-    " earlier version on this shared 2-core machine.",
+    "\"ours-through-flask\" is the same server with the polls' fast path taken out"
+    " (src/vending/web/fastpath.py answers GET /status and the log below Flask; every candidate"
+    " here serves the app with it, so the others' rows show what the server alone changes).",
+    "",
+    "Why waitress (hardened, src/vending/serving.py): granian runs the app in a worker process"
+    " it spawns (about twice the RSS, and the controller's threads, serial ports and shutdown"
+    " would have to move into that process), and a WSGI app on it still holds one of its"
+    " threads per long-poll. cheroot and gunicorn's gthread read a request on a worker thread,"
+    " so 300 trickling connections starve them (last column), and gunicorn does not run on"
+    " Windows. waitress reads requests on its I/O thread and installs as one pure-Python wheel"
+    " everywhere; on its extension points we added poll(), a request deadline, per-address"
+    " caps, eviction at the limit, a pool that grows on demand, one send() per answer,"
+    " keep-alive after a 304, and board long-polls parked without a thread"
+    " (tests/test_http_front.py, tests/test_wifi_parking.py).",
 ]
 
 
