@@ -92,6 +92,12 @@ def status_answer(rt: Runtime, snapshots: StatusSnapshots, audience: str,
     return Answer(etag, f'{head},"uptime":{time.time() - rt.started_at:.1f}}}')
 
 
+# The log poll's arguments: ?since=<id> (0 and up), ?limit= (1 to LOG_LIMIT_MAX).
+LOG_SINCE_MAX = 2**62
+LOG_LIMIT_DEFAULT = 200
+LOG_LIMIT_MAX = 1000
+
+
 def log_answer(rt: Runtime, bodies: RecentBodies, since: int, limit: int,
                device_id: str | None, direction: str | None,
                if_none_match: str | None) -> Answer:

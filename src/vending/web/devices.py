@@ -10,7 +10,14 @@ from ..devices.simulator import FAULTS, SimulatedDevice
 from ..errors import BadRequest
 from ..protocol import wifi as proto
 from .common import int_arg, json_body, runtime, whole_number
-from .conditional import RecentBodies, conditional_json, log_answer
+from .conditional import (
+    LOG_LIMIT_DEFAULT,
+    LOG_LIMIT_MAX,
+    LOG_SINCE_MAX,
+    RecentBodies,
+    conditional_json,
+    log_answer,
+)
 from .operations import audited
 
 bp = Blueprint("devices", __name__, url_prefix="/esp32")
@@ -138,8 +145,8 @@ def communication_mode():
 def communication_log():
     """Log entries newer than ?since=<id>, oldest first (ETag: 304 if nothing new)."""
     rt = runtime()
-    since = int_arg("since", 0, 0, 2**62)
-    limit = int_arg("limit", 200, 1, 1000)
+    since = int_arg("since", 0, 0, LOG_SINCE_MAX)
+    limit = int_arg("limit", LOG_LIMIT_DEFAULT, 1, LOG_LIMIT_MAX)
     direction = request.args.get("direction") or None
     if direction is not None and direction not in DIRECTIONS:
         raise BadRequest(f"direction must be one of {', '.join(DIRECTIONS)}")

@@ -25,7 +25,16 @@ from werkzeug.http import parse_cookie
 from ..commlog import DIRECTIONS
 from ..errors import VendingError
 from .auth import COOKIE_NAME, SECURITY_HEADERS, identify_client
-from .conditional import OPERATOR, PUBLIC, Answer, log_answer, status_answer
+from .conditional import (
+    LOG_LIMIT_DEFAULT,
+    LOG_LIMIT_MAX,
+    LOG_SINCE_MAX,
+    OPERATOR,
+    PUBLIC,
+    Answer,
+    log_answer,
+    status_answer,
+)
 
 StartResponse = Callable[..., Any]
 
@@ -104,11 +113,11 @@ class PolledEndpoints:
             values[name] = value
         try:
             since = int(values.get("since") or 0)
-            limit = int(values.get("limit") or 200)
+            limit = int(values.get("limit") or LOG_LIMIT_DEFAULT)
         except ValueError:
             return None
         direction = values.get("direction") or None
-        if not (0 <= since <= 2**62 and 1 <= limit <= 1000) \
+        if not (0 <= since <= LOG_SINCE_MAX and 1 <= limit <= LOG_LIMIT_MAX) \
                 or (direction is not None and direction not in _DIRECTIONS):
             return None
         return since, limit, direction, values.get("device_id") or None
