@@ -77,6 +77,17 @@ def figures(pid: int) -> tuple[int, float, int]:
     return threads, rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def rss_parts(pid: int) -> tuple[float, float]:
+    """(anonymous, file-backed and shared) resident MiB: the process's own memory, and pages
+    of libraries and mapped files, which the kernel may drop and read again."""
+    status = Path(f"/proc/{pid}/status").read_text()
+
+    def kib(name: str) -> int:
+        return int(status.split(f"{name}:")[1].split()[0]) if f"{name}:" in status else 0
+
+    return kib("RssAnon") / 1024, (kib("RssFile") + kib("RssShmem")) / 1024
+
+
 class Page(threading.Thread):
     """An open operator page, polling as app.js does; a browser revalidates with the ETag."""
 
@@ -173,7 +184,8 @@ def soak(minutes: float, history: int = HISTORY, warm_up: float = WARM_UP) -> di
         next_sample = started
         while time.monotonic() - started < minutes * 60:
             if time.monotonic() >= next_sample:
-                samples.append((time.monotonic() - started, *figures(server.pid)))
+                samples.append((time.monotonic() - started, *figures(server.pid),
+                                *rss_parts(server.pid)))
                 next_sample += 15
             try:
                 answer = session.post(f"{url}/vend/{vends % 5 + 1}?wait=10", timeout=20)
@@ -183,7 +195,8 @@ def soak(minutes: float, history: int = HISTORY, warm_up: float = WARM_UP) -> di
             vends += 1
             failed += not ok
             time.sleep(0.2)
-        samples.append((time.monotonic() - started, *figures(server.pid)))
+        samples.append((time.monotonic() - started, *figures(server.pid),
+                        *rss_parts(server.pid)))
         stop.set()
         for page in pages:
             page.join(5)
@@ -203,13 +216,14 @@ def print_soak(result: dict[str, object]) -> None:
     print(f"soak: {result['minutes']:g} min, {result['vends']} vends ({result['failed']} not 200),"
           f" {len(samples)} samples; {result['history']} vends in the ledger before,"
           f" warm-up {result['warm_up']:g} s")
-    print("  t(s)  threads  RSS(MiB)  fds")
-    for t, threads, rss, fds in samples:
-        print(f"  {t:5.0f}  {threads:7d}  {rss:8.1f}  {fds:4d}")
+    print("  t(s)  threads  RSS(MiB)  fds  anon(MiB)  file(MiB)")
+    for t, threads, rss, fds, anon, mapped in samples:
+        print(f"  {t:5.0f}  {threads:7d}  {rss:8.1f}  {fds:4d}  {anon:9.1f}  {mapped:9.1f}")
     first, last, rss_median = growth(result)
     print(f"soak growth after warm-up ({first[0]:.0f} s -> {last[0]:.0f} s): threads"
           f" {first[1]} -> {last[1]}, RSS {first[2]:.1f} -> {last[2]:.1f} MiB"
-          f" (median {rss_median:.1f}), fds {first[3]} -> {last[3]}")
+          f" (median {rss_median:.1f}; anonymous {first[4]:.1f} -> {last[4]:.1f},"
+          f" file-backed {first[5]:.1f} -> {last[5]:.1f}), fds {first[3]} -> {last[3]}")
 
 
 def main() -> int:

@@ -164,3 +164,55 @@ def test_a_queued_vend_whose_board_went_offline_while_the_disk_is_full_fails_nev
         assert backup.motor_runs == []
     finally:
         runtime.stop()
+
+
+
+def test_status_polls_are_answered_while_a_vend_waits_for_a_database_another_process_locked(
+        tmp_path):
+    # A vend being recorded holds the vend service's lock, and the store's, while SQLite
+    # waits (up to the busy timeout) for the other program's lock. Every page polls /status
+    # meanwhile: a poll that queued behind that wait froze every open page for as long.
+    app, server = serve(tmp_path / "data", store_busy_timeout=30)
+    runtime = app.extensions["vending"]
+    url = server.url
+    locker = None
+    vend: dict[str, requests.Response] = {}
+    try:
+        assert requests.post(f"{url}/vend/1", timeout=10).json()["status"] == "success"
+        before = requests.get(f"{url}/status", timeout=10).json()
+        # Written after that poll, so the next one has a database part to read again.
+        assert requests.patch(f"{url}/slots/3", json={"name": "Crisps"}, timeout=10).ok
+        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(runtime.config.database_path)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert locker.stdout.readline().strip() == "locked"
+
+        def post_vend() -> None:
+            vend["response"] = requests.post(f"{url}/vend/2", timeout=60)
+
+        poster = threading.Thread(target=post_vend, name="test-vend", daemon=True)
+        poster.start()
+        wait_until(lambda: runtime.service._lock.locked(), message="the vend to wait for the lock")
+        # Something to show: a log line, as a board or the watchdog would write.
+        runtime.log.add("SIMULATOR", "simulation", "info", "a line written while the file is locked")
+
+        status = requests.get(f"{url}/status", timeout=60)
+        waiting = runtime.service._lock.locked()
+        assert status.status_code == 200
+        assert waiting and "response" not in vend, \
+            "/status was answered only once the vend had given up waiting for the database"
+        assert status.json()["log_last_id"] > before["log_last_id"]
+        assert status.json()["transactions"] == before["transactions"]
+        assert len(runtime.simulator.motor_runs) == 1
+
+        locker.communicate("done\n", timeout=10)
+        poster.join(60)
+        assert vend["response"].json()["status"] == "success"
+        assert len(runtime.simulator.motor_runs) == 2
+        after = requests.get(f"{url}/status", timeout=10).json()
+        assert after["transactions"]["success"] == before["transactions"]["success"] + 1
+    finally:
+        if locker is not None and locker.poll() is None:
+            locker.kill()
+            locker.communicate()
+        server.stop()
+        runtime.stop()

@@ -258,8 +258,10 @@ class VendService:
         return self.store.get(txn_id)
 
     def queue_lengths(self) -> dict[str, int]:
-        with self._lock:
-            return {d: disp.waiting for d, disp in self._dispatchers.items()}
+        # No lock: every status poll asks, and _lock is held while a vend is recorded (a
+        # disk write). A dict's copy is atomic; a count read a moment early is as good.
+        dispatchers = self._dispatchers.copy()
+        return {d: disp.waiting for d, disp in dispatchers.items()}
 
     # Running vends (dispatcher threads)
 

@@ -9,11 +9,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidSlot, NotFound, SoldOut, StoreUnavailable
 from ..protocol.states import FINAL_STATES, OPEN_STATES, VendState
 from . import outbox
+
+T = TypeVar("T")
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 CACHE_KIB = 512  # SQLite's page cache per connection
@@ -176,6 +178,20 @@ class Store:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 raise _unavailable(exc) from exc
+
+    def read_unless_held(self, read: Callable[[], T], patience: float) -> T | None:
+        """`read()` (this store's queries), or None if a write holds the database for longer
+        than `patience` seconds.
+
+        For answers that may show what was read a moment ago rather than wait: a write
+        takes milliseconds, but can hold the database for the whole busy timeout while
+        another program has the file locked."""
+        if not self._lock.acquire(timeout=patience):
+            return None
+        try:
+            return read()
+        finally:
+            self._lock.release()
 
     @property
     def revision(self) -> int:

@@ -127,17 +127,22 @@ class RecentBodies:
 
     def get(self, etag: str, build: Callable[[], str]) -> str:
         """The body cached under `etag`, built (outside the lock) when missing."""
-        with self._lock:
-            body = self._bodies.get(etag)
-            if body is not None:
-                self._bodies.move_to_end(etag)
-                return body
+        # Found without the lock (a dict read is atomic): every poll of an open page comes
+        # here, and a lock they all take is where a GIL-bound server convoys.
+        body = self._bodies.get(etag)
+        if body is not None:
+            return body
         body = build()
         with self._lock:
             self._bodies[etag] = body
             while len(self._bodies) > self._size:
                 self._bodies.popitem(last=False)
         return body
+
+
+# How long a status poll waits for a write that holds the database before it shows the
+# slots and counts it read last: far longer than a write takes, far shorter than a page's poll.
+STORE_PATIENCE = 0.25
 
 
 class StatusSnapshots:
@@ -150,8 +155,10 @@ class StatusSnapshots:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # No lock: entries are replaced whole, and a dict read is atomic. Every poll comes
+        # here; a lock they all take is where a GIL-bound server convoys.
         self._cache: dict[str, tuple[Any, str, str]] = {}
+        self._stored: tuple[int, tuple[list[dict[str, Any]], dict[str, int]]] | None = None
 
     def get(self, rt: Runtime, audience: str = OPERATOR) -> tuple[str, str]:
         """(JSON body without its closing brace and uptime, ETag) for this audience."""
@@ -159,10 +166,10 @@ class StatusSnapshots:
         mode = rt.registry.communication_mode()
         queues = rt.service.queue_lengths()
         key = (rt.store.revision, rt.log.last_id, devices, mode, queues, rt.transports)
-        with self._lock:
-            cached = self._cache.get(audience)
-            if cached is not None and cached[0] == key:
-                return cached[1], cached[2]
+        cached = self._cache.get(audience)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        (slots, counts), current = self._stored_part(rt)
         snapshot = {
             "service": "flask-vending-machine",
             "version": __version__,
@@ -173,14 +180,35 @@ class StatusSnapshots:
             "esp32_connected": any(d["type"] != "simulation" and d["status"] in ("online", "busy")
                                    for d in devices),
             "devices": devices,
-            "slots": [s.to_dict() for s in rt.store.slots(rt.config.slots)],
-            "transactions": rt.store.counts(),
+            "slots": slots,
+            "transactions": counts,
             "queues": queues,
             "transports": rt.transports,
             "log_last_id": rt.log.last_id,
         }
         head = json.dumps(status_for_client(snapshot, audience), separators=(",", ":"))[:-1]
         tag = etag_of(head)
-        with self._lock:
+        if current:  # else built again at the next poll, when the database may be free
             self._cache[audience] = (key, head, tag)
         return head, tag
+
+    def _stored_part(self, rt: Runtime) -> tuple[tuple[list[dict[str, Any]], dict[str, int]], bool]:
+        """(slots and transaction counts, whether they are current).
+
+        Read again only when the store has written; and while a write holds the database
+        past STORE_PATIENCE (another program may have locked the file for the whole busy
+        timeout), what was read last is shown rather than every page's poll waiting."""
+        store = rt.store
+        revision = store.revision
+        stored = self._stored
+        if stored is not None and stored[0] == revision:
+            return stored[1], True
+
+        def read() -> tuple[list[dict[str, Any]], dict[str, int]]:
+            return [s.to_dict() for s in store.slots(rt.config.slots)], store.counts()
+
+        fresh = store.read_unless_held(read, STORE_PATIENCE) if stored is not None else read()
+        if fresh is None:
+            return stored[1], False  # type: ignore[index]
+        self._stored = (revision, fresh)
+        return fresh, True
