@@ -11,9 +11,10 @@ soak  The real server with 5 simulated WiFi boards (motor time 0) and two pages,
       every 0.2 s for `--soak-minutes`; threads, RSS and open descriptors are sampled every
       15 s. The ledger starts with `--history` finished vends, as a machine that has sold for
       a while: on an empty one SQLite's page cache (bounded by cache_size) is still filling
-      as the database grows, which looks like growth and is not. Growth is the last sample
-      against the first after `--warm-up` seconds (by then the communication log's ring
-      is full).
+      as the database grows, which looks like growth and is not. The warm-up lasts
+      `--warm-up` seconds and until the communication log has written LOG_LINES lines (its
+      ring filling, 0.6 MiB in four minutes, looked like growth too); then `--soak-minutes`
+      of steady soak follow, and growth is the last sample against the first of those.
 Linux only (/proc).
 """
 
@@ -38,7 +39,11 @@ from bench_wifi import boards_online, served  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 HISTORY = 10_000  # finished vends already in the ledger when the soak starts
-WARM_UP = 120.0  # seconds before growth is counted
+WARM_UP = 120.0  # seconds before growth is counted, at least
+# The communication log keeps this many lines (VENDING_LOG_SIZE), about 0.6 MiB when full.
+# At the soak's pace it fills in about four minutes: until it has, its filling looks like
+# growth, so the warm-up lasts until the log has written this many lines too.
+LOG_LINES = 1000
 
 
 @contextmanager
@@ -165,12 +170,15 @@ def print_idle(r: dict[str, float]) -> None:
 
 
 def soak(minutes: float, history: int = HISTORY, warm_up: float = WARM_UP) -> dict[str, object]:
-    """Samples of (seconds, threads, RSS MiB, fds) over a steady vend load, and the counts."""
-    samples: list[tuple[float, int, float, int]] = []
+    """Samples of (seconds, threads, RSS MiB, fds, anonymous MiB, file-backed MiB, log lines)
+    over a steady vend load: `minutes` of it after the warm-up; and the counts."""
+    samples: list[tuple[float, int, float, int, float, float, int]] = []
+    steady_from: float | None = None
     vends = failed = 0
     data_dir = tempfile.mkdtemp(prefix="bench-soak-")
     seed_history(data_dir, history)
-    env = {"VENDING_DEVICE_QUEUE_LIMIT": "100", "VENDING_DATA_DIR": data_dir}
+    env = {"VENDING_DEVICE_QUEUE_LIMIT": "100", "VENDING_DATA_DIR": data_dir,
+           "VENDING_LOG_SIZE": str(LOG_LINES)}
     with removed_after(data_dir), served("soak", False, env) as (server, url), \
             boards_online(url, 5, legacy=False, motor=0.0, prefix="SK"):
         session = requests.Session()
@@ -182,10 +190,14 @@ def soak(minutes: float, history: int = HISTORY, warm_up: float = WARM_UP) -> di
             page.start()
         started = time.monotonic()
         next_sample = started
-        while time.monotonic() - started < minutes * 60:
+        while steady_from is None or time.monotonic() - started < steady_from + minutes * 60:
             if time.monotonic() >= next_sample:
-                samples.append((time.monotonic() - started, *figures(server.pid),
-                                *rss_parts(server.pid)))
+                sample = (time.monotonic() - started, *figures(server.pid),
+                          *rss_parts(server.pid), log_lines(session, url))
+                samples.append(sample)
+                if steady_from is None and (sample[0] >= warm_up and sample[6] >= LOG_LINES
+                                            or sample[0] >= warm_up + 600):
+                    steady_from = sample[0]
                 next_sample += 15
             try:
                 answer = session.post(f"{url}/vend/{vends % 5 + 1}?wait=10", timeout=20)
@@ -196,18 +208,26 @@ def soak(minutes: float, history: int = HISTORY, warm_up: float = WARM_UP) -> di
             failed += not ok
             time.sleep(0.2)
         samples.append((time.monotonic() - started, *figures(server.pid),
-                        *rss_parts(server.pid)))
+                        *rss_parts(server.pid), log_lines(session, url)))
         stop.set()
         for page in pages:
             page.join(5)
     return {"minutes": minutes, "vends": vends, "failed": failed, "samples": samples,
-            "history": history, "warm_up": warm_up}
+            "history": history, "warm_up": steady_from}
+
+
+def log_lines(session: requests.Session, url: str) -> int:
+    """Lines the server's communication log has written so far (-1 if it did not answer)."""
+    try:
+        return int(session.get(f"{url}/status", timeout=10).json()["log_last_id"])
+    except (requests.RequestException, ValueError, KeyError):
+        return -1
 
 
 def growth(result: dict[str, object]) -> tuple[tuple, tuple, float]:
     """(first sample after the warm-up, last sample, median RSS after warm-up)."""
     samples = result["samples"]
-    warm = [s for s in samples if s[0] >= result.get("warm_up", WARM_UP)] or samples
+    warm = [s for s in samples if s[0] >= result["warm_up"]] or samples
     return warm[0], warm[-1], statistics.median(s[2] for s in warm)
 
 
@@ -215,10 +235,11 @@ def print_soak(result: dict[str, object]) -> None:
     samples = result["samples"]
     print(f"soak: {result['minutes']:g} min, {result['vends']} vends ({result['failed']} not 200),"
           f" {len(samples)} samples; {result['history']} vends in the ledger before,"
-          f" warm-up {result['warm_up']:g} s")
-    print("  t(s)  threads  RSS(MiB)  fds  anon(MiB)  file(MiB)")
-    for t, threads, rss, fds, anon, mapped in samples:
-        print(f"  {t:5.0f}  {threads:7d}  {rss:8.1f}  {fds:4d}  {anon:9.1f}  {mapped:9.1f}")
+          f" warm-up {result['warm_up']:.0f} s (until the log had {LOG_LINES} lines)")
+    print("  t(s)  threads  RSS(MiB)  fds  anon(MiB)  file(MiB)  log lines")
+    for t, threads, rss, fds, anon, mapped, lines in samples:
+        print(f"  {t:5.0f}  {threads:7d}  {rss:8.1f}  {fds:4d}  {anon:9.1f}  {mapped:9.1f}"
+              f"  {lines:9d}")
     first, last, rss_median = growth(result)
     print(f"soak growth after warm-up ({first[0]:.0f} s -> {last[0]:.0f} s): threads"
           f" {first[1]} -> {last[1]}, RSS {first[2]:.1f} -> {last[2]:.1f} MiB"

@@ -332,10 +332,12 @@ def soak_section(sizes: Sizes) -> list[str]:
         "`bench/bench_soak.py`: the real server (`src/app.py`). Idle: 100 simulated WiFi boards"
         " holding long-polls and two pages polling as app.js does (with If-None-Match), CPU"
         f" over {sizes.idle_seconds:g} s as a share of one core; baseline: the same server with"
-        f" nothing connected. Soak: 5 WiFi boards, one vend every 0.2 s for"
-        f" {sizes.soak_minutes:g} minutes with two pages open, sampled every 15 s, on a ledger"
-        f" that already holds {soak['history']:,} vends; growth is the last sample against the"
-        f" first after a {soak['warm_up']:g} s warm-up.",
+        f" nothing connected. Soak: 5 WiFi boards, one vend every 0.2 s with two pages open,"
+        f" sampled every 15 s, on a ledger that already holds {soak['history']:,} vends: a"
+        f" warm-up of {soak['warm_up']:.0f} s (at least {bench_soak.WARM_UP:g} s, and until the"
+        f" communication log's {bench_soak.LOG_LINES}-line ring had filled: its filling looked"
+        f" like growth), then {sizes.soak_minutes:g} minutes of steady soak; growth is the last"
+        " sample against the first of those.",
         "",
         *table(["figure", "with boards and pages", "baseline", "ratio"], [
             ["idle CPU (share of one core)", f"{idle['busy'] * 100:.2f}%",
