@@ -1024,7 +1024,9 @@ def check_resources(samples: list[Sample], out: list[str]) -> None:
     if start is None or end is None or third is None:
         out.append("resource samples missing")
         return
-    if end.threads > start.threads + 2:
+    # The HTTP worker pool grows on demand (trimmed after 30 s of surplus): on a busy machine
+    # a few more workers start during the phase. A leak grows with the vends (hundreds here).
+    if end.threads > start.threads + 8:
         out.append(f"threads grew over the steady phase: {start.threads} -> {end.threads}")
     if end.fds > start.fds + 4:
         out.append(f"file descriptors grew over the steady phase: {start.fds} -> {end.fds}")
