@@ -13,7 +13,7 @@ soak  The real server with 5 simulated WiFi boards (motor time 0) and two pages,
       a while: on an empty one SQLite's page cache (bounded by cache_size) is still filling
       as the database grows, which looks like growth and is not. The warm-up lasts
       `--warm-up` seconds and until the communication log has written LOG_LINES lines (its
-      ring filling, 0.6 MiB in four minutes, looked like growth too); then `--soak-minutes`
+      ring filling, 0.6 MiB, would look like growth too); then `--soak-minutes`
       of steady soak follow, and growth is the last sample against the first of those.
 Linux only (/proc).
 """
@@ -40,9 +40,9 @@ from bench_wifi import boards_online, served  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 HISTORY = 10_000  # finished vends already in the ledger when the soak starts
 WARM_UP = 120.0  # seconds before growth is counted, at least
-# The communication log keeps this many lines (VENDING_LOG_SIZE), about 0.6 MiB when full.
-# At the soak's pace it fills in about four minutes: until it has, its filling looks like
-# growth, so the warm-up lasts until the log has written this many lines too.
+# The communication log keeps this many lines (VENDING_LOG_SIZE), about 0.6 MiB when full:
+# until it is full its filling looks like growth, so the warm-up lasts until the log has
+# written this many lines too (at the soak's pace, about 2 lines a vend, in under 2 minutes).
 LOG_LINES = 1000
 
 

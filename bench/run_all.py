@@ -335,8 +335,8 @@ def soak_section(sizes: Sizes) -> list[str]:
         f" nothing connected. Soak: 5 WiFi boards, one vend every 0.2 s with two pages open,"
         f" sampled every 15 s, on a ledger that already holds {soak['history']:,} vends: a"
         f" warm-up of {soak['warm_up']:.0f} s (at least {bench_soak.WARM_UP:g} s, and until the"
-        f" communication log's {bench_soak.LOG_LINES}-line ring had filled: its filling looked"
-        f" like growth), then {sizes.soak_minutes:g} minutes of steady soak; growth is the last"
+        f" communication log's {bench_soak.LOG_LINES}-line ring had filled, so its filling is not"
+        f" counted), then {sizes.soak_minutes:g} minutes of steady soak; growth is the last"
         " sample against the first of those.",
         "",
         *table(["figure", "with boards and pages", "baseline", "ratio"], [
