@@ -6,6 +6,7 @@ raw sockets, so a test can hold a hundred at once, drop one, or read one answer 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -480,3 +482,27 @@ def test_metrics_count_a_parked_poll_once_with_the_answer_it_got(shop):
                if line.startswith("vending_http_requests_total") and "v2/commands" in line]
     assert len(counted) == 1 and 'status="200"' in counted[0] and counted[0].endswith(" 1.0"), \
         counted
+
+
+def test_a_parked_poll_answered_by_a_vend_is_freed_at_once_not_left_to_the_garbage_collector(shop):
+    """A parked request woken by a vend kept a reference cycle (its release -> the device's
+    wake-up -> back to it), so each one waited for a full garbage collection, minutes away
+    on a busy server: the soak's RSS rose for nine minutes (bench/bench_soak.py, tracemalloc)."""
+    env = shop()
+    [client] = env.pair(1)
+    gc.collect()
+    gc.disable()
+    try:
+        client.poll(1)
+        wait_until(lambda: env.held(client) == 1, message="the poll to be parked")
+        parked = [weakref.ref(entry[2]) for entry in env.server._server.parking._heap]
+        assert parked
+        txn = env.queue_vend(client, slot=2)
+        assert client.receive(timeout=10).json()["id"] == txn
+        confirmed = client.call("POST", "/esp32/v2/confirm", {"id": txn, "result": "success"})
+        assert confirmed.status == 200
+        wait_until(lambda: not env.server._server.parking._heap, timeout=10,
+                   message="the request's deadline to pass")
+        assert [ref() for ref in parked] == [None] * len(parked)
+    finally:
+        gc.enable()
