@@ -11,7 +11,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -100,37 +101,44 @@ db.execute("COMMIT")
 """
 
 
+@contextmanager
+def another_process_locking(database: Path) -> Iterator[Callable[[], str]]:
+    """A second process holding `database` locked (BEGIN EXCLUSIVE) until `release()`, or the end."""
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(database)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        yield lambda: locker.communicate("done\n", timeout=10)[0]
+    finally:
+        if locker.poll() is None:
+            locker.kill()
+            locker.communicate()
+
+
 def test_a_database_locked_by_another_process_refuses_vends_then_catches_up_without_a_restart(tmp_path):
     app, server = serve(tmp_path / "data", store_busy_timeout=0.5)
     runtime = app.extensions["vending"]
     url = server.url
-    locker = None
     try:
         running = requests.post(f"{url}/vend/4?wait=0", timeout=10).json()["transaction_id"]
         wait_until(lambda: requests.get(f"{url}/vend/{running}", timeout=5).json()["status"] == "sent",
                    message="the vend to reach the board")
-        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(runtime.config.database_path)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert locker.stdout.readline().strip() == "locked"
+        with another_process_locking(runtime.config.database_path) as release:
+            wait_until(lambda: len(runtime.simulator.motor_runs) == 1, message="the motor to run")
+            health = wait_until(lambda: (r := requests.get(f"{url}/health", timeout=15)).status_code == 503
+                                and r.json(), timeout=10, message="/health to report the store")
+            assert "locked" in health["detail"]
+            refused = requests.post(f"{url}/vend/5", timeout=15)
+            assert refused.status_code == 503 and refused.json()["error"] == "store_unavailable"
+            assert len(runtime.simulator.motor_runs) == 1
+            assert vend_threads()
 
-        wait_until(lambda: len(runtime.simulator.motor_runs) == 1, message="the motor to run")
-        health = wait_until(lambda: (r := requests.get(f"{url}/health", timeout=15)).status_code == 503
-                            and r.json(), timeout=10, message="/health to report the store")
-        assert "locked" in health["detail"]
-        refused = requests.post(f"{url}/vend/5", timeout=15)
-        assert refused.status_code == 503 and refused.json()["error"] == "store_unavailable"
-        assert len(runtime.simulator.motor_runs) == 1
-        assert vend_threads()
-
-        locker.communicate("done\n", timeout=10)
-        wait_until(lambda: requests.get(f"{url}/health", timeout=15).status_code == 200, timeout=20,
-                   message="the store to recover")
-        assert requests.get(f"{url}/vend/{running}", timeout=5).json()["status"] == "success"
-        assert requests.post(f"{url}/vend/5", timeout=10).json()["status"] == "success"
+            release()
+            wait_until(lambda: requests.get(f"{url}/health", timeout=15).status_code == 200, timeout=20,
+                       message="the store to recover")
+            assert requests.get(f"{url}/vend/{running}", timeout=5).json()["status"] == "success"
+            assert requests.post(f"{url}/vend/5", timeout=10).json()["status"] == "success"
     finally:
-        if locker is not None and locker.poll() is None:
-            locker.kill()
-            locker.communicate()
         server.stop()
         runtime.stop()
 
@@ -175,44 +183,37 @@ def test_status_polls_are_answered_while_a_vend_waits_for_a_database_another_pro
     app, server = serve(tmp_path / "data", store_busy_timeout=30)
     runtime = app.extensions["vending"]
     url = server.url
-    locker = None
     vend: dict[str, requests.Response] = {}
     try:
         assert requests.post(f"{url}/vend/1", timeout=10).json()["status"] == "success"
         before = requests.get(f"{url}/status", timeout=10).json()
         # Written after that poll, so the next one has a database part to read again.
         assert requests.patch(f"{url}/slots/3", json={"name": "Crisps"}, timeout=10).ok
-        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(runtime.config.database_path)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert locker.stdout.readline().strip() == "locked"
+        with another_process_locking(runtime.config.database_path) as release:
+            def post_vend() -> None:
+                vend["response"] = requests.post(f"{url}/vend/2", timeout=60)
 
-        def post_vend() -> None:
-            vend["response"] = requests.post(f"{url}/vend/2", timeout=60)
+            poster = threading.Thread(target=post_vend, name="test-vend", daemon=True)
+            poster.start()
+            wait_until(lambda: runtime.service._lock.locked(), message="the vend to wait for the lock")
+            # Something to show: a log line, as a board or the watchdog would write.
+            runtime.log.add("SIMULATOR", "simulation", "info", "a line written while the file is locked")
 
-        poster = threading.Thread(target=post_vend, name="test-vend", daemon=True)
-        poster.start()
-        wait_until(lambda: runtime.service._lock.locked(), message="the vend to wait for the lock")
-        # Something to show: a log line, as a board or the watchdog would write.
-        runtime.log.add("SIMULATOR", "simulation", "info", "a line written while the file is locked")
+            status = requests.get(f"{url}/status", timeout=60)
+            waiting = runtime.service._lock.locked()
+            assert status.status_code == 200
+            assert waiting and "response" not in vend, \
+                "/status was answered only once the vend had given up waiting for the database"
+            assert status.json()["log_last_id"] > before["log_last_id"]
+            assert status.json()["transactions"] == before["transactions"]
+            assert len(runtime.simulator.motor_runs) == 1
 
-        status = requests.get(f"{url}/status", timeout=60)
-        waiting = runtime.service._lock.locked()
-        assert status.status_code == 200
-        assert waiting and "response" not in vend, \
-            "/status was answered only once the vend had given up waiting for the database"
-        assert status.json()["log_last_id"] > before["log_last_id"]
-        assert status.json()["transactions"] == before["transactions"]
-        assert len(runtime.simulator.motor_runs) == 1
-
-        locker.communicate("done\n", timeout=10)
-        poster.join(60)
-        assert vend["response"].json()["status"] == "success"
-        assert len(runtime.simulator.motor_runs) == 2
-        after = requests.get(f"{url}/status", timeout=10).json()
-        assert after["transactions"]["success"] == before["transactions"]["success"] + 1
+            release()
+            poster.join(60)
+            assert vend["response"].json()["status"] == "success"
+            assert len(runtime.simulator.motor_runs) == 2
+            after = requests.get(f"{url}/status", timeout=10).json()
+            assert after["transactions"]["success"] == before["transactions"]["success"] + 1
     finally:
-        if locker is not None and locker.poll() is None:
-            locker.kill()
-            locker.communicate()
         server.stop()
         runtime.stop()
