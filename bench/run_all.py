@@ -326,6 +326,7 @@ def soak_section(sizes: Sizes) -> list[str]:
     idle = bench_soak.idle(100, sizes.idle_seconds)
     soak = bench_soak.soak(sizes.soak_minutes)
     first, last, rss_median = bench_soak.growth(soak)
+    settling = bench_soak.early(soak)
     return [
         "## Idle CPU with 100 WiFi boards, and a steady vend soak",
         "",
@@ -337,7 +338,11 @@ def soak_section(sizes: Sizes) -> list[str]:
         f" warm-up of {soak['warm_up']:.0f} s (at least {bench_soak.WARM_UP:g} s, and until the"
         f" communication log's {bench_soak.LOG_LINES}-line ring had filled, so its filling is not"
         f" counted), then {sizes.soak_minutes:g} minutes of steady soak; growth is the last"
-        " sample against the first of those.",
+        " sample against the first of those. The warm-up leaves out the interpreter's allocator"
+        " settling (CPython's free lists filling to their caps, garbage waiting for the"
+        " collector; bounded, see WARM_UP in bench_soak.py): RSS was"
+        f" {settling[2]:.1f} MiB after {settling[0]:.0f} s of load and {first[2]:.1f} MiB at the"
+        " end of the warm-up.",
         "",
         *table(["figure", "with boards and pages", "baseline", "ratio"], [
             ["idle CPU (share of one core)", f"{idle['busy'] * 100:.2f}%",
