@@ -46,8 +46,8 @@ HISTORY = 10_000  # finished vends already in the ledger when the soak starts
 # 12-minute runs measured, flat from 360-375 s on). tracemalloc showed what rises: 168-byte
 # blocks (the size of a 16-item tuple; a transaction row has 16 columns) allocated where a
 # row becomes a Transaction, no live object holding them, 2,000 of them at 530 s (the cap of
-# CPython's free list for tuples of one size), and a gc.collect() in the server freed all of
-# them. Bounded, then: a leak would go on growing after the warm-up.
+# CPython's free list for tuples of one size), and a gc.collect(1) in the server freed all
+# of them. Bounded, then: a leak would go on growing after the warm-up.
 WARM_UP = 360.0
 EARLY = 120.0  # the RSS at this point of the load is printed too: the settling, in sight
 # The communication log keeps this many lines (VENDING_LOG_SIZE), about 0.6 MiB when full:
@@ -202,8 +202,7 @@ def soak(minutes: float, history: int = HISTORY, warm_up: float = WARM_UP) -> di
         next_sample = started
         while steady_from is None or time.monotonic() - started < steady_from + minutes * 60:
             if time.monotonic() >= next_sample:
-                sample = (time.monotonic() - started, *figures(server.pid),
-                          *rss_parts(server.pid), log_lines(session, url))
+                sample = take_sample(server.pid, session, url, started)
                 samples.append(sample)
                 if steady_from is None and (sample[0] >= warm_up and sample[6] >= LOG_LINES
                                             or sample[0] >= warm_up + 600):
@@ -217,13 +216,18 @@ def soak(minutes: float, history: int = HISTORY, warm_up: float = WARM_UP) -> di
             vends += 1
             failed += not ok
             time.sleep(0.2)
-        samples.append((time.monotonic() - started, *figures(server.pid),
-                        *rss_parts(server.pid), log_lines(session, url)))
+        samples.append(take_sample(server.pid, session, url, started))
         stop.set()
         for page in pages:
             page.join(5)
     return {"minutes": minutes, "vends": vends, "failed": failed, "samples": samples,
             "history": history, "warm_up": steady_from}
+
+
+def take_sample(pid: int, session: requests.Session, url: str, started: float) -> tuple:
+    """(seconds since `started`, threads, RSS MiB, fds, anonymous MiB, file-backed MiB,
+    log lines) of the server now."""
+    return (time.monotonic() - started, *figures(pid), *rss_parts(pid), log_lines(session, url))
 
 
 def log_lines(session: requests.Session, url: str) -> int:
@@ -262,8 +266,9 @@ def print_soak(result: dict[str, object]) -> None:
           f" (median {rss_median:.1f}; anonymous {first[4]:.1f} -> {last[4]:.1f},"
           f" file-backed {first[5]:.1f} -> {last[5]:.1f}), fds {first[3]} -> {last[3]}")
     settling = early(result)
-    print(f"the allocator settling, left out: RSS {settling[2]:.1f} MiB at {settling[0]:.0f} s"
-          f" -> {first[2]:.1f} MiB at {first[0]:.0f} s")
+    if settling[0] < first[0]:  # a warm-up shorter than EARLY leaves nothing out
+        print(f"the allocator settling, left out: RSS {settling[2]:.1f} MiB at"
+              f" {settling[0]:.0f} s -> {first[2]:.1f} MiB at {first[0]:.0f} s")
 
 
 def main() -> int:
