@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from helpers import wait_until
 from lan_fixtures import namespace_pair
 
 from vending.config import MAX_THREADS, Config
+from vending.serving import ON_LOOP, BackgroundServer, NotNow
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "src" / "app.py")
@@ -79,13 +82,16 @@ def test_the_status_snapshot_is_built_once_while_nothing_changes(app, client, mo
 # The polled endpoints' fast path ------------------------------------------------------------
 
 def _wsgi(application, path: str, query: str = "", remote: str = "127.0.0.1",
-          method: str = "GET", **headers: str) -> tuple[str, dict[str, str], bytes]:
+          method: str = "GET", on_loop: bool = False,
+          **headers: str) -> tuple[str, dict[str, str], bytes]:
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
                "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "5000", "SERVER_PROTOCOL": "HTTP/1.1",
                "REMOTE_ADDR": remote, "HTTP_HOST": "127.0.0.1:5000", "wsgi.version": (1, 0),
                "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
                "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False}
     environ.update({f"HTTP_{name.upper()}": value for name, value in headers.items()})
+    if on_loop:
+        environ[ON_LOOP] = True
     answer: dict[str, object] = {}
 
     def start_response(status, response_headers, exc_info=None):
@@ -238,6 +244,210 @@ def test_answers_of_every_shape_arrive_whole_on_one_kept_alive_connection(live_s
         sock = sock or connection.sock
         assert connection.sock is sock, f"{path} closed the connection"
     connection.close()
+
+
+# Ready polls answered on the I/O thread (serving.py's ON_LOOP) ------------------------------
+
+def test_on_the_io_thread_the_fast_path_answers_only_what_is_ready_and_never_calls_flask(
+        app, fast_and_flask):
+    front, _, handed_on = fast_and_flask
+    log = ("/esp32/communication/log", "since=0&limit=200")
+    for args in [("/status",), log]:
+        with pytest.raises(NotNow):  # nothing built yet: a worker builds it
+            _wsgi(front, *args, on_loop=True)
+        built = _wsgi(front, *args)
+        on_loop = _wsgi(front, *args, on_loop=True)
+        assert on_loop[:2] == built[:2] and _without_uptime(on_loop[2]) == _without_uptime(built[2])
+    app.extensions["vending"].log.add("SIMULATOR", "simulation", "info", "a new line")
+    for args in [("/status",), log]:
+        with pytest.raises(NotNow):  # changed since it was built
+            _wsgi(front, *args, on_loop=True)
+    for args in [("/status", "verbose=1"), ("/status", "", "127.0.0.1", "HEAD"),
+                 ("/esp32/communication/log", "", "10.9.8.7"), ("/health",)]:
+        with pytest.raises(NotNow):
+            _wsgi(front, *args, on_loop=True)
+    assert handed_on == []  # Flask never ran for a request made on the I/O thread
+
+
+def _answers_in_order(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """`count` responses read off one connection (each has a Content-Length or no body)."""
+    buffer, answers = b"", []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            assert chunk, f"the connection closed after {len(answers)} answers"
+            buffer += chunk
+        head, buffer = buffer.split(b"\r\n\r\n", 1)
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {name.strip().lower(): value.strip()
+                   for name, _, value in (line.partition(":") for line in lines)}
+        length = int(headers.get("content-length", 0))
+        while len(buffer) < length:
+            buffer += sock.recv(65536)
+        answers.append((int(status_line.split()[1]), headers, buffer[:length]))
+        buffer = buffer[length:]
+    return answers
+
+
+def _get(path: str, **headers: str) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_ready_polls_are_answered_on_the_io_thread_exactly_as_a_worker_answers_them(app):
+    on_loop = BackgroundServer(app).start()
+    on_workers = BackgroundServer(app, answer_on_loop=False).start()
+    try:
+        cookie = _signed_in_cookie(app)
+        variants = [("/status", {}), ("/status", {"Host": "shop.example"}),
+                    ("/status", {"Host": "shop.example", "Cookie": cookie}),
+                    ("/esp32/communication/log?since=0&limit=200", {}),
+                    ("/esp32/communication/log?limit=3&direction=info", {})]
+        etags = {}
+        for path, headers in variants:
+            first = requests.get(on_loop.url + path, headers=headers, timeout=10)
+            assert first.status_code == 200
+            etags[path, tuple(headers.items())] = first.headers["ETag"]
+        variants += [(path, {**dict(headers), "If-None-Match": etag})
+                     for (path, headers), etag in etags.items()]
+        for path, headers in variants:
+            before = on_loop.answered_on_loop
+            fast = requests.get(on_loop.url + path, headers=headers, timeout=10)
+            assert on_loop.answered_on_loop == before + 1, (path, headers)
+            slow = requests.get(on_workers.url + path, headers=headers, timeout=10)
+            assert fast.status_code == slow.status_code, (path, headers)
+            assert {k: v for k, v in fast.headers.items() if k != "Date"} \
+                == {k: v for k, v in slow.headers.items() if k != "Date"}, (path, headers)
+            assert _without_uptime(fast.content) == _without_uptime(slow.content), (path, headers)
+        assert on_workers.answered_on_loop == 0
+    finally:
+        on_loop.stop()
+        on_workers.stop()
+
+
+def test_pipelined_requests_get_one_answer_on_the_io_thread_per_read_the_rest_in_order(
+        live_server):
+    """One segment full of ready polls holds the loop for one answer only: the others go to
+    a worker, so one client cannot keep every other one waiting."""
+    requests.get(f"{live_server.url}/status", timeout=10)  # built: the next are ready
+    asked = ["/status", "/status", "/health", "/esp32/communication/log?since=0&limit=5",
+             "/status?verbose=1", "/no-such-page", *["/status"] * 100, "/health"]
+    before = live_server.answered_on_loop
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
+        sock.sendall(b"".join(_get(path) for path in asked))
+        answers = _answers_in_order(sock, len(asked))
+        assert live_server.answered_on_loop == before + 1
+    for path, (status, headers, body) in zip(asked, answers):
+        assert status == (404 if path == "/no-such-page" else 200), path
+        assert headers["content-type"].startswith("application/json"), path
+        document = json.loads(body)
+        if path.startswith("/status"):
+            assert document["service"] == "flask-vending-machine", path
+        elif path.startswith("/esp32"):
+            assert "entries" in document
+        elif path == "/health":
+            assert "error" not in document
+
+
+@pytest.mark.parametrize("closing", ["HTTP/1.1\r\nConnection: close", "HTTP/1.0"])
+def test_nothing_sent_behind_a_poll_that_closes_the_connection_is_run(app, live_server, closing):
+    """The poll is answered on the I/O thread while waitress is still parsing the rest of the
+    read: a vend pipelined behind it must be dropped, as it is behind any closing answer.
+    The client reads slowly, so the answer is still being sent while a worker could run it."""
+    rt = app.extensions["vending"]
+    for index in range(1000):
+        rt.log.add("SIMULATOR", "simulation", "info", f"line {index} " + "x" * 100)
+    poll = "/esp32/communication/log?limit=1000"
+    requests.get(live_server.url + poll, timeout=10)  # built: the poll is ready
+    before = live_server.answered_on_loop
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", live_server.port))
+        sock.sendall(f"GET {poll} {closing}\r\nHost: 127.0.0.1\r\n\r\n".encode()
+                     + b"POST /vend/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+                     + _get("/status"))
+        time.sleep(0.5)  # a vend wrongly run would be under way by now
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert live_server.answered_on_loop == before + 1
+    assert received.count(b"HTTP/1.") == 1 and b'"entries":[' in received
+    assert sum(rt.store.counts().values()) == 0, rt.store.counts()
+    assert rt.simulator.motor_runs == []
+
+
+def test_a_large_answer_is_left_to_a_worker(app, live_server):
+    """Past waitress's 1 MiB an unsent answer is written to a temporary file; the I/O thread
+    gives none over LOOP_ANSWER_LIMIT."""
+    from vending.serving import LOOP_ANSWER_LIMIT
+
+    rt = app.extensions["vending"]
+    for index in range(1000):
+        rt.log.add("SIMULATOR", "simulation", "info", f"line {index} " + "\u00e9" * 100)
+    big = f"{live_server.url}/esp32/communication/log?limit=1000"
+    first = requests.get(big, timeout=10)
+    assert len(first.content) > LOOP_ANSWER_LIMIT
+    before = live_server.answered_on_loop
+    again = requests.get(big, timeout=10)
+    assert live_server.answered_on_loop == before  # declined on the loop: a worker sent it
+    assert again.status_code == 200 and again.content == first.content
+    assert requests.get(big, headers={"If-None-Match": first.headers["ETag"]},
+                        timeout=10).status_code == 304
+    assert live_server.answered_on_loop == before + 1  # a 304 has no body to hold
+
+
+def test_the_io_thread_never_reads_the_database_nor_builds_a_body(app, live_server, monkeypatch):
+    rt = app.extensions["vending"]
+    readers: list[str] = []
+
+    def on_thread(function):
+        def recorded(*args, **kwargs):
+            readers.append(threading.current_thread().name)
+            return function(*args, **kwargs)
+        return recorded
+
+    for name in ("counts", "slots"):
+        monkeypatch.setattr(rt.store, name, on_thread(getattr(rt.store, name)))
+    monkeypatch.setattr(rt.log, "since", on_thread(rt.log.since))
+    log = f"{live_server.url}/esp32/communication/log?since=0&limit=200"
+    for round_no in range(3):
+        rt.log.add("SIMULATOR", "simulation", "info", f"round {round_no}")
+        for _ in range(3):
+            assert requests.get(f"{live_server.url}/status", timeout=10).status_code == 200
+            assert requests.get(log, timeout=10).status_code == 200
+    assert live_server.answered_on_loop >= 12  # the second and third of each, at least
+    assert readers and not [name for name in readers if name == f"http-{live_server.port}"]
+
+
+def test_a_client_that_pipelines_large_answers_and_never_reads_cannot_stall_the_server(
+        app, live_server):
+    """Waitress makes a writer wait while a connection has over 16 MiB unsent. Answers made
+    on the I/O thread must never wait so (the thread that would send them is the one
+    waiting): here a hundred 150 KiB log answers are asked for at once and never read."""
+    rt = app.extensions["vending"]
+    for index in range(1000):
+        rt.log.add("SIMULATOR", "simulation", "info", f"line {index} " + "x" * 100)
+    big = "/esp32/communication/log?limit=1000"
+    assert 150_000 < len(requests.get(live_server.url + big, timeout=10).content) < 256 * 1024
+    greedy = socket.create_connection(("127.0.0.1", live_server.port), timeout=10)
+    try:
+        greedy.setblocking(False)
+        burst = _get(big) * 2000
+        sent = 0
+        try:
+            while sent < len(burst):
+                sent += greedy.send(burst[sent:])
+        except BlockingIOError:  # the server stopped reading: enough is queued
+            pass
+        assert sent > 100 * len(_get(big))
+        wait_until(lambda: live_server.answered_on_loop >= 1, timeout=10,
+                   message="the first large answer to be made on the I/O thread")
+        assert requests.get(f"{live_server.url}/status", timeout=10).status_code == 200
+        vend = requests.post(f"{live_server.url}/vend/1?wait=5", timeout=10)
+        assert vend.status_code == 200 and vend.json()["status"] == "success", vend.text
+    finally:
+        greedy.close()
 
 
 # Settings that could crash the server ------------------------------------------------------

@@ -13,6 +13,11 @@ thread. What it lacks is added here, on its documented extension points (the ser
   connection limit the oldest idle connection makes room instead of the server no longer
   accepting (which froze the page for everyone);
 - a worker pool that grows on demand up to `threads` and shrinks back when idle;
+- answers given on the I/O thread: for the paths an application lists in `answered_on_loop`
+  (on the object behind `app.wsgi_app`), a GET is first offered to it there with
+  `environ[ON_LOOP]`; it answers only if that cannot block (nothing to read or build) and
+  otherwise raises NotNow, and a worker answers as usual. The polls every page sends are
+  answered so without waking a worker, the most of what a request cost here;
 - parked requests: a handler may offer to wait without a thread (a WiFi board's long-poll
   with nothing to send yet). The request stays at the head of its channel's queue, no
   worker holds it, and the channel goes back to the pool when the handler's wake-up fires,
@@ -58,6 +63,12 @@ RESERVED_FILES = 128
 
 PARK = "vending.park"
 RESUMED = "vending.resumed"
+ON_LOOP = "vending.on_loop"
+
+
+class NotNow(Exception):
+    """Raised by an application called with ON_LOOP whose answer is not ready (before it
+    calls start_response): a worker thread then calls it again, without ON_LOOP."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class ServerLimits:
     idle_timeout: float = 60.0  # a connection with no request at all is closed after this
     max_body: int | None = None
     park: bool = True  # offer handlers `vending.park` (WiFi long-polls wait without a thread)
+    answer_on_loop: bool = True  # let the application answer ready polls on the I/O thread
 
 
 def raise_open_file_limit(wanted: int) -> int:
@@ -407,18 +419,52 @@ class _Parked(BaseException):
 _NOTHING = object()
 
 
+# The largest answer given on the I/O thread: below waitress's outbuf_overflow (1 MiB), past
+# which it writes what is waiting to be sent to a temporary file, on the thread that writes.
+LOOP_ANSWER_LIMIT = 256 * 1024
+
+
+class LoopTask(KeepAliveTask):
+    """A request answered on the server's I/O thread, if its application can do so at once."""
+
+    def get_environment(self) -> dict[str, Any]:
+        if self.environ is None:
+            super().get_environment()[ON_LOOP] = True
+        return self.environ  # type: ignore[return-value]
+
+    def write(self, data: bytes) -> None:
+        if not self.wrote_header and len(data) > LOOP_ANSWER_LIMIT:
+            raise NotNow  # nothing sent yet: a worker answers it
+        super().write(data)
+
+
 class GuardedChannel(HTTPChannel):
     """A waitress channel that remembers when the request it is reading began, and can park it."""
 
     task_class = ParkingTask
     request_started = 0.0
+    receiving = False  # in received(), on the loop thread, with requests_lock held
+    loop_answers_left = 0  # how many more requests received() may answer on the loop
     parked: ParkedRequest | None = None  # set by the worker that parks, cleared on the loop
     resumed_context: Any = _NOTHING  # for the task that answers a resumed request
 
     def received(self, data: bytes) -> bool:
         if self.request is None and data:
             self.request_started = time.monotonic()
-        return super().received(data)
+        # One answer on the loop per read: a client pipelining many polls in one segment
+        # would otherwise hold the loop (and every other client) for all of them.
+        self.receiving, self.loop_answers_left = True, 1
+        try:
+            return super().received(data)
+        finally:
+            self.receiving = False
+
+    def drop_requests(self) -> None:
+        """Under requests_lock: forget the requests queued behind one that closes the
+        connection (as HTTPChannel.service does): none of them is ever run."""
+        for queued in self.requests:
+            queued.close()
+        self.requests = []
 
     def service(self) -> None:
         try:
@@ -447,6 +493,53 @@ class GuardedChannel(HTTPChannel):
             # command taken for a closed socket. Closed: the wait is released, nothing taken.
             logger.debug("closed a connection that sent a request behind its parked poll")
             self.handle_close()
+
+    def answer_on_loop(self, paths: frozenset[str] | set[str] | tuple[str, ...]) -> bool:
+        """On the loop thread, from received() (which holds requests_lock): answer the one
+        request waiting if it is a GET for one of `paths` and the application has its answer
+        ready; False leaves it to a worker.
+
+        At most one per read (received() sets the budget), and only with nothing left to
+        send: a client pipelining without reading would otherwise fill the output buffer, and
+        waitress makes a writer wait for the loop to drain it, here the loop itself.
+        """
+        if len(self.requests) != 1 or self.loop_answers_left <= 0:
+            return False
+        request = self.requests[0]
+        if request.error or request.command != "GET" or request.path not in paths \
+                or self.total_outbufs_len or self.parked is not None \
+                or self.resumed_context is not _NOTHING:
+            return False
+        self.loop_answers_left -= 1
+        task = LoopTask(self, request)
+        # Counted first: the answer is sent from within the task (waitress sends as it is
+        # written), and whoever reads the count after reading the answer must see it.
+        self.server.loop_answers += 1
+        try:
+            task.service()
+        except NotNow:
+            if not task.wrote_header:
+                self.server.loop_answers -= 1
+                return False
+            task.close_on_finish = True
+        except Exception:
+            if not task.wrote_header:  # a worker meets it again, and answers it as an error
+                self.server.loop_answers -= 1
+                logger.debug("could not answer %s on the I/O thread", request.path, exc_info=True)
+                return False
+            logger.exception("failed answering %s on the I/O thread", request.path)
+            task.close_on_finish = True
+        # What HTTPChannel.service does after a task, here under the lock received() holds.
+        if task.close_on_finish:
+            self.close_when_flushed = True
+            self.drop_requests()
+        else:
+            if self.current_outbuf_count > 0:  # the next response starts a new buffer
+                self.current_outbuf_count = self.adj.outbuf_high_watermark
+            request.close()
+            self.requests.pop(0)
+        self.last_activity = time.time()
+        return True
 
     def resume(self, parked: ParkedRequest) -> None:
         """On the loop thread: a parked request's time came; queue it for a worker."""
@@ -481,6 +574,10 @@ class GuardedServer(TcpWSGIServer):
                  parking: ParkingLot | None = None) -> None:
         self.limits = limits
         self.parking = parking if parking is not None else ParkingLot()
+        # As given: waitress wraps it (clearing untrusted proxy headers, memory only).
+        self.app_as_given = application
+        self.loop_ident: int | None = None  # the thread running the loop, once it runs
+        self.loop_answers = 0  # requests answered on that thread (written by it alone)
         self._per_address: collections.Counter[str] = collections.Counter()
         self._address_of: dict[int, str] = {}
         super().__init__(application, map=map, dispatcher=dispatcher, adj=adj,
@@ -491,11 +588,42 @@ class GuardedServer(TcpWSGIServer):
         """Waitress's loop, waking also when a parked request falls due."""
         poll = wasyncore.poll2 if self.adj.asyncore_use_poll and HAVE_POLL else wasyncore.poll
         longest = float(self.adj.asyncore_loop_timeout)
+        for listener in list(self._map.values()):  # every listener shares this loop
+            if isinstance(listener, GuardedServer):
+                listener.loop_ident = threading.get_ident()
         try:
             while self._map:
                 poll(self.parking.tick(time.monotonic(), longest), self._map)
         except (SystemExit, KeyboardInterrupt):
             self.task_dispatcher.shutdown()
+
+    def add_task(self, channel: Any) -> None:
+        if isinstance(channel, GuardedChannel) and channel.receiving:
+            if channel.close_when_flushed:
+                # A request answered on the loop closes the connection, and received() goes
+                # on parsing what came behind it in the same read: never run (a vend, say).
+                channel.drop_requests()
+                return
+            paths = self.paths_answered_on_loop()
+            if paths and channel.answer_on_loop(paths):
+                return
+        super().add_task(channel)
+
+    def paths_answered_on_loop(self) -> frozenset[str] | set[str] | tuple[str, ...]:
+        """What the application behind `app.wsgi_app` lists as `answered_on_loop`, read for
+        every request: a middleware wrapped around it since (which might block) turns it off."""
+        if not self.limits.answer_on_loop:
+            return ()
+        application = self.app_as_given
+        return getattr(getattr(application, "wsgi_app", application), "answered_on_loop", ())
+
+    def pull_trigger(self) -> None:
+        # An answer written on the loop thread and not yet sent pulls the trigger, a write to a
+        # pipe only that thread empties: needless (the loop looks at every channel again before
+        # it sleeps), and a full pipe would block it for good.
+        if threading.get_ident() == self.loop_ident:
+            return
+        super().pull_trigger()
 
     def readable(self) -> bool:
         # Unlike waitress, keep accepting at the limit: handle_accept makes room or refuses,
@@ -640,6 +768,11 @@ class BackgroundServer:
     def parked(self) -> int:
         """Requests waiting without a worker thread now."""
         return self._server.parking.count
+
+    @property
+    def answered_on_loop(self) -> int:
+        """Requests answered on the I/O thread so far, not by a worker."""
+        return self._server.loop_answers
 
     @property
     def worker_threads(self) -> int:

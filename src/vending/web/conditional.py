@@ -86,7 +86,18 @@ def conditional_json(answer: Answer) -> Response:
 def status_answer(rt: Runtime, snapshots: StatusSnapshots, audience: str,
                   if_none_match: str | None) -> Answer:
     """GET /status for `audience`; the same for the Flask view and the fast path."""
-    head, etag = snapshots.get(rt, audience)
+    return _status_from(rt, snapshots.get(rt, audience), if_none_match)
+
+
+def status_answer_now(rt: Runtime, snapshots: StatusSnapshots, audience: str,
+                      if_none_match: str | None) -> Answer | None:
+    """status_answer if the snapshot is current, else None: never reads the database."""
+    cached = snapshots.cached(rt, audience)
+    return None if cached is None else _status_from(rt, cached, if_none_match)
+
+
+def _status_from(rt: Runtime, snapshot: tuple[str, str], if_none_match: str | None) -> Answer:
+    head, etag = snapshot
     if holds(if_none_match, etag):
         return Answer(etag, None)
     return Answer(etag, f'{head},"uptime":{time.time() - rt.started_at:.1f}}}')
@@ -105,7 +116,7 @@ def log_answer(rt: Runtime, bodies: RecentBodies, since: int, limit: int,
 
     The answer depends only on the log's revision and the arguments: a poll that finds
     nothing new is answered before any entry is copied."""
-    etag = etag_of("log", rt.log.revision, since, limit, device_id, direction)
+    etag = _log_etag(rt, since, limit, device_id, direction)
     if holds(if_none_match, etag):
         return Answer(etag, None)
 
@@ -117,6 +128,22 @@ def log_answer(rt: Runtime, bodies: RecentBodies, since: int, limit: int,
     return Answer(etag, bodies.get(etag, build))
 
 
+def log_answer_now(rt: Runtime, bodies: RecentBodies, since: int, limit: int,
+                   device_id: str | None, direction: str | None,
+                   if_none_match: str | None) -> Answer | None:
+    """log_answer if it needs no new body, else None: the log's lock is not taken."""
+    etag = _log_etag(rt, since, limit, device_id, direction)
+    if holds(if_none_match, etag):
+        return Answer(etag, None)
+    body = bodies.cached(etag)
+    return None if body is None else Answer(etag, body)
+
+
+def _log_etag(rt: Runtime, since: int, limit: int, device_id: str | None,
+              direction: str | None) -> str:
+    return etag_of("log", rt.log.revision, since, limit, device_id, direction)
+
+
 class RecentBodies:
     """The last few bodies by ETag: tabs opening the same view share one encoding."""
 
@@ -125,11 +152,15 @@ class RecentBodies:
         self._bodies: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
 
+    def cached(self, etag: str) -> str | None:
+        """The body cached under `etag`, or None."""
+        # Without the lock (a dict read is atomic): every poll of an open page comes here,
+        # and a lock they all take is where a GIL-bound server convoys.
+        return self._bodies.get(etag)
+
     def get(self, etag: str, build: Callable[[], str]) -> str:
         """The body cached under `etag`, built (outside the lock) when missing."""
-        # Found without the lock (a dict read is atomic): every poll of an open page comes
-        # here, and a lock they all take is where a GIL-bound server convoys.
-        body = self._bodies.get(etag)
+        body = self.cached(etag)
         if body is not None:
             return body
         body = build()
@@ -160,12 +191,25 @@ class StatusSnapshots:
         self._cache: dict[str, tuple[Any, str, str]] = {}
         self._stored: tuple[int, tuple[list[dict[str, Any]], dict[str, int]]] | None = None
 
+    @staticmethod
+    def _key(rt: Runtime) -> tuple[Any, ...]:
+        # Memory only, no lock held across I/O: (store revision, log id, devices, mode,
+        # queues, transports).
+        return (rt.store.revision, rt.log.last_id, [d.info() for d in rt.registry.devices()],
+                rt.registry.communication_mode(), rt.service.queue_lengths(), rt.transports)
+
+    def cached(self, rt: Runtime, audience: str = OPERATOR) -> tuple[str, str] | None:
+        """What get() would answer if nothing has changed since it was built, else None.
+        Never reads the database nor builds a body: safe on the HTTP server's I/O thread."""
+        cached = self._cache.get(audience)
+        if cached is not None and cached[0] == self._key(rt):
+            return cached[1], cached[2]
+        return None
+
     def get(self, rt: Runtime, audience: str = OPERATOR) -> tuple[str, str]:
         """(JSON body without its closing brace and uptime, ETag) for this audience."""
-        devices = [d.info() for d in rt.registry.devices()]
-        mode = rt.registry.communication_mode()
-        queues = rt.service.queue_lengths()
-        key = (rt.store.revision, rt.log.last_id, devices, mode, queues, rt.transports)
+        key = self._key(rt)
+        _, _, devices, mode, queues, _ = key
         cached = self._cache.get(audience)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
