@@ -33,7 +33,8 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 BASELINE = "earlier version"
-KINDS = ["ours", "ours-through-flask", "waitress-before", "cheroot", "granian", "gunicorn", BASELINE]
+KINDS = ["ours", "ours-on-workers", "ours-through-flask", "waitress-before", "cheroot", "granian",
+         "gunicorn", BASELINE]
 LOG_PATH = "/esp32/communication/log?since=0&limit=200"
 ROWS = [("status50", "/status", 50), ("log50", LOG_PATH, 50), ("status1", "/status", 1),
         ("cond50", "/status", 50)]

@@ -1,8 +1,10 @@
 """Start the app on one WSGI server, for bench/bench_front.py: the candidates, side by side.
 
     python bench/front_servers.py KIND PORT DATA_DIR
-    KIND: ours (src/app.py's hardened waitress), ours-through-flask (the same, with the polled
-    endpoints' fast path removed so Flask answers them as it did before), waitress-before
+    KIND: ours (src/app.py's hardened waitress), ours-on-workers (the same, with every answer
+    given on a worker thread, none on the I/O thread), ours-through-flask (the same as
+    ours-on-workers, with the polled endpoints' fast path removed so Flask answers them as it
+    did before), waitress-before
     (waitress as the project used it before: 128 threads, connection_limit 256, select()),
     cheroot, granian, gunicorn (gthread).
 
@@ -55,18 +57,18 @@ def main(argv: list[str]) -> int:
         os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1",
                                   "--threads", str(THREADS), "-b", f"127.0.0.1:{port}",
                                   "--log-level", "warning", "front_servers:app"])
-    if kind in ("ours", "ours-through-flask"):
+    if kind in ("ours", "ours-on-workers", "ours-through-flask"):
         from vending.allocator import limit_arenas
 
         limit_arenas()  # as src/app.py does first thing
     flask_app = build_app()
     if kind == "ours-through-flask":
         flask_app.wsgi_app = flask_app.wsgi_app.flask_wsgi  # web/fastpath.py's PolledEndpoints
-        kind = "ours"
-    if kind == "ours":
+    if kind.startswith("ours"):
         from vending.serving import ServerLimits, build_server
 
-        server = build_server(flask_app, "127.0.0.1", port, ServerLimits(threads=THREADS))
+        limits = ServerLimits(threads=THREADS, answer_on_loop=kind == "ours")
+        server = build_server(flask_app, "127.0.0.1", port, limits)
         server.run()
     elif kind == "waitress-before":
         from waitress import create_server

@@ -305,7 +305,11 @@ def front_section(sizes: Sizes) -> list[str]:
 
 
 FRONT_CHOICE = [
-    "\"ours-through-flask\" is the same server with the polls' fast path taken out"
+    "\"ours-on-workers\" is the same server with every answer given on a worker thread:"
+    " \"ours\" gives a poll whose answer is already built on its I/O thread, with no hand-off"
+    " (src/vending/serving.py's answer_on_loop), which no other candidate can do (cheroot and"
+    " gunicorn read requests on worker threads; granian hands every call to a Python thread)."
+    " \"ours-through-flask\" is ours-on-workers with the polls' fast path taken out as well"
     " (src/vending/web/fastpath.py answers GET /status and the log below Flask; every candidate"
     " here serves the app with it, so the others' rows show what the server alone changes).",
     "",
@@ -317,7 +321,8 @@ FRONT_CHOICE = [
     " Windows. waitress reads requests on its I/O thread and installs as one pure-Python wheel"
     " everywhere; on its extension points we added poll(), a request deadline, per-address"
     " caps, eviction at the limit, a pool that grows on demand, one send() per answer,"
-    " keep-alive after a 304, and board long-polls parked without a thread"
+    " keep-alive after a 304, ready polls answered on the I/O thread, and board long-polls"
+    " parked without a thread"
     " (tests/test_http_front.py, tests/test_wifi_parking.py).",
 ]
 
