@@ -1,6 +1,6 @@
 """Run every benchmark and write docs/benchmarks.md: one command for all the figures.
 
-    PYTHONPATH=src python bench/run_all.py            # the full run (about 15 min on 2 cores)
+    PYTHONPATH=src python bench/run_all.py            # the full run (about 45 min on 2 cores)
     PYTHONPATH=src python bench/run_all.py --quick    # fewer and shorter runs (about 5 min)
 
 Each figure is the median over repeated runs, next to a baseline measured in the same run
