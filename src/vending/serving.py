@@ -42,7 +42,7 @@ import logging
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -494,7 +494,7 @@ class GuardedChannel(HTTPChannel):
             logger.debug("closed a connection that sent a request behind its parked poll")
             self.handle_close()
 
-    def answer_on_loop(self, paths: frozenset[str] | set[str] | tuple[str, ...]) -> bool:
+    def answer_on_loop(self, paths: Collection[str]) -> bool:
         """On the loop thread, from received() (which holds requests_lock): answer the one
         request waiting if it is a GET for one of `paths` and the application has its answer
         ready; False leaves it to a worker.
@@ -609,7 +609,7 @@ class GuardedServer(TcpWSGIServer):
                 return
         super().add_task(channel)
 
-    def paths_answered_on_loop(self) -> frozenset[str] | set[str] | tuple[str, ...]:
+    def paths_answered_on_loop(self) -> Collection[str]:
         """What the application behind `app.wsgi_app` lists as `answered_on_loop`, read for
         every request: a middleware wrapped around it since (which might block) turns it off."""
         if not self.limits.answer_on_loop:

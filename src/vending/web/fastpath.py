@@ -101,6 +101,7 @@ class PolledEndpoints:
                 or "HTTP_HOST" not in environ or "HTTP_AUTHORIZATION" in environ:
             return None
         answer = route(environ, now)
+        # The server declines a large answer on its loop anyway; here, before it is counted.
         if answer is None or (now and answer.body is not None
                               and len(answer.body) > LOOP_ANSWER_LIMIT):
             return None
